@@ -89,8 +89,15 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 even for half inputs, as OpenAI's is."""
 
     def forward(self, x):
+        if x.dtype == torch.float32:
+            # Skipping the no-op casts keeps Cast nodes out of the ONNX graph.
+            return super().forward(x)
         orig_type = x.dtype
         return super().forward(x.type(torch.float32)).type(orig_type)
+
+
+def _as(x, dtype):
+    return x if x.dtype == dtype else x.type(dtype)
 
 
 class QuickGELU(nn.Module):
@@ -185,9 +192,9 @@ class VisionTransformer(nn.Module):
     def forward(self, x):
         x = self.conv1(x)  # [N, width, grid, grid]
         x = x.flatten(2).transpose(1, 2)  # [N, grid*grid, width]
-        cls = self.class_embedding.to(x.dtype).reshape(1, 1, -1).expand(x.shape[0], 1, -1)
+        cls = _as(self.class_embedding, x.dtype).reshape(1, 1, -1).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1)
-        x = x + self.positional_embedding.to(x.dtype)
+        x = x + _as(self.positional_embedding, x.dtype)
         x = self.ln_pre(x)
         x = self.transformer(x)
         x = self.ln_post(x[:, 0, :])
@@ -252,13 +259,13 @@ class CLIP(nn.Module):
         return self.visual.conv1.weight.dtype
 
     def encode_image(self, image):
-        return self.visual(image.type(self.dtype))
+        return self.visual(_as(image, self.dtype))
 
     def encode_text(self, text):
-        x = self.token_embedding(text).type(self.dtype)  # [N, ctx, width]
-        x = x + self.positional_embedding.type(self.dtype)
+        x = _as(self.token_embedding(text), self.dtype)  # [N, ctx, width]
+        x = x + _as(self.positional_embedding, self.dtype)
         x = self.transformer(x)
-        x = self.ln_final(x).type(self.dtype)
+        x = _as(self.ln_final(x), self.dtype)
         return pool_eot(x, text, self.cfg.eot_token) @ self.text_projection
 
     def forward(self, image, text):
@@ -278,11 +285,14 @@ def pool_eot(x, text, eot_token):
     largest id. Equality works for any vocabulary. The mask is cast to float
     before ArgMax because TensorRT 8.x's ArgMax takes FP32/FP16 only, and the
     gather is a GatherElements over a batch-sized index, which exports to
-    plain ops with a dynamic batch.
+    plain ops with a dynamic batch. Equal compares int32 with int32, which
+    TensorRT 8.x's Equal supports.
     """
-    eot_index = (text == eot_token).to(torch.float32).argmax(dim=-1)  # [N]
+    eot = torch.tensor(eot_token, dtype=text.dtype)  # an int64 scalar would upcast the ids
+    eot_index = (text == eot).to(torch.float32).argmax(dim=-1)  # [N]
     index = eot_index.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1])
-    return torch.gather(x, 1, index).squeeze(1)
+    # [:, 0] rather than squeeze(1): squeeze of a dynamic dim exports as an If.
+    return torch.gather(x, 1, index)[:, 0]
 
 
 NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
