@@ -168,18 +168,21 @@ func (o Options) allowedPairs() [][2]int {
 
 // Shape is one drawn shape.
 type Shape struct {
-	Kind, Color, Size string
+	Kind  string `json:"kind"`
+	Color string `json:"color"`
+	Size  string `json:"size"`
 	// X and Y are the centre as fractions of the width and height (0,0 is
 	// the top left).
-	X, Y float64
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
 	// Rotation is the counter-clockwise rotation in radians from the upright
 	// pose (a triangle or star with a point up, a square with level sides).
-	Rotation float64
+	Rotation float64 `json:"rotation"`
 	// Radius is the outer radius in pixels: every painted pixel lies within
 	// it of the centre.
-	Radius float64
+	Radius float64 `json:"radius"`
 	// RGB is the exact fill drawn (the nominal colour with jitter).
-	RGB [3]uint8
+	RGB [3]uint8 `json:"rgb"`
 }
 
 // Filled reports whether the shape's centre pixel is painted with its
@@ -215,10 +218,10 @@ func third(v float64) int {
 
 // Truth is what a scene contains.
 type Truth struct {
-	Shapes     []Shape
-	Background string
-	Width      int
-	Height     int
+	Shapes     []Shape `json:"shapes"`
+	Background string  `json:"background"`
+	Width      int     `json:"width"`
+	Height     int     `json:"height"`
 }
 
 // Count returns how many shapes match the colour and kind ("" matches any).

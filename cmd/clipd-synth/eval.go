@@ -1,0 +1,7 @@
+package main
+
+import "fmt"
+
+func runEval(args []string) error {
+	return fmt.Errorf("eval: not built yet")
+}
