@@ -1,0 +1,335 @@
+// Package labels reads the hand-written label files that tell clipd what to
+// look for, expands them into CLIP prompts, turns the prompts into zero-shot
+// classifier weights through a PromptEncoder, and keeps them current while
+// people edit the files (see Watcher). The file format is documented in
+// docs/labels.md.
+package labels
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+)
+
+// DefaultTemplate is used when a file has no template: line. It is the
+// single prompt the CLIP paper and README use for zero-shot classification.
+const DefaultTemplate = "a photo of a {}."
+
+// Placeholder marks where a template takes the class name.
+const Placeholder = "{}"
+
+// maxLineBytes bounds one line so that a binary file dropped into the labels
+// directory by mistake gives an error instead of a huge allocation.
+const maxLineBytes = 64 * 1024
+
+// Label is one class the classifier can answer.
+type Label struct {
+	// Name is what results report.
+	Name string
+	// Prompts are the sentences whose embeddings are averaged into Weight.
+	Prompts []string
+	// Line is where the label was written, for error messages.
+	Line int
+	// Weight is the ensembled, L2-normalized text embedding; nil until the
+	// set has been embedded (Embedder.Embed or Watcher).
+	Weight []float32
+}
+
+// Set is the parsed content of one labels file.
+type Set struct {
+	// File is the name given to Parse, used in error messages.
+	File string
+	// Version increases by one each time the Watcher swaps in a new set for
+	// the same file; Parse leaves it zero.
+	Version uint64
+	// Templates are the file's template: lines, or DefaultTemplate.
+	Templates []string
+	Labels    []Label
+}
+
+// Names lists the label names in file order, the order scores are reported in.
+func (s *Set) Names() []string {
+	names := make([]string, len(s.Labels))
+	for i, l := range s.Labels {
+		names[i] = l.Name
+	}
+	return names
+}
+
+// Prompts lists every distinct prompt of the set, in first-use order.
+func (s *Set) Prompts() []string {
+	seen := make(map[string]bool)
+	var out []string
+	for _, l := range s.Labels {
+		for _, p := range l.Prompts {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// Embedded reports whether every label carries a weight.
+func (s *Set) Embedded() bool {
+	for _, l := range s.Labels {
+		if l.Weight == nil {
+			return false
+		}
+	}
+	return len(s.Labels) > 0
+}
+
+// ParseError locates a problem in a labels file.
+type ParseError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *ParseError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// directives are the keys that a "key: value" line reserves. Everything else
+// before a ':' is a label name.
+var directives = map[string]bool{"template": true}
+
+// pendingLabel keeps the class names of a label until all templates are
+// known, because template: lines apply to the whole file wherever they are.
+type pendingLabel struct {
+	name     string
+	line     int
+	synonyms []string // names put into templates; nil when prompts are explicit
+	prompts  []string // explicit prompts
+}
+
+// Parse reads a labels file. name is only used in error messages. Errors are
+// *ParseError values naming the file and line.
+func Parse(r io.Reader, name string) (*Set, error) {
+	set := &Set{File: name}
+	var pending []pendingLabel
+	firstLine := make(map[string]int) // lower-cased name -> line, for duplicates
+	fail := func(line int, format string, args ...any) error {
+		return &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}
+	}
+
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxLineBytes)
+	lineNo := 0
+	for sc.Scan() {
+		lineNo++
+		raw := sc.Text()
+		if !utf8.ValidString(raw) {
+			return nil, fail(lineNo, "not valid UTF-8")
+		}
+		text := raw
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+
+		colon := strings.IndexByte(text, ':')
+		equals := strings.IndexByte(text, '=')
+		switch {
+		case colon >= 0 && (equals < 0 || colon < equals):
+			key := strings.TrimSpace(text[:colon])
+			value := strings.TrimSpace(text[colon+1:])
+			if directives[key] {
+				if err := checkTemplate(value); err != nil {
+					return nil, fail(lineNo, "%v", err)
+				}
+				if !contains(set.Templates, value) {
+					set.Templates = append(set.Templates, value)
+				}
+				continue
+			}
+			prompts, err := splitList(value, '|')
+			if err != nil {
+				return nil, fail(lineNo, "label %q: %v after ':'", key, err)
+			}
+			for _, p := range prompts {
+				if strings.Contains(p, Placeholder) {
+					if isWord(key) {
+						return nil, fail(lineNo, "unknown directive %q (the only directive is \"template:\"; per-label prompts after ':' are complete sentences and may not contain {})", key)
+					}
+					return nil, fail(lineNo, "label %q: prompt %q contains {}: per-label prompts after ':' are complete sentences, {} belongs in template: lines", key, p)
+				}
+			}
+			if err := checkName(key); err != nil {
+				return nil, fail(lineNo, "%v", err)
+			}
+			pending = append(pending, pendingLabel{name: key, line: lineNo, prompts: prompts})
+		case equals >= 0:
+			key := strings.TrimSpace(text[:equals])
+			if err := checkName(key); err != nil {
+				return nil, fail(lineNo, "%v", err)
+			}
+			synonyms, err := splitList(text[equals+1:], ',')
+			if err != nil {
+				return nil, fail(lineNo, "label %q: %v after '='", key, err)
+			}
+			for _, s := range synonyms {
+				if strings.ContainsAny(s, ":=|") {
+					return nil, fail(lineNo, "label %q: synonym %q contains ':', '=' or '|': a label line takes either '= synonyms' or ': prompts', not both", key, s)
+				}
+				if strings.ContainsAny(s, "{}") {
+					return nil, fail(lineNo, "label %q: synonym %q contains '{' or '}': synonyms are names put into the templates", key, s)
+				}
+			}
+			pending = append(pending, pendingLabel{name: key, line: lineNo, synonyms: append([]string{key}, synonyms...)})
+		default:
+			if err := checkName(text); err != nil {
+				return nil, fail(lineNo, "%v", err)
+			}
+			pending = append(pending, pendingLabel{name: text, line: lineNo, synonyms: []string{text}})
+		}
+
+		last := pending[len(pending)-1]
+		folded := strings.ToLower(last.name)
+		if prev, dup := firstLine[folded]; dup {
+			return nil, fail(lineNo, "duplicate label %q (first defined on line %d)", last.name, prev)
+		}
+		firstLine[folded] = lineNo
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fail(lineNo+1, "line longer than %d bytes", maxLineBytes)
+		}
+		return nil, &ParseError{File: name, Msg: err.Error()}
+	}
+	if len(pending) == 0 {
+		return nil, fail(0, "no labels (a labels file needs at least one label line)")
+	}
+	if len(set.Templates) == 0 {
+		set.Templates = []string{DefaultTemplate}
+	}
+
+	set.Labels = make([]Label, len(pending))
+	for i, p := range pending {
+		prompts := p.prompts
+		if p.synonyms != nil {
+			prompts = expand(set.Templates, p.synonyms)
+		}
+		set.Labels[i] = Label{Name: p.name, Line: p.line, Prompts: dedupe(prompts)}
+	}
+	return set, nil
+}
+
+// FromNames builds a set from bare label names, as a classify request over the
+// socket supplies them. templates may be nil for DefaultTemplate.
+func FromNames(names []string, templates []string) (*Set, error) {
+	var b strings.Builder
+	for _, t := range templates {
+		fmt.Fprintf(&b, "template: %s\n", t)
+	}
+	for _, n := range names {
+		if strings.ContainsAny(n, "\n\r#:=|") {
+			return nil, fmt.Errorf("label %q: may not contain newlines or any of # : = |", n)
+		}
+		b.WriteString(n)
+		b.WriteByte('\n')
+	}
+	return Parse(strings.NewReader(b.String()), "request")
+}
+
+// expand puts every class name into every template, templates outermost so
+// that the prompt list reads like CLIP's zeroshot_classifier loop.
+func expand(templates, names []string) []string {
+	out := make([]string, 0, len(templates)*len(names))
+	for _, n := range names {
+		for _, t := range templates {
+			out = append(out, strings.ReplaceAll(t, Placeholder, n))
+		}
+	}
+	return out
+}
+
+func checkTemplate(t string) error {
+	switch {
+	case t == "":
+		return errors.New("empty template")
+	case !strings.Contains(t, Placeholder):
+		return fmt.Errorf("template %q has no {} where the label goes", t)
+	case strings.ContainsAny(t, "|"):
+		return fmt.Errorf("template %q contains '|': write one template: line per template", t)
+	}
+	return nil
+}
+
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty label name")
+	case strings.Contains(name, "|"):
+		return fmt.Errorf("label %q contains '|': alternatives go after ':' (prompts) or '=' (synonyms)", name)
+	case strings.ContainsAny(name, "={}"):
+		return fmt.Errorf("label %q may not contain '=', '{' or '}'", name)
+	}
+	return nil
+}
+
+// splitList splits on sep, trims items and rejects empty ones, which are
+// almost always a stray separator.
+func splitList(s string, sep byte) ([]string, error) {
+	parts := strings.Split(s, string(sep))
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			if len(parts) == 1 {
+				return nil, errors.New("nothing")
+			}
+			return nil, fmt.Errorf("an empty item between '%c' separators", sep)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// isWord reports whether s looks like a directive keyword, so that a typo
+// such as "templte: a photo of a {}." is reported as what it most likely is.
+func isWord(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// dedupe drops repeated prompts: a synonym that equals the label would
+// otherwise count twice in the ensemble mean.
+func dedupe(prompts []string) []string {
+	seen := make(map[string]bool, len(prompts))
+	out := prompts[:0:0]
+	for _, p := range prompts {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,236 @@
+package labels
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func parseString(t *testing.T, text string) *Set {
+	t.Helper()
+	set, err := Parse(strings.NewReader(text), "test.labels")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return set
+}
+
+func TestParseForms(t *testing.T) {
+	set := parseString(t, `
+# comment line
+template: a photo of a {}.        # inline comment
+template: a blurry photo of a {}.
+
+dog
+cat: a photo of a cat | a photo of a kitten
+person = human, man
+`)
+	wantTemplates := []string{"a photo of a {}.", "a blurry photo of a {}."}
+	if !reflect.DeepEqual(set.Templates, wantTemplates) {
+		t.Errorf("templates = %q, want %q", set.Templates, wantTemplates)
+	}
+	want := []Label{
+		{Name: "dog", Line: 6, Prompts: []string{"a photo of a dog.", "a blurry photo of a dog."}},
+		{Name: "cat", Line: 7, Prompts: []string{"a photo of a cat", "a photo of a kitten"}},
+		{Name: "person", Line: 8, Prompts: []string{
+			"a photo of a person.", "a blurry photo of a person.",
+			"a photo of a human.", "a blurry photo of a human.",
+			"a photo of a man.", "a blurry photo of a man.",
+		}},
+	}
+	if !reflect.DeepEqual(set.Labels, want) {
+		t.Errorf("labels =\n%+v\nwant\n%+v", set.Labels, want)
+	}
+	if got := set.Names(); !reflect.DeepEqual(got, []string{"dog", "cat", "person"}) {
+		t.Errorf("Names() = %q", got)
+	}
+}
+
+func TestParseDefaultTemplateAndLateTemplate(t *testing.T) {
+	set := parseString(t, "dog\n")
+	if !reflect.DeepEqual(set.Labels[0].Prompts, []string{"a photo of a dog."}) {
+		t.Errorf("default template prompts = %q", set.Labels[0].Prompts)
+	}
+	// template: lines apply to the whole file, also to labels above them.
+	set = parseString(t, "dog\ntemplate: a drawing of a {}.\n")
+	if !reflect.DeepEqual(set.Labels[0].Prompts, []string{"a drawing of a dog."}) {
+		t.Errorf("late template prompts = %q", set.Labels[0].Prompts)
+	}
+}
+
+func TestParseSynonymEqualToLabelCountsOnce(t *testing.T) {
+	set := parseString(t, "car = car, automobile\n")
+	want := []string{"a photo of a car.", "a photo of a automobile."}
+	if !reflect.DeepEqual(set.Labels[0].Prompts, want) {
+		t.Errorf("prompts = %q, want %q", set.Labels[0].Prompts, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name, text string
+		line       int
+		msg        string
+	}{
+		{"duplicate", "dog\ncat\n\nDog\n", 4, `duplicate label "Dog" (first defined on line 1)`},
+		{"template without placeholder", "template: a photo\ndog\n", 1, "has no {}"},
+		{"empty template", "template:\ndog\n", 1, "empty template"},
+		{"unknown directive", "dog\ntemplte: a photo of a {}.\n", 2, `unknown directive "templte"`},
+		{"placeholder in label prompt", "Big Dog: a {} running\n", 1, "per-label prompts"},
+		{"empty label before colon", ": a photo of nothing\n", 1, "empty label name"},
+		{"empty label before equals", " = human\n", 1, "empty label name"},
+		{"empty prompt item", "cat: a cat || a kitten\n", 1, "empty item between '|'"},
+		{"nothing after colon", "cat:\n", 1, `label "cat": nothing after ':'`},
+		{"empty synonym", "person = human,,man\n", 1, "empty item between ','"},
+		{"both forms", "person = human: a photo of a human\n", 1, "not both"},
+		{"pipe in name", "dog | puppy\n", 1, "contains '|'"},
+		{"no labels", "# only\ntemplate: a {}.\n", 0, "no labels"},
+		{"bad utf8", "dog\n\xff\xfe\n", 2, "UTF-8"},
+		{"long line", "dog\n" + strings.Repeat("x", maxLineBytes+10) + "\n", 2, "longer than"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(c.text), "home.labels")
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want *ParseError", err)
+			}
+			if pe.File != "home.labels" || pe.Line != c.line || !strings.Contains(pe.Msg, c.msg) {
+				t.Errorf("err = %q (line %d), want line %d containing %q", err, pe.Line, c.line, c.msg)
+			}
+			if c.line > 0 && !strings.HasPrefix(err.Error(), "home.labels:") {
+				t.Errorf("error %q does not start with file:line", err)
+			}
+		})
+	}
+}
+
+func TestFromNames(t *testing.T) {
+	set, err := FromNames([]string{"dog", "cat"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.Labels[1].Prompts; !reflect.DeepEqual(got, []string{"a photo of a cat."}) {
+		t.Errorf("prompts = %q", got)
+	}
+	if _, err := FromNames([]string{"dog", "a: b"}, nil); err == nil {
+		t.Error("FromNames accepted a name with ':'")
+	}
+	if _, err := FromNames([]string{"dog", "dog"}, nil); err == nil {
+		t.Error("FromNames accepted duplicate names")
+	}
+}
+
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CLIPD_SHARED")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "clip", "label_sets.json")); err != nil {
+		t.Skipf("reference data missing: need clip/label_sets.json under CLIPD_SHARED or ../shared (%v)", err)
+	}
+	return dir
+}
+
+// The CIFAR-10 example must expand to exactly the prompts of CLIP's
+// zeroshot_classifier loop: for each class, each template.
+func TestCIFAR10ExampleMatchesCLIP(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(sharedDir(t), "clip", "label_sets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sets map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &sets); err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Classes   []string `json:"classes"`
+		Templates []string `json:"templates"`
+	}
+	if err := json.Unmarshal(sets["CIFAR10"], &ref); err != nil {
+		t.Fatalf("label_sets.json CIFAR10: %v", err)
+	}
+	f, err := os.Open(filepath.Join("..", "examples", "labels", "cifar10.labels"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	set, err := Parse(f, "cifar10.labels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(set.Names(), ref.Classes) {
+		t.Fatalf("classes = %q, want %q", set.Names(), ref.Classes)
+	}
+	for i, class := range ref.Classes {
+		var want []string
+		for _, tmpl := range ref.Templates {
+			want = append(want, strings.ReplaceAll(tmpl, "{}", class))
+		}
+		if !reflect.DeepEqual(set.Labels[i].Prompts, want) {
+			t.Errorf("%s prompts = %q, want %q", class, set.Labels[i].Prompts, want)
+		}
+	}
+}
+
+func TestHomeExampleParses(t *testing.T) {
+	f, err := os.Open(filepath.Join("..", "examples", "labels", "home.labels"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	set, err := Parse(f, "home.labels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"person", "car", "dog", "cat", "package", "bicycle", "empty street"}
+	if !reflect.DeepEqual(set.Names(), want) {
+		t.Errorf("names = %q, want %q", set.Names(), want)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("template: a photo of a {}.\ndog\ncat: a cat | a kitten\nperson = human, man\n")
+	f.Add("# c\n\n dog # x\n")
+	f.Add("a:b=c|d\n")
+	f.Add("x = y: z\n")
+	f.Add("templte: {}\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		set, err := Parse(strings.NewReader(text), "fuzz")
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.File != "fuzz" {
+				t.Fatalf("error %v is not a *ParseError naming the file", err)
+			}
+			return
+		}
+		if len(set.Labels) == 0 || len(set.Templates) == 0 {
+			t.Fatalf("successful parse with %d labels, %d templates", len(set.Labels), len(set.Templates))
+		}
+		seen := map[string]bool{}
+		for _, l := range set.Labels {
+			if l.Name == "" || strings.TrimSpace(l.Name) != l.Name || len(l.Prompts) == 0 || l.Line < 1 {
+				t.Fatalf("bad label %+v", l)
+			}
+			if seen[strings.ToLower(l.Name)] {
+				t.Fatalf("duplicate label %q accepted", l.Name)
+			}
+			seen[strings.ToLower(l.Name)] = true
+			for _, p := range l.Prompts {
+				if p == "" || strings.Contains(p, "{}") || strings.ContainsAny(p, "#\n") {
+					t.Fatalf("bad prompt %q for %q", p, l.Name)
+				}
+			}
+		}
+		for _, tmpl := range set.Templates {
+			if !strings.Contains(tmpl, "{}") {
+				t.Fatalf("template %q without {}", tmpl)
+			}
+		}
+	})
+}
