@@ -1,0 +1,324 @@
+// Package config reads clipd's TOML configuration file.
+//
+// The file has three tables and an array of cameras. Every key is optional
+// except, for each camera, name, source and labels. Relative paths are
+// resolved against the directory of the configuration file, so a config and
+// its label files can be moved together.
+//
+//	[model]
+//	bundle          = "models/demo"        model bundle directory (path)
+//	backend         = "auto"               auto | tensorrt | onnxruntime
+//	onnxruntime_lib = ""                   libonnxruntime.so.1 to load (path); "" = $CLIPD_ONNXRUNTIME_LIB, then the loader's search
+//	engine_cache    = "/var/cache/clipd"   where built TensorRT engines are kept (path)
+//	max_batch       = 8                    TensorRT optimization profile maximum, 1..256
+//	threads         = 0                    ONNX Runtime intra-op threads, 0 = all cores, 0..1024
+//
+//	[socket]
+//	path         = "/run/clipd/clipd.sock" results socket (path)
+//	mode         = "0660"                  permission bits, an octal string, at most 0777
+//	group        = ""                      group to chown the socket to; "" = leave it
+//	max_clients  = 64                      connected clients at once, 1..65536
+//	client_queue = 256                     results queued per client before the oldest are dropped, 1..1048576
+//
+//	[log]
+//	level  = "info"                        debug | info | warn | error
+//	format = "text"                        text | json
+//
+//	[[camera]]
+//	name           = "front"               required, unique, [a-z0-9_-]+, at most 64 bytes
+//	source         = "/dev/video0"         required: /dev/… device, rtsp(s)://, http(s)://, a file path, or "pattern"
+//	format         = "auto"                auto | mjpeg | yuyv | nv12 | rgb24
+//	width          = 1280                  1..8192
+//	height         = 720                   1..8192
+//	fps            = 30                    1..240
+//	labels         = "labels/home.txt"     required, label file (path); Load checks that it exists
+//	classify_every = "200ms"               minimum interval between classified frames, a Go duration
+//	                                       string ("200ms", "1s"), or 0 / "0s" for every frame
+//	top_k          = 5                     labels published per result, 1..1000
+//	threshold      = 0.0                   results whose top score is below are not published, 0..1
+//
+// Decoding is strict: unknown keys, wrong types and invalid values are
+// errors of type *Error naming the file, the line and the full key path,
+// e.g. "clipd.toml:14: camera[1].fps: must be between 1 and 240, got 0".
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clipd/clipd/frame"
+)
+
+// Backend names accepted by model.backend.
+const (
+	BackendAuto        = "auto"
+	BackendTensorRT    = "tensorrt"
+	BackendONNXRuntime = "onnxruntime"
+)
+
+// Config is a validated configuration with every path absolute or, when
+// parsed without a file name, relative to the working directory.
+type Config struct {
+	Model   Model
+	Socket  Socket
+	Log     Log
+	Cameras []Camera
+}
+
+// Model is the [model] table.
+type Model struct {
+	Bundle         string
+	Backend        string
+	ONNXRuntimeLib string
+	EngineCache    string
+	MaxBatch       int
+	Threads        int
+}
+
+// Socket is the [socket] table.
+type Socket struct {
+	Path        string
+	Mode        os.FileMode
+	Group       string
+	MaxClients  int
+	ClientQueue int
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string
+	Format string
+}
+
+// Camera is one [[camera]] entry.
+type Camera struct {
+	Name   string
+	Source string
+	// Format is "auto" or a name accepted by frame.ParseFormat.
+	Format        string
+	Width         int
+	Height        int
+	FPS           int
+	Labels        string
+	ClassifyEvery time.Duration
+	TopK          int
+	Threshold     float64
+}
+
+// SourceKind says how a camera's frames are obtained.
+type SourceKind int
+
+// Source kinds, from Camera.Source.
+const (
+	SourceDevice SourceKind = iota + 1
+	SourceRTSP
+	SourceHTTP
+	SourceFile
+	SourcePattern
+)
+
+func (k SourceKind) String() string {
+	switch k {
+	case SourceDevice:
+		return "device"
+	case SourceRTSP:
+		return "rtsp"
+	case SourceHTTP:
+		return "http"
+	case SourceFile:
+		return "file"
+	case SourcePattern:
+		return "pattern"
+	}
+	return "unknown"
+}
+
+// SourceKind classifies c.Source (already validated by Parse).
+func (c Camera) SourceKind() SourceKind {
+	k, _ := classifySource(c.Source)
+	return k
+}
+
+// PixelFormat returns the requested pixel format, or ok=false for "auto".
+func (c Camera) PixelFormat() (f frame.Format, ok bool) {
+	f, err := frame.ParseFormat(c.Format)
+	return f, err == nil
+}
+
+// PatternSource is the camera source that generates a synthetic test image.
+const PatternSource = "pattern"
+
+func classifySource(s string) (SourceKind, error) {
+	switch {
+	case s == "":
+		return 0, errors.New("must not be empty")
+	case s == PatternSource:
+		return SourcePattern, nil
+	case strings.HasPrefix(s, "/dev/"):
+		return SourceDevice, nil
+	}
+	if scheme, _, found := strings.Cut(s, "://"); found {
+		switch strings.ToLower(scheme) {
+		case "rtsp", "rtsps":
+			return SourceRTSP, nil
+		case "http", "https":
+			return SourceHTTP, nil
+		}
+		return 0, fmt.Errorf("unsupported URL scheme %q (want rtsp, rtsps, http or https)", scheme)
+	}
+	return SourceFile, nil
+}
+
+// Defaults for keys that are not written in the file.
+const (
+	DefaultCameraFormat    = "auto"
+	DefaultCameraWidth     = 1280
+	DefaultCameraHeight    = 720
+	DefaultCameraFPS       = 30
+	DefaultClassifyEvery   = 200 * time.Millisecond
+	DefaultTopK            = 5
+	DefaultCameraThreshold = 0.0
+)
+
+// Default returns the configuration of an empty file (no cameras), with
+// paths as written in the documentation, before resolution.
+func Default() *Config {
+	return &Config{
+		Model: Model{
+			Bundle:      "models/demo",
+			Backend:     BackendAuto,
+			EngineCache: "/var/cache/clipd",
+			MaxBatch:    8,
+			Threads:     0,
+		},
+		Socket: Socket{
+			Path:        "/run/clipd/clipd.sock",
+			Mode:        0o660,
+			MaxClients:  64,
+			ClientQueue: 256,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Error is one problem in a configuration file. Line is 0 when the problem
+// has no place in the file (a missing required key in an empty document).
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteString(":" + strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// ErrorList is every problem found in one file, in file order as far as the
+// checks allow; Parse returns it so that a user fixes a file in one pass.
+type ErrorList []*Error
+
+func (l ErrorList) Error() string {
+	msgs := make([]string, len(l))
+	for i, e := range l {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap lets errors.As find the individual *Error values.
+func (l ErrorList) Unwrap() []error {
+	errs := make([]error, len(l))
+	for i, e := range l {
+		errs[i] = e
+	}
+	return errs
+}
+
+// Load reads and parses the file at path, then checks what only the
+// filesystem can tell: that label files exist and that two device paths
+// (e.g. a /dev/v4l/by-id link and /dev/video0) are not the same device.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, pos, err := parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if errs := checkFiles(cfg, pos, path); len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates a configuration without touching the
+// filesystem. name is the file's path: it appears in errors and its
+// directory is the base of relative paths.
+func Parse(data []byte, name string) (*Config, error) {
+	cfg, _, err := parse(data, name)
+	return cfg, err
+}
+
+var cameraNamePattern = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+func checkFiles(cfg *Config, pos *positions, file string) ErrorList {
+	var errs ErrorList
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{File: file, Line: pos.line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	type openedDevice struct {
+		name, path string
+		info       os.FileInfo
+	}
+	var devices []openedDevice
+	for i, cam := range cfg.Cameras {
+		prefix := fmt.Sprintf("camera[%d].", i)
+		if st, err := os.Stat(cam.Labels); err != nil {
+			add(prefix+"labels", "label file %s: %v", cam.Labels, unwrapPathError(err))
+		} else if st.IsDir() {
+			add(prefix+"labels", "label file %s is a directory", cam.Labels)
+		}
+		if cam.SourceKind() != SourceDevice {
+			continue
+		}
+		// A missing device is not an error: USB cameras come and go, and
+		// the capture code waits for them.
+		st, err := os.Stat(cam.Source)
+		if err != nil {
+			continue
+		}
+		for _, seen := range devices {
+			if os.SameFile(seen.info, st) {
+				add(prefix+"source", "%s is the same device as %s (camera %q)", cam.Source, seen.path, seen.name)
+				break
+			}
+		}
+		devices = append(devices, openedDevice{cam.Name, cam.Source, st})
+	}
+	return errs
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,301 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func defaultResolved(dir string) *Config {
+	c := Default()
+	c.Model.Bundle = filepath.Join(dir, c.Model.Bundle)
+	return c
+}
+
+func TestEmptyFileIsDefault(t *testing.T) {
+	cfg, err := Parse(nil, "/etc/clipd/clipd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := defaultResolved("/etc/clipd"); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("empty file:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// The example documents every default: it must decode to Default() plus the
+// two example cameras it declares.
+func TestExampleIsDefaultPlusCameras(t *testing.T) {
+	data, err := os.ReadFile("clipd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(data, "/etc/clipd/clipd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultResolved("/etc/clipd")
+	want.Cameras = []Camera{
+		{
+			Name: "front", Source: "/dev/video0", Format: "auto", Width: 1280, Height: 720, FPS: 30,
+			Labels: "/etc/clipd/labels/home.txt", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0,
+		},
+		{
+			Name: "door", Source: "rtsp://192.0.2.10:554/stream1", Format: "auto", Width: 1280, Height: 720, FPS: 30,
+			Labels: "/etc/clipd/labels/door.txt", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25,
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("example:\n got %+v\nwant %+v", cfg, want)
+	}
+	// The first camera spells out every camera default explicitly.
+	noDefaults := want.Cameras[0]
+	noDefaults.Name, noDefaults.Source, noDefaults.Labels = "", "", ""
+	if (noDefaults != Camera{Format: DefaultCameraFormat, Width: DefaultCameraWidth, Height: DefaultCameraHeight,
+		FPS: DefaultCameraFPS, ClassifyEvery: DefaultClassifyEvery, TopK: DefaultTopK, Threshold: DefaultCameraThreshold}) {
+		t.Fatalf("example camera front does not show the defaults: %+v", noDefaults)
+	}
+}
+
+func TestCameraKinds(t *testing.T) {
+	doc := `
+[[camera]]
+name = "a"
+source = "/dev/video0"
+labels = "l.txt"
+[[camera]]
+name = "b"
+source = "rtsps://host/x"
+labels = "l.txt"
+[[camera]]
+name = "c"
+source = "https://host/mjpg"
+labels = "l.txt"
+[[camera]]
+name = "d"
+source = "clips/walk.mp4"
+labels = "/abs/l.txt"
+[[camera]]
+name = "e"
+source = "pattern"
+labels = "l.txt"
+format = "yuyv"
+classify_every = 0
+`
+	cfg, err := Parse([]byte(doc), "/srv/c/clipd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := []SourceKind{SourceDevice, SourceRTSP, SourceHTTP, SourceFile, SourcePattern}
+	for i, k := range kinds {
+		if got := cfg.Cameras[i].SourceKind(); got != k {
+			t.Errorf("camera %s: kind %v, want %v", cfg.Cameras[i].Name, got, k)
+		}
+	}
+	if got := cfg.Cameras[3].Source; got != "/srv/c/clips/walk.mp4" {
+		t.Errorf("file source not resolved: %q", got)
+	}
+	if got := cfg.Cameras[3].Labels; got != "/abs/l.txt" {
+		t.Errorf("absolute labels path changed: %q", got)
+	}
+	if _, ok := cfg.Cameras[0].PixelFormat(); ok {
+		t.Error("format auto reported as a concrete pixel format")
+	}
+	if f, ok := cfg.Cameras[4].PixelFormat(); !ok || f.String() != "yuyv" {
+		t.Errorf("PixelFormat = %v, %v", f, ok)
+	}
+	if cfg.Cameras[4].ClassifyEvery != 0 {
+		t.Errorf("classify_every = 0 gave %v", cfg.Cameras[4].ClassifyEvery)
+	}
+}
+
+func TestSocketMode(t *testing.T) {
+	cfg, err := Parse([]byte("[socket]\nmode = \"0600\"\ngroup = \"video\"\n"), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Socket.Mode != 0o600 || cfg.Socket.Group != "video" {
+		t.Fatalf("socket = %+v", cfg.Socket)
+	}
+}
+
+const camHead = "[[camera]]\nname = \"a\"\nsource = \"/dev/video0\"\nlabels = \"l.txt\"\n"
+
+func TestInvalid(t *testing.T) {
+	cases := []struct {
+		name, doc, want string
+	}{
+		{"fps zero", camHead + camHead[:11] + "name = \"b\"\nsource = \"/dev/video1\"\nlabels = \"l.txt\"\nfps = 0\n",
+			"clipd.toml:9: camera[1].fps: must be between 1 and 240, got 0"},
+		{"unknown key", "[model]\nbundle = \"x\"\nbakend = \"auto\"\n",
+			"clipd.toml:3: model.bakend: unknown key"},
+		{"unknown key in second camera", camHead + camHead + "colour = true\n",
+			"clipd.toml:9: camera[1].colour: unknown key"},
+		{"unknown table", "[modle]\nbundle = \"x\"\n", "clipd.toml:1: modle"},
+		{"wrong type", "[model]\n\nmax_batch = \"eight\"\n", "clipd.toml:3: model.max_batch: must be an integer, got a TOML string"},
+		{"wrong type in camera", camHead + camHead + "width = 1.5\n", "clipd.toml:9: camera[1].width: must be an integer, got a TOML float"},
+		{"bad backend", "[model]\nbackend = \"cuda\"\n",
+			`clipd.toml:2: model.backend: must be one of auto, tensorrt, onnxruntime, got "cuda"`},
+		{"bad mode", "[socket]\nmode = \"rw\"\n", `clipd.toml:2: socket.mode: must be an octal permission string`},
+		{"mode as number", "[socket]\nmode = 660\n", `clipd.toml:2: socket.mode: must be a string, got a TOML integer`},
+		{"mode too big", "[socket]\nmode = \"1777\"\n", `clipd.toml:2: socket.mode: must be at most 0777`},
+		{"bad level", "[log]\nlevel = \"loud\"\n", `clipd.toml:2: log.level: must be one of debug, info, warn, error, got "loud"`},
+		{"duplicate name", camHead + camHead,
+			`clipd.toml:6: camera[1].name: duplicate camera name "a" (also camera[0])`},
+		{"same device", camHead + "[[camera]]\nname = \"b\"\nsource = \"/dev/video0\"\nlabels = \"l.txt\"\n",
+			`clipd.toml:7: camera[1].source: device /dev/video0 is already used by camera[0]`},
+		{"bad duration", camHead + "classify_every = \"200 ms\"\n",
+			`clipd.toml:5: camera[0].classify_every: invalid duration "200 ms"`},
+		{"numeric duration", camHead + "classify_every = 200\n",
+			`clipd.toml:5: camera[0].classify_every: a number must be 0`},
+		{"negative duration", camHead + "classify_every = \"-1s\"\n",
+			`clipd.toml:5: camera[0].classify_every: must not be negative`},
+		{"bad name", "[[camera]]\nname = \"Front Door\"\nsource = \"pattern\"\nlabels = \"l\"\n",
+			`clipd.toml:2: camera[0].name: must match [a-z0-9_-]+`},
+		{"missing labels", "\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\n",
+			`clipd.toml:2: camera[0].labels: is required`},
+		{"missing source", "[[camera]]\nname = \"a\"\nlabels = \"l\"\n",
+			`clipd.toml:1: camera[0].source: is required`},
+		{"bad scheme", "[[camera]]\nname = \"a\"\nsource = \"ftp://x/y\"\nlabels = \"l\"\n",
+			`clipd.toml:3: camera[0].source: unsupported URL scheme "ftp"`},
+		{"threshold", camHead + "threshold = 1.5\n", `clipd.toml:5: camera[0].threshold: must be between 0 and 1, got 1.5`},
+		{"top_k", camHead + "top_k = 0\n", `clipd.toml:5: camera[0].top_k: must be between 1 and 1000, got 0`},
+		{"syntax", "[model]\nbundle = \n", "clipd.toml:2: "},
+		{"inline table", "model = { backend = \"x\" }\n", `clipd.toml:1: model.backend: must be one of`},
+		{"camera array of inline tables", "camera = [{ name = \"a\", source = \"pattern\", labels = \"l\", fps = 999 }]\n",
+			`clipd.toml:1: camera[0].fps: must be between 1 and 240, got 999`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc), "clipd.toml")
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tc.doc)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error\n  %v\ndoes not contain\n  %s", err, tc.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) || e.File != "clipd.toml" || e.Line == 0 {
+				t.Fatalf("error is not a located *Error: %#v", err)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReported(t *testing.T) {
+	doc := "[model]\nmax_batch = 0\n[log]\nformat = \"xml\"\n"
+	_, err := Parse([]byte(doc), "c.toml")
+	var list ErrorList
+	if !errors.As(err, &list) || len(list) != 2 {
+		t.Fatalf("want 2 errors, got %v", err)
+	}
+	if list[0].Key != "model.max_batch" || list[0].Line != 2 || list[1].Key != "log.format" || list[1].Line != 4 {
+		t.Fatalf("errors = %v", err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadResolvesAgainstConfigDir(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "labels", "home.txt"), "a cat\na dog\n")
+	path := filepath.Join(dir, "clipd.toml")
+	writeFile(t, path, "[model]\nbundle = \"../models/x\"\n[socket]\npath = \"run/s.sock\"\n"+
+		"[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"labels/home.txt\"\n")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(filepath.Dir(dir), "models", "x"); cfg.Model.Bundle != want {
+		t.Errorf("bundle = %q, want %q", cfg.Model.Bundle, want)
+	}
+	if want := filepath.Join(dir, "run", "s.sock"); cfg.Socket.Path != want {
+		t.Errorf("socket = %q, want %q", cfg.Socket.Path, want)
+	}
+	if want := filepath.Join(dir, "labels", "home.txt"); cfg.Cameras[0].Labels != want {
+		t.Errorf("labels = %q, want %q", cfg.Cameras[0].Labels, want)
+	}
+}
+
+func TestLoadMissingLabels(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clipd.toml")
+	writeFile(t, path, "[[camera]]\nname = \"a\"\nsource = \"pattern\"\n\nlabels = \"nope.txt\"\n")
+	_, err := Load(path)
+	want := path + ":5: camera[0].labels: label file " + filepath.Join(dir, "nope.txt") + ": no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "absent.toml"))
+	if err == nil || !strings.Contains(err.Error(), "absent.toml") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Two names for one device node (a by-id style symlink and the node) must
+// be caught, which only the filesystem can tell.
+func TestLoadSameDeviceThroughSymlink(t *testing.T) {
+	linkDir, err := os.MkdirTemp("/dev/shm", "clipd-config-test-")
+	if err != nil {
+		t.Skipf("need a writable directory under /dev for a device symlink: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(linkDir) })
+	link := filepath.Join(linkDir, "usb-cam-video-index0")
+	if err := os.Symlink("/dev/null", link); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "l.txt"), "x\n")
+	path := filepath.Join(dir, "clipd.toml")
+	writeFile(t, path, "[[camera]]\nname = \"a\"\nsource = \"/dev/null\"\nlabels = \"l.txt\"\n"+
+		"[[camera]]\nname = \"b\"\nsource = \""+link+"\"\nlabels = \"l.txt\"\n")
+	_, err = Load(path)
+	want := path + ":7: camera[1].source: " + link + ` is the same device as /dev/null (camera "a")`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	old := defaultResolved("/x")
+	old.Cameras = []Camera{
+		{Name: "keep", Source: "pattern", FPS: 30},
+		{Name: "tweak", Source: "pattern", FPS: 30},
+		{Name: "drop", Source: "pattern"},
+	}
+	updated := defaultResolved("/x")
+	updated.Log.Level = "debug"
+	updated.Cameras = []Camera{
+		{Name: "new", Source: "pattern"},
+		{Name: "tweak", Source: "pattern", FPS: 15},
+		{Name: "keep", Source: "pattern", FPS: 30},
+	}
+	got := Diff(old, updated)
+	want := Changes{
+		Added: []string{"new"}, Removed: []string{"drop"}, Changed: []string{"tweak"}, Unchanged: []string{"keep"},
+		LogChanged: true,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Diff:\n got %+v\nwant %+v", got, want)
+	}
+	if !Diff(old, old).Empty() || got.Empty() {
+		t.Fatal("Empty() wrong")
+	}
+	if first := Diff(nil, old); len(first.Added) != 3 || !first.ModelChanged {
+		t.Fatalf("Diff(nil, cfg) = %+v", first)
+	}
+}

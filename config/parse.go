@@ -1,0 +1,338 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	toml "github.com/pelletier/go-toml/v2"
+)
+
+// The file* types mirror the TOML layout. Camera fields are pointers because
+// go-toml appends zero-valued elements for [[camera]], so absence has to be
+// seen to apply a default.
+type fileConfig struct {
+	Model  fileModel    `toml:"model"`
+	Socket fileSocket   `toml:"socket"`
+	Log    fileLog      `toml:"log"`
+	Camera []fileCamera `toml:"camera"`
+}
+
+type fileModel struct {
+	Bundle         string `toml:"bundle"`
+	Backend        string `toml:"backend"`
+	ONNXRuntimeLib string `toml:"onnxruntime_lib"`
+	EngineCache    string `toml:"engine_cache"`
+	MaxBatch       int64  `toml:"max_batch"`
+	Threads        int64  `toml:"threads"`
+}
+
+type fileSocket struct {
+	Path        string `toml:"path"`
+	Mode        string `toml:"mode"`
+	Group       string `toml:"group"`
+	MaxClients  int64  `toml:"max_clients"`
+	ClientQueue int64  `toml:"client_queue"`
+}
+
+type fileLog struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+type fileCamera struct {
+	Name          *string  `toml:"name"`
+	Source        *string  `toml:"source"`
+	Format        *string  `toml:"format"`
+	Width         *int64   `toml:"width"`
+	Height        *int64   `toml:"height"`
+	FPS           *int64   `toml:"fps"`
+	Labels        *string  `toml:"labels"`
+	ClassifyEvery any      `toml:"classify_every"` // duration string or the integer 0
+	TopK          *int64   `toml:"top_k"`
+	Threshold     *float64 `toml:"threshold"`
+}
+
+func parse(data []byte, name string) (*Config, *positions, error) {
+	pos, serr := scanPositions(data)
+	if serr != nil {
+		return nil, pos, ErrorList{{File: name, Line: serr.line, Msg: serr.msg}}
+	}
+
+	def := Default()
+	raw := fileConfig{
+		Model: fileModel{
+			Bundle: def.Model.Bundle, Backend: def.Model.Backend, ONNXRuntimeLib: def.Model.ONNXRuntimeLib,
+			EngineCache: def.Model.EngineCache, MaxBatch: int64(def.Model.MaxBatch), Threads: int64(def.Model.Threads),
+		},
+		Socket: fileSocket{
+			Path: def.Socket.Path, Mode: fmt.Sprintf("%04o", def.Socket.Mode), Group: def.Socket.Group,
+			MaxClients: int64(def.Socket.MaxClients), ClientQueue: int64(def.Socket.ClientQueue),
+		},
+		Log: fileLog{Level: def.Log.Level, Format: def.Log.Format},
+	}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, pos, decodeErrors(err, name, pos)
+	}
+
+	v := validator{file: name, pos: pos, dir: filepath.Dir(name)}
+	cfg := v.build(&raw)
+	if len(v.errs) > 0 {
+		return nil, pos, v.errs
+	}
+	return cfg, pos, nil
+}
+
+// decodeErrors turns go-toml's errors into *Error values with the full key
+// path; go-toml's own key drops array indexes ("camera.fps"), so the path
+// is taken from the position map when one starts on the error's line.
+func decodeErrors(err error, file string, pos *positions) ErrorList {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var errs ErrorList
+		for i := range strict.Errors {
+			e := &strict.Errors[i]
+			errs = append(errs, fromDecodeError(e, file, pos, "unknown key"))
+		}
+		return errs
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		return ErrorList{fromDecodeError(de, file, pos, friendlyTypeError(strings.TrimPrefix(de.Error(), "toml: ")))}
+	}
+	return ErrorList{{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}}
+}
+
+var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\w+) into .* of type \*?(\w+)$`)
+
+// friendlyTypeError rewrites go-toml's type errors, which name this
+// package's private Go types, in the file's own terms.
+func friendlyTypeError(msg string) string {
+	m := typeMismatch.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := map[string]string{"int64": "an integer", "string": "a string", "float64": "a number"}[m[2]]
+	if want == "" {
+		return msg
+	}
+	return fmt.Sprintf("must be %s, got a TOML %s", want, m[1])
+}
+
+func fromDecodeError(de *toml.DecodeError, file string, pos *positions, msg string) *Error {
+	line, _ := de.Position()
+	key := strings.Join(de.Key(), ".")
+	if p, ok := pos.pathAt[line]; ok {
+		key = p
+	}
+	return &Error{File: file, Line: line, Key: key, Msg: msg}
+}
+
+type validator struct {
+	file string
+	dir  string
+	pos  *positions
+	errs ErrorList
+}
+
+// fail records a problem with key; a key absent from the file is reported
+// at the line of its table header, when there is one.
+func (v *validator) fail(key, format string, args ...any) {
+	line := v.pos.line(key)
+	for k := key; line == 0 && k != ""; {
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+		line = v.pos.line(k)
+	}
+	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(v.dir, p)
+}
+
+func (v *validator) intIn(key string, got int64, lo, hi int64) int {
+	if got < lo || got > hi {
+		v.fail(key, "must be between %d and %d, got %d", lo, hi, got)
+	}
+	return int(got)
+}
+
+func (v *validator) oneOf(key, got string, allowed ...string) string {
+	for _, a := range allowed {
+		if got == a {
+			return got
+		}
+	}
+	v.fail(key, "must be one of %s, got %q", strings.Join(allowed, ", "), got)
+	return got
+}
+
+func (v *validator) nonEmpty(key, got string) string {
+	if got == "" {
+		v.fail(key, "must not be empty")
+	}
+	return got
+}
+
+func (v *validator) build(raw *fileConfig) *Config {
+	cfg := &Config{}
+	m := raw.Model
+	cfg.Model = Model{
+		Bundle:         v.resolve(v.nonEmpty("model.bundle", m.Bundle)),
+		Backend:        v.oneOf("model.backend", m.Backend, BackendAuto, BackendTensorRT, BackendONNXRuntime),
+		ONNXRuntimeLib: v.resolve(m.ONNXRuntimeLib),
+		EngineCache:    v.resolve(v.nonEmpty("model.engine_cache", m.EngineCache)),
+		MaxBatch:       v.intIn("model.max_batch", m.MaxBatch, 1, 256),
+		Threads:        v.intIn("model.threads", m.Threads, 0, 1024),
+	}
+
+	s := raw.Socket
+	cfg.Socket = Socket{
+		Path:        v.resolve(v.nonEmpty("socket.path", s.Path)),
+		Mode:        v.fileMode("socket.mode", s.Mode),
+		Group:       s.Group,
+		MaxClients:  v.intIn("socket.max_clients", s.MaxClients, 1, 65536),
+		ClientQueue: v.intIn("socket.client_queue", s.ClientQueue, 1, 1<<20),
+	}
+
+	cfg.Log = Log{
+		Level:  v.oneOf("log.level", raw.Log.Level, "debug", "info", "warn", "error"),
+		Format: v.oneOf("log.format", raw.Log.Format, "text", "json"),
+	}
+
+	names := map[string]int{}
+	devices := map[string]int{}
+	for i := range raw.Camera {
+		cam := v.camera(i, &raw.Camera[i])
+		prefix := fmt.Sprintf("camera[%d].", i)
+		if cam.Name != "" {
+			if first, dup := names[cam.Name]; dup {
+				v.fail(prefix+"name", "duplicate camera name %q (also camera[%d])", cam.Name, first)
+			} else {
+				names[cam.Name] = i
+			}
+		}
+		if cam.SourceKind() == SourceDevice {
+			if first, dup := devices[cam.Source]; dup {
+				v.fail(prefix+"source", "device %s is already used by camera[%d]", cam.Source, first)
+			} else {
+				devices[cam.Source] = i
+			}
+		}
+		cfg.Cameras = append(cfg.Cameras, cam)
+	}
+	return cfg
+}
+
+func (v *validator) fileMode(key, s string) os.FileMode {
+	mode, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || s == "" {
+		v.fail(key, "must be an octal permission string such as \"0660\", got %q", s)
+		return 0
+	}
+	if mode > 0o777 {
+		v.fail(key, "must be at most 0777, got %q", s)
+	}
+	return os.FileMode(mode)
+}
+
+func (v *validator) camera(i int, fc *fileCamera) Camera {
+	prefix := fmt.Sprintf("camera[%d].", i)
+	str := func(p *string, def string) string {
+		if p == nil {
+			return def
+		}
+		return *p
+	}
+	num := func(p *int64, def int64) int64 {
+		if p == nil {
+			return def
+		}
+		return *p
+	}
+
+	cam := Camera{}
+	if fc.Name == nil {
+		v.fail(prefix+"name", "is required")
+	} else if cam.Name = *fc.Name; !cameraNamePattern.MatchString(cam.Name) || len(cam.Name) > 64 {
+		v.fail(prefix+"name", "must match [a-z0-9_-]+ and be at most 64 bytes, got %q", cam.Name)
+	}
+
+	if fc.Source == nil {
+		v.fail(prefix+"source", "is required")
+	} else {
+		kind, err := classifySource(*fc.Source)
+		switch {
+		case err != nil:
+			v.fail(prefix+"source", "%v", err)
+		case kind == SourceFile || kind == SourceDevice:
+			cam.Source = v.resolve(*fc.Source)
+		default:
+			cam.Source = *fc.Source
+		}
+	}
+
+	cam.Format = v.oneOf(prefix+"format", str(fc.Format, DefaultCameraFormat), "auto", "mjpeg", "yuyv", "nv12", "rgb24")
+	cam.Width = v.intIn(prefix+"width", num(fc.Width, DefaultCameraWidth), 1, 8192)
+	cam.Height = v.intIn(prefix+"height", num(fc.Height, DefaultCameraHeight), 1, 8192)
+	cam.FPS = v.intIn(prefix+"fps", num(fc.FPS, DefaultCameraFPS), 1, 240)
+
+	if fc.Labels == nil {
+		v.fail(prefix+"labels", "is required (a label file, one label per line)")
+	} else {
+		cam.Labels = v.resolve(v.nonEmpty(prefix+"labels", *fc.Labels))
+	}
+
+	cam.ClassifyEvery = v.duration(prefix+"classify_every", fc.ClassifyEvery)
+	cam.TopK = v.intIn(prefix+"top_k", num(fc.TopK, DefaultTopK), 1, 1000)
+
+	cam.Threshold = DefaultCameraThreshold
+	if fc.Threshold != nil {
+		cam.Threshold = *fc.Threshold
+		if math.IsNaN(cam.Threshold) || cam.Threshold < 0 || cam.Threshold > 1 {
+			v.fail(prefix+"threshold", "must be between 0 and 1, got %v", cam.Threshold)
+		}
+	}
+	return cam
+}
+
+func (v *validator) duration(key string, raw any) time.Duration {
+	switch x := raw.(type) {
+	case nil:
+		return DefaultClassifyEvery
+	case int64:
+		if x != 0 {
+			v.fail(key, "a number must be 0 (every frame); write other intervals with a unit, e.g. \"%dms\"", x)
+		}
+		return 0
+	case string:
+		d, err := time.ParseDuration(x)
+		if err != nil {
+			v.fail(key, "invalid duration %q (want e.g. \"200ms\", \"1s\" or 0)", x)
+			return 0
+		}
+		if d < 0 {
+			v.fail(key, "must not be negative, got %q", x)
+		}
+		return d
+	default:
+		v.fail(key, "must be a duration string such as \"200ms\" or 0, got %T", raw)
+		return 0
+	}
+}
