@@ -1,0 +1,3 @@
+// Package tokenizer reproduces OpenAI CLIP's SimpleTokenizer and
+// clip.tokenize exactly.
+package tokenizer

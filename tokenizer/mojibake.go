@@ -1,0 +1,3 @@
+package tokenizer
+
+func fixEncoding(text string) string { return text }
