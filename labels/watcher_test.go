@@ -1,0 +1,356 @@
+package labels
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// eventWait bounds how long a test waits for fsnotify plus debounce; it is
+// a deadlock guard, not a performance assertion.
+const eventWait = 10 * time.Second
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	path   string
+	enc    *hashEncoder
+	w      *Watcher
+	events chan Event
+}
+
+func newHarness(t *testing.T, content string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cams.labels")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startHarness(t, dir, path)
+}
+
+func startHarness(t *testing.T, dir, path string) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: dir, path: path, enc: &hashEncoder{dim: 8}, events: make(chan Event, 1000)}
+	w, err := NewWatcher(WatcherConfig{
+		Files:    []string{path},
+		Embedder: NewEmbedder(h.enc),
+		OnEvent:  func(ev Event) { h.events <- ev },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.w = w
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return h
+}
+
+func (h *harness) next() Event {
+	h.t.Helper()
+	select {
+	case ev := <-h.events:
+		return ev
+	case <-time.After(eventWait):
+		h.t.Fatalf("no watcher event within %v", eventWait)
+		return Event{}
+	}
+}
+
+// quiet asserts that nothing more is reported once a few debounce periods
+// have passed.
+func (h *harness) quiet() {
+	h.t.Helper()
+	select {
+	case ev := <-h.events:
+		h.t.Fatalf("unexpected event %v %s v%d: %v", ev.Kind, ev.File, ev.Version, ev.Err)
+	case <-time.After(5 * DefaultDebounce):
+	}
+}
+
+func (h *harness) names() []string { return h.w.Current(h.path).Names() }
+
+// replace saves like most editors: write a temp file, rename it over.
+func replace(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWatcherInitialLoad(t *testing.T) {
+	h := newHarness(t, "dog\ncat\n")
+	set := h.w.Current(h.path)
+	if set.Version != 1 || !set.Embedded() || !reflect.DeepEqual(set.Names(), []string{"dog", "cat"}) {
+		t.Errorf("initial set: version %d, embedded %v, names %q", set.Version, set.Embedded(), set.Names())
+	}
+	if h.w.Current("elsewhere.labels") != nil {
+		t.Error("Current returned a set for an unwatched file")
+	}
+}
+
+func TestNewWatcherRejectsBrokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.labels")
+	os.WriteFile(path, []byte("dog\ndog\n"), 0o644)
+	_, err := NewWatcher(WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(&hashEncoder{dim: 4})})
+	if err == nil || !strings.Contains(err.Error(), path+":2:") {
+		t.Errorf("err = %v, want one naming %s:2", err, path)
+	}
+}
+
+func TestWatcherRenameSwap(t *testing.T) {
+	h := newHarness(t, "dog\ncat\n")
+	replace(t, h.path, "dog\ncat\nbird\n")
+	ev := h.next()
+	if ev.Kind != Loaded || ev.Version != 2 || ev.File != h.path {
+		t.Fatalf("event = %+v, want loaded v2", ev)
+	}
+	if got := h.names(); !reflect.DeepEqual(got, []string{"dog", "cat", "bird"}) {
+		t.Errorf("names = %q", got)
+	}
+	h.quiet()
+}
+
+func TestWatcherInPlaceWrite(t *testing.T) {
+	h := newHarness(t, "dog\n")
+	if err := os.WriteFile(h.path, []byte("horse\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 {
+		t.Fatalf("event = %+v", ev)
+	}
+	if got := h.names(); !reflect.DeepEqual(got, []string{"horse"}) {
+		t.Errorf("names = %q", got)
+	}
+}
+
+func TestWatcherBrokenFileKeepsOldSet(t *testing.T) {
+	h := newHarness(t, "dog\ncat\n")
+	replace(t, h.path, "dog\ncat\ntemplate: no placeholder\n")
+	ev := h.next()
+	if ev.Kind != Failed || ev.Line != 3 || ev.Version != 1 || !strings.Contains(ev.Err.Error(), h.path+":3:") {
+		t.Fatalf("event = %+v, want failed at line 3 keeping v1", ev)
+	}
+	if set := h.w.Current(h.path); set.Version != 1 || !reflect.DeepEqual(set.Names(), []string{"dog", "cat"}) {
+		t.Errorf("after broken edit: v%d %q", set.Version, set.Names())
+	}
+	// Touching the broken file without changing it must not repeat the error.
+	now := time.Now()
+	os.Chtimes(h.path, now, now)
+	h.quiet()
+
+	replace(t, h.path, "dog\ncat\nfox\n")
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 {
+		t.Fatalf("after fix: %+v", ev)
+	}
+}
+
+func TestWatcherRemovalKeepsOldSet(t *testing.T) {
+	h := newHarness(t, "dog\n")
+	if err := os.Remove(h.path); err != nil {
+		t.Fatal(err)
+	}
+	ev := h.next()
+	if ev.Kind != Removed || ev.Version != 1 || ev.Err == nil {
+		t.Fatalf("event = %+v, want removed keeping v1", ev)
+	}
+	if set := h.w.Current(h.path); set.Version != 1 || set.Names()[0] != "dog" {
+		t.Errorf("after removal: v%d %q", set.Version, set.Names())
+	}
+	replace(t, h.path, "cat\n")
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 || ev.Set.Names()[0] != "cat" {
+		t.Fatalf("after re-creation: %+v", ev)
+	}
+}
+
+// Kubernetes mounts ConfigMaps as name -> ..data/name, ..data -> ..<stamp>,
+// and updates by renaming a new ..data symlink over the old one.
+func TestWatcherSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	mk := func(stamp, content string) {
+		os.Mkdir(filepath.Join(dir, stamp), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, stamp, "cams.labels"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("..v1", "dog\n")
+	if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "cams.labels")
+	if err := os.Symlink(filepath.Join("..data", "cams.labels"), path); err != nil {
+		t.Fatal(err)
+	}
+	h := startHarness(t, dir, path)
+
+	mk("..v2", "dog\nowl\n")
+	if err := os.Symlink("..v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(dir, "..v1"))
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 {
+		t.Fatalf("event = %+v", ev)
+	}
+	if got := h.names(); !reflect.DeepEqual(got, []string{"dog", "owl"}) {
+		t.Errorf("names = %q", got)
+	}
+	h.quiet()
+}
+
+// A symlink into another directory: editing the target must be seen even
+// though nothing changes in the link's own directory.
+func TestWatcherFollowsSymlinkTargetDirectory(t *testing.T) {
+	linkDir, targetDir := t.TempDir(), t.TempDir()
+	target := filepath.Join(targetDir, "real.labels")
+	os.WriteFile(target, []byte("dog\n"), 0o644)
+	path := filepath.Join(linkDir, "cams.labels")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	h := startHarness(t, linkDir, path)
+	replace(t, target, "dog\nemu\n")
+	if ev := h.next(); ev.Kind != Loaded || !reflect.DeepEqual(ev.Set.Names(), []string{"dog", "emu"}) {
+		t.Fatalf("event = %+v", ev)
+	}
+}
+
+// vim with backupcopy=no renames the file away, writes a new one and
+// deletes the backup; the moment without a file must not count as removal.
+func TestWatcherVimSave(t *testing.T) {
+	h := newHarness(t, "dog\n")
+	backup := h.path + "~"
+	if err := os.Rename(h.path, backup); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.path, []byte("dog\nyak\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(backup)
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 {
+		t.Fatalf("event = %+v, want one loaded v2", ev)
+	}
+	h.quiet()
+}
+
+func TestWatcherDebounceCoalescesBurst(t *testing.T) {
+	h := newHarness(t, "l0\n")
+	for i := 1; i <= 20; i++ {
+		replace(t, h.path, fmt.Sprintf("l%d\n", i))
+	}
+	ev := h.next()
+	if ev.Kind != Loaded || ev.Version != 2 || ev.Set.Names()[0] != "l20" {
+		t.Fatalf("event = %+v, want a single load of the last content", ev)
+	}
+	h.quiet()
+}
+
+func TestWatcherSiblingFileDoesNotReload(t *testing.T) {
+	h := newHarness(t, "dog\n")
+	os.WriteFile(filepath.Join(h.dir, "notes.txt"), []byte("x"), 0o644)
+	h.quiet()
+	if v := h.w.Current(h.path).Version; v != 1 {
+		t.Errorf("version = %d after a sibling changed, want 1", v)
+	}
+}
+
+func TestWatcherEncodesOnlyNewPrompts(t *testing.T) {
+	h := newHarness(t, "template: a photo of a {}.\ntemplate: a sketch of a {}.\ndog\ncat\n")
+	replace(t, h.path, "template: a photo of a {}.\ntemplate: a sketch of a {}.\ndog\ncat\nbird\n")
+	if ev := h.next(); ev.Kind != Loaded {
+		t.Fatalf("event = %+v", ev)
+	}
+	calls, encoded := h.enc.stats()
+	want := []string{"a photo of a dog.", "a sketch of a dog.", "a photo of a cat.", "a sketch of a cat.", "a photo of a bird.", "a sketch of a bird."}
+	if calls != 2 || !reflect.DeepEqual(encoded, want) {
+		t.Errorf("%d encoder calls encoded %q, want 2 calls encoding %q", calls, encoded, want)
+	}
+}
+
+func TestWatcherReloadForcesNewVersion(t *testing.T) {
+	h := newHarness(t, "dog\n")
+	h.w.Reload()
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 {
+		t.Fatalf("event = %+v", ev)
+	}
+}
+
+// Readers must always see a complete, embedded set whose version never goes
+// backwards, while reloads swap sets underneath them (run with -race).
+func TestWatcherConcurrentReaders(t *testing.T) {
+	h := newHarness(t, "a0\n")
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last uint64
+			for !stop.Load() {
+				set := h.w.Current(h.path)
+				if set.Version < last {
+					errs <- fmt.Sprintf("version went back from %d to %d", last, set.Version)
+					return
+				}
+				last = set.Version
+				if !set.Embedded() || len(set.Labels) != int(set.Version) {
+					errs <- fmt.Sprintf("v%d has %d labels, embedded %v", set.Version, len(set.Labels), set.Embedded())
+					return
+				}
+				for _, l := range set.Labels {
+					_ = l.Weight[0] * l.Weight[len(l.Weight)-1]
+				}
+			}
+		}()
+	}
+	// Version n has n labels, so readers can check consistency.
+	content := "a0\n"
+	for v := 2; v <= 8; v++ {
+		content += fmt.Sprintf("a%d\n", v-1)
+		replace(t, h.path, content)
+		if ev := h.next(); ev.Kind != Loaded || ev.Version != uint64(v) {
+			t.Fatalf("event = %+v, want v%d", ev, v)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+func BenchmarkCurrent(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "x.labels")
+	os.WriteFile(path, []byte("dog\n"), 0o644)
+	w, err := NewWatcher(WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(&hashEncoder{dim: 8})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if w.Current(path) == nil {
+				b.Fatal("nil set")
+			}
+		}
+	})
+}
