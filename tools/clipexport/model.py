@@ -10,6 +10,7 @@ the ids, so vocabularies whose EOT is not the largest id still work.
 """
 
 import math
+import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
@@ -288,7 +289,10 @@ def pool_eot(x, text, eot_token):
     plain ops with a dynamic batch. Equal compares int32 with int32, which
     TensorRT 8.x's Equal supports.
     """
-    eot = torch.tensor(eot_token, dtype=text.dtype)  # an int64 scalar would upcast the ids
+    with warnings.catch_warnings():
+        # The tracer warns that torch.tensor becomes a constant: that is the intent.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        eot = torch.tensor(eot_token, dtype=text.dtype)  # a Python int would upcast the ids to int64
     eot_index = (text == eot).to(torch.float32).argmax(dim=-1)  # [N]
     index = eot_index.reshape(-1, 1, 1).expand(-1, 1, x.shape[-1])
     # [:, 0] rather than squeeze(1): squeeze of a dynamic dim exports as an If.
