@@ -54,7 +54,13 @@ type Decoder struct {
 
 // handle is kept apart from Decoder so that a cleanup can free a handle whose
 // Decoder was dropped (for instance by sync.Pool) without Close.
-type handle struct{ tj C.tjhandle }
+// hdr receives tjDecompressHeader3's outputs; it lives here rather than on
+// the stack because cgo would move stack variables whose address C gets to
+// the heap on every call.
+type handle struct {
+	tj  C.tjhandle
+	hdr [4]C.int
+}
 
 // NewDecoder allocates a TurboJPEG handle.
 func NewDecoder() (*Decoder, error) {
@@ -118,8 +124,9 @@ func (d *Decoder) DecodeHeader(jpeg []byte) (Header, error) {
 	if len(jpeg) == 0 {
 		return Header{}, errors.New("jpegturbo: empty JPEG data")
 	}
-	var w, h, subsamp, colorspace C.int
-	rc := C.tjDecompressHeader3(d.h.tj, (*C.uchar)(unsafe.Pointer(&jpeg[0])), C.ulong(len(jpeg)), &w, &h, &subsamp, &colorspace)
+	o := &d.h.hdr
+	rc := C.tjDecompressHeader3(d.h.tj, (*C.uchar)(unsafe.Pointer(&jpeg[0])), C.ulong(len(jpeg)), &o[0], &o[1], &o[2], &o[3])
+	w, h, colorspace := o[0], o[1], o[3]
 	runtime.KeepAlive(jpeg)
 	if rc != 0 {
 		return Header{}, d.lastError("reading header")

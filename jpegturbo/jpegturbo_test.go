@@ -277,3 +277,20 @@ func BenchmarkDecode1080p(b *testing.B) {
 		buf = img.Pix
 	}
 }
+
+func TestDecodeReusesBuffer(t *testing.T) {
+	jpg := encodeJPEG(t, testImage(64, 48))
+	d, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	img, err := d.Decode(jpg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := img.Pix
+	if n := testing.AllocsPerRun(10, func() { _, _ = d.Decode(jpg, buf) }); n != 0 {
+		t.Errorf("Decode into a large enough buffer allocates %.0f times", n)
+	}
+}
