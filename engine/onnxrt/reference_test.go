@@ -1,0 +1,218 @@
+package onnxrt
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/clipd/clipd/bundle"
+	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/internal/testmodel"
+	"github.com/clipd/clipd/tokenizer"
+)
+
+// expectedFile is reference/model/expected.json, written by the original
+// CLIP code from the same checkpoints.
+type expectedFile struct {
+	Labels     []string    `json:"labels"`
+	Texts      []string    `json:"texts"`
+	TextEmbeds [][]float32 `json:"text_embeds"`
+	LogitScale float64     `json:"logit_scale"`
+	Images     []struct {
+		Image         string    `json:"image"`
+		ImageEmbed    []float32 `json:"image_embed"`
+		Probs         []float32 `json:"probs"`
+		ProbsScale100 []float32 `json:"probs_scale100"`
+	} `json:"images"`
+}
+
+func loadExpected(tb testing.TB, shared string) *expectedFile {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(shared, "reference", "model", "expected.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var e expectedFile
+	if err := json.Unmarshal(data, &e); err != nil {
+		tb.Fatalf("expected.json: %v", err)
+	}
+	if len(e.Images) == 0 || len(e.Texts) != len(e.TextEmbeds) {
+		tb.Fatalf("expected.json: %d images, %d texts, %d text embeddings", len(e.Images), len(e.Texts), len(e.TextEmbeds))
+	}
+	return &e
+}
+
+// readTensor reads a reference input tensor (little-endian float32 CHW).
+func readTensor(tb testing.TB, path string, want int) []float32 {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(data) != 4*want {
+		tb.Fatalf("%s: %d bytes, want %d", path, len(data), 4*want)
+	}
+	v := make([]float32, want)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+	}
+	return v
+}
+
+func cosine(a, b []float32) float64 {
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	return dot / math.Sqrt(na*nb)
+}
+
+// referenceTokens maps text to clip.tokenize's ids for the rows of
+// tokenizer.jsonl, to check the tokenizer on the texts used here.
+func referenceTokens(tb testing.TB, shared string) map[string][]int32 {
+	tb.Helper()
+	f, err := os.Open(filepath.Join(shared, "reference", "tokenizer.jsonl"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	rows := map[string][]int32{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		var row struct {
+			Text     string  `json:"text"`
+			Tokens77 []int32 `json:"tokens77"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &row); err != nil {
+			tb.Fatalf("tokenizer.jsonl:%d: %v", line, err)
+		}
+		rows[row.Text] = row.Tokens77
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return rows
+}
+
+// TestReferenceParity runs the tiny reference CLIP, exported from both
+// checkpoint forms, through ONNX Runtime and compares with the original
+// implementation's embeddings and zero-shot probabilities.
+func TestReferenceParity(t *testing.T) {
+	requireRuntime(t)
+	shared := sharedDir(t)
+	want := loadExpected(t, shared)
+	refTokens := referenceTokens(t, shared)
+	for _, form := range []string{"state", "jit"} {
+		t.Run(form, func(t *testing.T) {
+			b, err := bundle.Load(testmodel.TinyBundle(t, form))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(float64(b.LogitScale())-want.LogitScale) > 1e-5*want.LogitScale {
+				t.Errorf("bundle logit_scale %v, reference %v", b.LogitScale(), want.LogitScale)
+			}
+			enc, err := Open(b, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer enc.Close()
+
+			tok, err := tokenizer.LoadDir(b.TokenizerDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tokens := make([][]int32, len(want.Texts))
+			for i, text := range want.Texts {
+				tokens[i], _ = tok.Tokenize(text, engine.ContextLength)
+				if ref, ok := refTokens[text]; ok && !equalInt32(ref, tokens[i]) {
+					t.Errorf("tokens of %q differ from tokenizer.jsonl", text)
+				}
+			}
+			worstCos, worstProb := 1.0, 0.0
+			defer func() { t.Logf("lowest cosine %.8f, largest probability error %.2e", worstCos, worstProb) }()
+			textEmb, err := enc.EncodeTexts(tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range textEmb {
+				c := cosine(textEmb[i], want.TextEmbeds[i])
+				worstCos = min(worstCos, c)
+				if c < 0.99999 {
+					t.Errorf("text %q: cosine %.7f to the reference", want.Texts[i], c)
+				}
+			}
+
+			// All images in one batch, and the first alone: batching must
+			// not change an image's embedding.
+			item := 3 * b.ImageSize() * b.ImageSize()
+			pixels := make([]float32, 0, len(want.Images)*item)
+			for _, img := range want.Images {
+				pixels = append(pixels, readTensor(t, filepath.Join(shared, "reference", img.Image+".f32"), item)...)
+			}
+			imgEmb, err := enc.EncodeImages(pixels, len(want.Images))
+			if err != nil {
+				t.Fatal(err)
+			}
+			single, err := enc.EncodeImages(pixels[:item], 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := cosine(single[0], imgEmb[0]); c < 0.999999 {
+				t.Errorf("batch of 1 vs batch of %d: cosine %.8f", len(want.Images), c)
+			}
+
+			perLabel := make([][][]float32, len(textEmb))
+			for i, e := range textEmb {
+				perLabel[i] = [][]float32{e}
+			}
+			clf, err := engine.NewClassifier(want.Labels, perLabel, b.LogitScale())
+			if err != nil {
+				t.Fatal(err)
+			}
+			clf100, _ := engine.NewClassifier(want.Labels, perLabel, 100)
+			for i, img := range want.Images {
+				c := cosine(imgEmb[i], img.ImageEmbed)
+				worstCos = min(worstCos, c)
+				if c < 0.99999 {
+					t.Errorf("%s: image cosine %.7f to the reference", img.Image, c)
+				}
+				probs, err := clf.Scores(imgEmb[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				probs100, _ := clf100.Scores(imgEmb[i])
+				for j := range probs {
+					d := math.Abs(float64(probs[j] - img.Probs[j]))
+					worstProb = max(worstProb, d)
+					if d > 1e-4 {
+						t.Errorf("%s: p(%s) = %.6f, reference %.6f", img.Image, want.Labels[j], probs[j], img.Probs[j])
+					}
+					// Scale 100 sharpens differences 7x; the reference's
+					// float32 rounding then allows a little more.
+					if d := math.Abs(float64(probs100[j] - img.ProbsScale100[j])); d > 1e-3 {
+						t.Errorf("%s: scale 100 p(%s) = %.6f, reference %.6f", img.Image, want.Labels[j], probs100[j], img.ProbsScale100[j])
+					}
+				}
+			}
+		})
+	}
+}
+
+func equalInt32(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
