@@ -636,4 +636,3 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
-

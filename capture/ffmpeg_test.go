@@ -1,0 +1,404 @@
+package capture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/frame"
+)
+
+func needFFmpeg(tb testing.TB) string {
+	tb.Helper()
+	path, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		tb.Skip("ffmpeg is not installed (apt-get install ffmpeg); skipping the ffmpeg source tests")
+	}
+	if _, err := exec.LookPath("ffprobe"); err != nil {
+		tb.Skip("ffprobe is not installed (it comes with Debian's ffmpeg package)")
+	}
+	return path
+}
+
+// makeVideo renders ffmpeg's test pattern into dir/name.
+func makeVideo(tb testing.TB, dir, name, size string, rate int, seconds float64, codecArgs ...string) string {
+	tb.Helper()
+	out := filepath.Join(dir, name)
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-f", "lavfi",
+		"-i", fmt.Sprintf("testsrc=size=%s:rate=%d", size, rate), "-t", fmt.Sprint(seconds)}
+	args = append(args, codecArgs...)
+	args = append(args, "-y", out)
+	if msg, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+		tb.Fatalf("making %s: %v\n%s", name, err, msg)
+	}
+	return out
+}
+
+// decodeAll decodes a file with ffmpeg directly, as the reference for
+// what the source should deliver.
+func decodeAll(t *testing.T, path, pixFmt, size string) []byte {
+	t.Helper()
+	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin", "-i", path}
+	if size != "" {
+		args = append(args, "-vf", "scale="+size)
+	}
+	args = append(args, "-pix_fmt", pixFmt, "-f", "rawvideo", "-")
+	out, err := exec.Command("ffmpeg", args...).Output()
+	if err != nil {
+		t.Fatalf("decoding %s: %v", path, err)
+	}
+	return out
+}
+
+func openFFmpeg(t *testing.T, cfg Config) *ffmpegSource {
+	t.Helper()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newFFmpegSource(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// drain takes frames until Next fails and returns them with the error.
+func drain(t *testing.T, s Source) ([]*frame.Frame, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []*frame.Frame
+	for {
+		f, err := s.Next(ctx)
+		if err != nil {
+			return got, err
+		}
+		got = append(got, f)
+	}
+}
+
+func processGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func TestFFmpegFilePlaysToTheEnd(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "clip.mkv", "160x120", 25, 1)
+	want := decodeAll(t, video, "rgb24", "")
+	const frameSize = 160 * 120 * 3
+	if len(want) != 25*frameSize {
+		t.Fatalf("reference decode gave %d bytes, want 25 frames", len(want))
+	}
+	s := openFFmpeg(t, Config{Source: video})
+	got, err := drain(t, s)
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("Next at the end: %v, want io.EOF", err)
+	}
+	if len(got) == 0 {
+		t.Fatal("no frames")
+	}
+	var prev uint64
+	for _, f := range got {
+		if f.Seq <= prev || f.Seq > 25 {
+			t.Fatalf("seq %d after %d", f.Seq, prev)
+		}
+		prev = f.Seq
+		if f.Format != frame.RGB24 || f.Width != 160 || f.Height != 120 || len(f.Data) != frameSize {
+			t.Fatalf("frame %d: %v %dx%d %d bytes, want rgb24 160x120 (probed)", f.Seq, f.Format, f.Width, f.Height, len(f.Data))
+		}
+		ref := want[(f.Seq-1)*frameSize : f.Seq*frameSize]
+		if !bytes.Equal(f.Data, ref) {
+			t.Errorf("frame %d differs from ffmpeg's own decode", f.Seq)
+		}
+		if f.Time.IsZero() {
+			t.Errorf("frame %d has no time", f.Seq)
+		}
+	}
+	// -re plays the file at its own rate, like a camera; allow for a
+	// scheduler that delivers late, never early.
+	first, last := got[0], got[len(got)-1]
+	if span, min := last.Time.Sub(first.Time), time.Duration(last.Seq-first.Seq)*time.Second/25/2; span < min {
+		t.Errorf("frames %d..%d arrived within %v, want at least %v (is -re missing?)", first.Seq, last.Seq, span, min)
+	}
+	st := s.Stats()
+	if st.Captured != 25 || st.Restarts != 0 || st.Corrupt != 0 {
+		t.Errorf("stats %+v: want 25 captured, no restarts, none corrupt", st)
+	}
+	if st.Captured != uint64(len(got))+st.Dropped {
+		t.Errorf("captured %d != delivered %d + dropped %d", st.Captured, len(got), st.Dropped)
+	}
+}
+
+func TestFFmpegScalesAndConverts(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "clip.mkv", "160x120", 25, 0.4)
+	for _, c := range []struct {
+		format frame.Format
+		pixFmt string
+		bytes  int
+	}{
+		{frame.YUYV, "yuyv422", 64 * 48 * 2},
+		{frame.NV12, "nv12", 64 * 48 * 3 / 2},
+		{frame.RGB24, "rgb24", 64 * 48 * 3},
+	} {
+		t.Run(c.format.String(), func(t *testing.T) {
+			want := decodeAll(t, video, c.pixFmt, "64:48")
+			s := openFFmpeg(t, Config{Source: video, Format: c.format, Width: 64, Height: 48, Unthrottled: true})
+			got, err := drain(t, s)
+			if !errors.Is(err, io.EOF) || len(got) == 0 {
+				t.Fatalf("%d frames, end %v; want some and io.EOF", len(got), err)
+			}
+			for _, f := range got {
+				if f.Format != c.format || f.Width != 64 || f.Height != 48 || len(f.Data) != c.bytes {
+					t.Fatalf("frame %d: %v %dx%d %d bytes", f.Seq, f.Format, f.Width, f.Height, len(f.Data))
+				}
+				if !bytes.Equal(f.Data, want[(f.Seq-1)*uint64(c.bytes):f.Seq*uint64(c.bytes)]) {
+					t.Errorf("frame %d differs from ffmpeg's own conversion", f.Seq)
+				}
+			}
+			if st := s.Stats(); st.Captured != 10 {
+				t.Errorf("captured %d, want 10", st.Captured)
+			}
+		})
+	}
+}
+
+func TestFFmpegMJPEG720pFile(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "hd.avi", "1280x720", 30, 0.5, "-c:v", "mjpeg", "-q:v", "5", "-pix_fmt", "yuvj420p")
+	s := openFFmpeg(t, Config{Source: video})
+	got, err := drain(t, s)
+	if !errors.Is(err, io.EOF) || len(got) == 0 {
+		t.Fatalf("%d frames, end %v", len(got), err)
+	}
+	for _, f := range got {
+		if f.Width != 1280 || f.Height != 720 || len(f.Data) != 1280*720*3 {
+			t.Fatalf("frame %d: %dx%d, %d bytes", f.Seq, f.Width, f.Height, len(f.Data))
+		}
+	}
+	if st := s.Stats(); st.Captured != 15 {
+		t.Errorf("captured %d, want 15", st.Captured)
+	}
+}
+
+func TestFFmpegLoopsFiles(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "short.mkv", "64x48", 25, 0.2) // 5 frames
+	s := openFFmpeg(t, Config{Source: video, Loop: true, Unthrottled: true})
+	got := nextFrames(t, s, 23)
+	if last := got[len(got)-1]; last.Seq < 23 {
+		t.Fatalf("last seq %d", last.Seq)
+	}
+	if st := s.Stats(); st.Restarts != 0 {
+		t.Errorf("stats %+v: looping must not restart ffmpeg", st)
+	}
+}
+
+// stallingFFmpeg writes a wrapper that runs the real ffmpeg and then, like
+// a hung network stream, keeps the pipe open without writing.
+func stallingFFmpeg(t *testing.T, real string) string {
+	t.Helper()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "ffmpeg")
+	body := fmt.Sprintf("#!/bin/sh\n%q \"$@\"\nexec sleep 600\n", real)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
+func TestFFmpegWatchdogRestartsAStalledProcess(t *testing.T) {
+	real := needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "short.mkv", "64x48", 25, 0.2) // 5 frames
+	s := openFFmpeg(t, fastRetry(Config{
+		Source: video, Width: 64, Height: 48, Unthrottled: true,
+		FFmpegPath: stallingFFmpeg(t, real), StallTimeout: 300 * time.Millisecond,
+	}))
+	nextFrames(t, s, 5)
+	stalledPid := int(s.pid.Load())
+	got := nextFrames(t, s, 10)
+	if last := got[len(got)-1]; last.Seq < 10 {
+		t.Fatalf("last seq %d", last.Seq)
+	}
+	st := s.Stats()
+	if st.Restarts < 1 || !strings.Contains(st.LastError, "no frame for") {
+		t.Errorf("stats %+v: want a restart after a stall", st)
+	}
+	if stalledPid == 0 || !processGone(stalledPid) {
+		t.Errorf("stalled process %d was not killed and reaped", stalledPid)
+	}
+}
+
+func TestFFmpegKilledProcessRestarts(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "clip.mkv", "64x48", 25, 1)
+	s := openFFmpeg(t, fastRetry(Config{Source: video, Loop: true}))
+	before := nextFrames(t, s, 2)
+	pid := int(s.pid.Load())
+	if pid == 0 {
+		t.Fatal("no ffmpeg pid while frames flow")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a restart", func() bool { return s.Stats().Restarts >= 1 })
+	nextFrames(t, s, before[len(before)-1].Seq+3)
+	if newPid := int(s.pid.Load()); newPid == pid || newPid == 0 {
+		t.Errorf("pid after restart %d, killed one was %d", newPid, pid)
+	}
+	if st := s.Stats(); !strings.Contains(st.LastError, "killed") {
+		t.Errorf("LastError %q does not say the process was killed", st.LastError)
+	}
+}
+
+func TestFFmpegCloseStopsTheProcess(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "clip.mkv", "64x48", 25, 1)
+	s := openFFmpeg(t, Config{Source: video, Loop: true})
+	nextFrames(t, s, 1)
+	pid := int(s.pid.Load())
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Close took %v", time.Since(start))
+	if !processGone(pid) {
+		t.Errorf("ffmpeg %d still exists after Close", pid)
+	}
+	if _, err := s.Next(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Next after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestFFmpegUnreachableStreamKeepsRetrying(t *testing.T) {
+	needFFmpeg(t)
+	// Port 1 on loopback refuses connections at once.
+	s := openFFmpeg(t, fastRetry(Config{Source: "rtsp://127.0.0.1:1/stream", Width: 64, Height: 48}))
+	waitFor(t, "two restarts", func() bool { return s.Stats().Restarts >= 2 })
+	st := s.Stats()
+	if !strings.Contains(strings.ToLower(st.LastError), "connection refused") {
+		t.Errorf("LastError %q should carry ffmpeg's reason", st.LastError)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Next on a down stream: %v, want the context's deadline", err)
+	}
+}
+
+func TestFFmpegArgs(t *testing.T) {
+	has := func(args []string, seq ...string) bool {
+		for i := range args {
+			if slices.Equal(args[i:min(i+len(seq), len(args))], seq) {
+				return true
+			}
+		}
+		return false
+	}
+	rtsp := ffmpegArgs(Config{Source: "rtsp://cam/1", FPS: 5}, 640, 480, "rgb24")
+	for _, want := range [][]string{{"-rtsp_transport", "tcp"}, {"-fflags", "nobuffer"}, {"-flags", "low_delay"}, {"-vf", "scale=640:480,fps=5"}, {"-f", "rawvideo", "pipe:1"}} {
+		if !has(rtsp, want...) {
+			t.Errorf("rtsp args %q lack %q", rtsp, want)
+		}
+	}
+	if has(rtsp, "-re") {
+		t.Errorf("rtsp args %q must not throttle", rtsp)
+	}
+	file := ffmpegArgs(Config{Source: "a.mp4", Loop: true}, 64, 48, "yuyv422")
+	for _, want := range [][]string{{"-re"}, {"-stream_loop", "-1"}, {"-pix_fmt", "yuyv422"}} {
+		if !has(file, want...) {
+			t.Errorf("file args %q lack %q", file, want)
+		}
+	}
+	if fast := ffmpegArgs(Config{Source: "a.mp4", Unthrottled: true}, 64, 48, "rgb24"); has(fast, "-re") || has(fast, "-stream_loop") {
+		t.Errorf("unthrottled, unlooped args %q", fast)
+	}
+	if http := ffmpegArgs(Config{Source: "https://x/live.m3u8"}, 64, 48, "rgb24"); has(http, "-rtsp_transport") || !has(http, "-fflags", "nobuffer") {
+		t.Errorf("http args %q", http)
+	}
+}
+
+func TestParseProbeSize(t *testing.T) {
+	for _, c := range []struct {
+		out        string
+		w, h       int
+		wantErrSub string
+	}{
+		{"1280,720\n", 1280, 720, ""},
+		{"1280,720,\n", 1280, 720, ""},
+		{"640,480\n320,240\n", 640, 480, ""},
+		{"", 0, 0, "no video stream"},
+		{"N/A,N/A\n", 0, 0, "bad size"},
+		{"0,480\n", 0, 0, "bad size"},
+	} {
+		w, h, err := parseProbeSize(c.out)
+		if c.wantErrSub != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErrSub) {
+				t.Errorf("parseProbeSize(%q) error %v, want %q", c.out, err, c.wantErrSub)
+			}
+			continue
+		}
+		if err != nil || w != c.w || h != c.h {
+			t.Errorf("parseProbeSize(%q) = %d, %d, %v", c.out, w, h, err)
+		}
+	}
+}
+
+func TestStderrLogIsRateLimited(t *testing.T) {
+	var logged bytes.Buffer
+	l := newStderrLog(slog.New(slog.NewTextHandler(&logged, nil)))
+	for i := range 30 {
+		fmt.Fprintf(l, "[rtsp @ 0x1] packet %d lost\r", i)
+	}
+	l.Write([]byte("Connection ref"))
+	l.Write([]byte("used\n"))
+	if n := strings.Count(logged.String(), "packet"); n != stderrLinesPerWindow {
+		t.Errorf("%d lines logged, want %d:\n%s", n, stderrLinesPerWindow, logged.String())
+	}
+	if got := l.lastLine(); got != ": Connection refused" {
+		t.Errorf("lastLine %q", got)
+	}
+}
+
+func BenchmarkFFmpegMJPEG720pFile(b *testing.B) {
+	needFFmpeg(b)
+	video := makeVideo(b, b.TempDir(), "hd.avi", "1280x720", 30, 2, "-c:v", "mjpeg", "-q:v", "5", "-pix_fmt", "yuvj420p")
+	cfg, err := Config{Source: video, Loop: true, Unthrottled: true}.withDefaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := newFFmpegSource(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Next(ctx); err != nil { // ffprobe and ffmpeg start-up
+		b.Fatal(err)
+	}
+	startCaptured := s.Stats().Captured
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := s.Next(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed, "delivered_frames/s")
+	b.ReportMetric(float64(s.Stats().Captured-startCaptured)/elapsed, "captured_frames/s")
+}
