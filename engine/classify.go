@@ -177,8 +177,8 @@ func Softmax(logits []float32) []float32 {
 
 // Match is one label and its probability.
 type Match struct {
-	Label string
-	Score float32
+	Label string  `json:"label"`
+	Score float32 `json:"score"`
 }
 
 // TopK returns the k best labels, best first; equal scores keep label
