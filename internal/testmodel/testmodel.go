@@ -262,11 +262,19 @@ func lock(path string) (func(), error) {
 }
 
 // pruneStale removes bundles of the same name made by older exporter
-// versions; random ViT-L/14 bundles weigh over a gigabyte each.
+// versions (random ViT-L/14 bundles weigh over a gigabyte each) and staging
+// directories of killed exports.
 func pruneStale(cache, name, keep string) {
 	entries, _ := os.ReadDir(cache)
 	for _, e := range entries {
 		dir := filepath.Join(cache, e.Name())
+		if rest, ok := strings.CutPrefix(e.Name(), "."+name+"-"); ok && len(rest) > keyLength &&
+			isHex(rest[:keyLength]) && strings.HasPrefix(rest[keyLength:], ".tmp-") {
+			// Staging left by an export that was killed; ours is done and
+			// we hold the lock, so no live export of this name uses it.
+			os.RemoveAll(dir)
+			continue
+		}
 		hash, ok := strings.CutPrefix(e.Name(), name+"-")
 		// Exact hash length, so "ViT-L-14" never prunes "ViT-L-14-336px".
 		if ok && e.IsDir() && dir != keep && len(hash) == keyLength && isHex(hash) {

@@ -162,13 +162,15 @@ func TestPruneKeepsOtherArchitectures(t *testing.T) {
 	keep := filepath.Join(cache, "random-ViT-L-14-0123456789abcdef")
 	stale := filepath.Join(cache, "random-ViT-L-14-fedcba9876543210")
 	other := filepath.Join(cache, "random-ViT-L-14-336px-0123456789abcdef")
-	for _, d := range []string{keep, stale, other} {
+	staging := filepath.Join(cache, ".random-ViT-L-14-fedcba9876543210.tmp-x1y2")
+	otherStaging := filepath.Join(cache, ".random-ViT-L-14-336px-0123456789abcdef.tmp-x1y2")
+	for _, d := range []string{keep, stale, other, staging, otherStaging} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	pruneStale(cache, "random-ViT-L-14", keep)
-	for d, want := range map[string]bool{keep: true, stale: false, other: true} {
+	for d, want := range map[string]bool{keep: true, stale: false, other: true, staging: false, otherStaging: true} {
 		_, err := os.Stat(d)
 		if got := err == nil; got != want {
 			t.Errorf("%s exists=%v, want %v", filepath.Base(d), got, want)
