@@ -299,3 +299,15 @@ func TestDiff(t *testing.T) {
 		t.Fatalf("Diff(nil, cfg) = %+v", first)
 	}
 }
+
+func BenchmarkParseExample(b *testing.B) {
+	data, err := os.ReadFile("clipd.example.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := Parse(data, "/etc/clipd/clipd.toml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
