@@ -31,7 +31,7 @@
 //	width          = 1280                  1..8192
 //	height         = 720                   1..8192
 //	fps            = 30                    1..240
-//	labels         = "labels/home.txt"     required, label file (path); Load checks that it exists
+//	labels         = "labels/home.labels"     required, label file (path); Load checks that it exists
 //	classify_every = "200ms"               minimum interval between classified frames, a Go duration
 //	                                       string ("200ms", "1s"), or 0 / "0s" for every frame
 //	top_k          = 5                     labels published per result, 1..1000

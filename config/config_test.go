@@ -41,11 +41,11 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 	want.Cameras = []Camera{
 		{
 			Name: "front", Source: "/dev/video0", Format: "auto", Width: 1280, Height: 720, FPS: 30,
-			Labels: "/etc/clipd/labels/home.txt", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0,
+			Labels: "/etc/clipd/labels/home.labels", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0,
 		},
 		{
 			Name: "door", Source: "rtsp://192.0.2.10:554/stream1", Format: "auto", Width: 1280, Height: 720, FPS: 30,
-			Labels: "/etc/clipd/labels/door.txt", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25,
+			Labels: "/etc/clipd/labels/cifar10.labels", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25,
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -209,10 +209,10 @@ func writeFile(t *testing.T, path, content string) {
 
 func TestLoadResolvesAgainstConfigDir(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "labels", "home.txt"), "a cat\na dog\n")
+	writeFile(t, filepath.Join(dir, "labels", "home.labels"), "a cat\na dog\n")
 	path := filepath.Join(dir, "clipd.toml")
 	writeFile(t, path, "[model]\nbundle = \"../models/x\"\n[socket]\npath = \"run/s.sock\"\n"+
-		"[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"labels/home.txt\"\n")
+		"[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"labels/home.labels\"\n")
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func TestLoadResolvesAgainstConfigDir(t *testing.T) {
 	if want := filepath.Join(dir, "run", "s.sock"); cfg.Socket.Path != want {
 		t.Errorf("socket = %q, want %q", cfg.Socket.Path, want)
 	}
-	if want := filepath.Join(dir, "labels", "home.txt"); cfg.Cameras[0].Labels != want {
+	if want := filepath.Join(dir, "labels", "home.labels"); cfg.Cameras[0].Labels != want {
 		t.Errorf("labels = %q, want %q", cfg.Cameras[0].Labels, want)
 	}
 }
