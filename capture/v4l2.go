@@ -137,7 +137,7 @@ func (s *v4l2Source) run() {
 			err = errors.New("stream ended")
 		}
 		s.box.failed(err)
-		s.log.Warn("camera lost, will reopen", "err", err, "frames", frames, "streamed_for", time.Since(started).Round(time.Millisecond))
+		s.log.Warn("camera unavailable, will reopen", "err", err, "frames", frames, "streamed_for", time.Since(started).Round(time.Millisecond))
 		// Only a session that streamed for a good while earns a fast
 		// retry; a device that fails right after opening keeps backing off.
 		if frames > 0 && time.Since(started) >= s.cfg.RetryMax {
