@@ -1,0 +1,192 @@
+// Package model opens a CLIP model bundle for inference: it loads the bundle,
+// its tokenizer and its preprocessing settings, picks a backend, and offers
+// the few operations every clipd command needs (embed prompts, embed images,
+// build a zero-shot classifier).
+package model
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/clipd/clipd/bundle"
+	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/engine/onnxrt"
+	"github.com/clipd/clipd/preprocess"
+	"github.com/clipd/clipd/tokenizer"
+)
+
+// Backend names accepted by Options.Backend.
+const (
+	BackendAuto        = "auto"
+	BackendONNXRuntime = "onnxruntime"
+	BackendTensorRT    = "tensorrt"
+)
+
+// textBatch bounds one text-encoder call so that a labels file with
+// thousands of prompts does not need one giant tensor.
+const textBatch = 64
+
+// Options configure Open. The zero value uses ONNX Runtime found the usual
+// way (see onnxrt.Options).
+type Options struct {
+	Backend        string
+	ONNXRuntimeLib string
+	Threads        int
+	// EngineCache and MaxBatch configure the TensorRT backend.
+	EngineCache string
+	MaxBatch    int
+	// OptBatch is the batch size TensorRT optimizes for (the number of
+	// cameras); 0 means 1.
+	OptBatch int
+	Log      *slog.Logger
+	// Progress receives human-readable lines during long work (TensorRT
+	// engine builds), e.g. for systemd STATUS.
+	Progress func(string)
+}
+
+// Model is an opened bundle. It is safe for concurrent use, except that
+// each goroutine needs its own Preprocessor (NewPreprocessor).
+type Model struct {
+	Bundle    *bundle.Bundle
+	Tokenizer *tokenizer.Tokenizer
+	Encoder   engine.Encoder
+	log       *slog.Logger
+}
+
+// Open loads the bundle in dir and starts its encoders.
+func Open(dir string, opts Options) (*Model, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b, err := bundle.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.LoadDir(b.TokenizerDir)
+	if err != nil {
+		return nil, err
+	}
+	if want := b.Config.TextCfg.VocabSize; want != 0 && tok.VocabSize() != want {
+		return nil, fmt.Errorf("%s: the tokenizer in %s has %d tokens but config.json text_cfg.vocab_size is %d",
+			b.Dir, b.TokenizerDir, tok.VocabSize(), want)
+	}
+	enc, err := openEncoder(b, opts, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Bundle: b, Tokenizer: tok, Encoder: enc, log: log}, nil
+}
+
+func openEncoder(b *bundle.Bundle, opts Options, log *slog.Logger) (engine.Encoder, error) {
+	backend := opts.Backend
+	if backend == "" {
+		backend = BackendAuto
+	}
+	ortOpts := onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads}
+	switch backend {
+	case BackendONNXRuntime:
+		return onnxrt.Open(b, ortOpts)
+	case BackendTensorRT, BackendAuto:
+		enc, err := openTensorRT(b, opts, log)
+		if err == nil {
+			return enc, nil
+		}
+		if backend == BackendTensorRT {
+			return nil, err
+		}
+		log.Info("using ONNX Runtime on the CPU", "reason", err.Error())
+		return onnxrt.Open(b, ortOpts)
+	default:
+		return nil, fmt.Errorf("unknown backend %q (want %s, %s or %s)", backend, BackendAuto, BackendTensorRT, BackendONNXRuntime)
+	}
+}
+
+// Close stops the encoders.
+func (m *Model) Close() error { return m.Encoder.Close() }
+
+// LogitScale is the multiplier of cosine similarities before the softmax.
+func (m *Model) LogitScale() float32 { return m.Bundle.LogitScale() }
+
+// PreprocessConfig is the input geometry and normalization of the bundle.
+func (m *Model) PreprocessConfig() preprocess.Config {
+	p := m.Bundle.Preprocess
+	return preprocess.Config{Size: m.Bundle.ImageSize(), Mean: p.Mean, Std: p.Std}
+}
+
+// NewPreprocessor returns a preprocessor for this model's inputs; each
+// goroutine needs its own. Close it when done.
+func (m *Model) NewPreprocessor() *preprocess.Preprocessor {
+	return preprocess.New(m.PreprocessConfig())
+}
+
+// Tokenize returns the context-length token array of text, logging when the
+// text had to be truncated (CLIP does the same silently with truncate=True).
+func (m *Model) Tokenize(text string) []int32 {
+	ids, truncated := m.Tokenizer.Tokenize(text, engine.ContextLength)
+	if truncated {
+		m.log.Warn("prompt truncated to the model's context length", "prompt", text, "tokens", engine.ContextLength)
+	}
+	return ids
+}
+
+// EncodePrompts returns one L2-normalized text embedding per prompt. It
+// implements labels.PromptEncoder.
+func (m *Model) EncodePrompts(prompts []string) ([][]float32, error) {
+	out := make([][]float32, 0, len(prompts))
+	for start := 0; start < len(prompts); start += textBatch {
+		end := min(start+textBatch, len(prompts))
+		tokens := make([][]int32, 0, end-start)
+		for _, p := range prompts[start:end] {
+			tokens = append(tokens, m.Tokenize(p))
+		}
+		embs, err := m.Encoder.EncodeTexts(tokens)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range embs {
+			out = append(out, engine.Normalize(e))
+		}
+	}
+	return out, nil
+}
+
+// EncodeImages returns one L2-normalized embedding per preprocessed image
+// (n images packed as NCHW float32).
+func (m *Model) EncodeImages(pixels []float32, n int) ([][]float32, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	embs, err := m.Encoder.EncodeImages(pixels, n)
+	if err != nil {
+		return nil, err
+	}
+	for i := range embs {
+		embs[i] = engine.Normalize(embs[i])
+	}
+	return embs, nil
+}
+
+// Classifier builds a zero-shot classifier over labels, each with its own
+// prompts (ensembled as in the CLIP paper).
+func (m *Model) Classifier(labels []string, promptsPerLabel [][]string) (*engine.Classifier, error) {
+	if len(labels) != len(promptsPerLabel) {
+		return nil, errors.New("model: one prompt list per label is needed")
+	}
+	var all []string
+	for _, ps := range promptsPerLabel {
+		all = append(all, ps...)
+	}
+	embs, err := m.EncodePrompts(all)
+	if err != nil {
+		return nil, err
+	}
+	per := make([][][]float32, len(labels))
+	i := 0
+	for l, ps := range promptsPerLabel {
+		per[l] = embs[i : i+len(ps)]
+		i += len(ps)
+	}
+	return engine.NewClassifier(labels, per, m.LogitScale())
+}
