@@ -1,0 +1,298 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// lastWordTimeout bounds how long a client being disconnected for a protocol
+// violation gets to read the error explaining why.
+const lastWordTimeout = 2 * time.Second
+
+type queued struct {
+	line      []byte
+	droppable bool
+	// last closes the connection once written.
+	last bool
+}
+
+// conn is one client: a reader goroutine for commands and a writer
+// goroutine draining the client's queue, so that a client that does not
+// read only ever blocks its own writer.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	id  uint64
+	ctx context.Context
+	// cancel ends a Classify running for this client.
+	cancel context.CancelFunc
+
+	// filter is the set of subscribed cameras; nil means all.
+	filter atomic.Pointer[map[string]bool]
+
+	mu           sync.Mutex
+	queue        []queued
+	dropped      uint64 // since the last notice
+	droppedTotal uint64
+	closed       bool
+	wake         chan struct{}
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newConn(s *Server, nc net.Conn, id uint64) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &conn{s: s, nc: nc, id: id, ctx: ctx, cancel: cancel,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+func (c *conn) wants(camera string) bool {
+	f := c.filter.Load()
+	return f == nil || camera == "" || (*f)[camera]
+}
+
+// enqueue never blocks. When the queue is full the oldest droppable message
+// makes room; if none is droppable the oldest message does.
+func (c *conn) enqueue(line []byte, droppable bool) {
+	c.push(queued{line: line, droppable: droppable})
+}
+
+func (c *conn) push(q queued) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.s.conf.ClientQueue {
+		victim := slices.IndexFunc(c.queue, func(q queued) bool { return q.droppable })
+		if victim < 0 {
+			victim = 0
+		}
+		c.queue = slices.Delete(c.queue, victim, victim+1)
+		c.dropped++
+		c.droppedTotal++
+	}
+	c.queue = append(c.queue, q)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next pops the next line to write; a pending drop count comes first, so
+// that the client learns of a gap before the messages that follow it.
+func (c *conn) next() (queued, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dropped > 0 {
+		line, _ := encodeLine("dropped", droppedNotice{Count: c.dropped})
+		c.dropped = 0
+		return queued{line: line}, true
+	}
+	if len(c.queue) == 0 {
+		return queued{}, false
+	}
+	q := c.queue[0]
+	c.queue[0] = queued{}
+	c.queue = c.queue[1:]
+	return q, true
+}
+
+func (c *conn) writeLoop() {
+	defer c.s.wg.Done()
+	defer c.close()
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.wake:
+		}
+		for {
+			q, ok := c.next()
+			if !ok {
+				break
+			}
+			if _, err := w.Write(q.line); err != nil {
+				return
+			}
+			if q.last {
+				if w.Flush() == nil {
+					c.linger()
+				}
+				return
+			}
+		}
+		// Flush only when the queue is empty: bursts go out in few writes.
+		if err := w.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// linger half-closes the connection and discards what the client is still
+// sending, briefly: closing with unread input would make the kernel reset
+// the connection, and the client could lose the error just written.
+func (c *conn) linger() {
+	uc, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || uc.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lastWordTimeout))
+	io.Copy(io.Discard, io.LimitReader(c.nc, int64(c.s.conf.MaxLineBytes)+1<<20))
+}
+
+func (c *conn) readLoop() {
+	defer c.s.wg.Done()
+	sc := bufio.NewScanner(c.nc)
+	// Scanner honours the larger of the initial capacity and the limit.
+	sc.Buffer(make([]byte, 0, min(64<<10, c.s.conf.MaxLineBytes)), c.s.conf.MaxLineBytes)
+	lineNo := 0
+	for sc.Scan() {
+		lineNo++
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		c.handle(line, lineNo)
+	}
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		c.lastWord(commandError{Message: fmt.Sprintf("line %d is longer than %d bytes; closing the connection", lineNo+1, c.s.conf.MaxLineBytes)})
+		return
+	}
+	c.close()
+}
+
+// lastWord queues an error and closes the connection once it is written,
+// or after lastWordTimeout if the client does not read.
+func (c *conn) lastWord(e commandError) {
+	line, _ := encodeLine("error", e)
+	c.push(queued{line: line, last: true})
+	c.nc.SetWriteDeadline(time.Now().Add(lastWordTimeout))
+}
+
+func (c *conn) handle(line []byte, lineNo int) {
+	var cmd Command
+	if err := json.Unmarshal(line, &cmd); err != nil {
+		c.replyError(nil, "", fmt.Sprintf("line %d: malformed command: %v", lineNo, err))
+		return
+	}
+	switch cmd.Cmd {
+	case "subscribe":
+		if len(cmd.Cameras) == 0 {
+			c.filter.Store(nil)
+		} else {
+			f := make(map[string]bool, len(cmd.Cameras))
+			for _, cam := range cmd.Cameras {
+				f[cam] = true
+			}
+			c.filter.Store(&f)
+		}
+		c.reply(cmd, map[string]any{"cameras": cmd.Cameras})
+	case "status":
+		if c.s.conf.Handler == nil {
+			c.replyError(cmd.ID, cmd.Cmd, "status is not available")
+			return
+		}
+		c.reply(cmd, c.s.conf.Handler.Status())
+	case "classify":
+		req, err := classifyRequest(cmd)
+		if err != nil {
+			c.replyError(cmd.ID, cmd.Cmd, err.Error())
+			return
+		}
+		if c.s.conf.Handler == nil {
+			c.replyError(cmd.ID, cmd.Cmd, "classify is not available")
+			return
+		}
+		data, err := c.s.conf.Handler.Classify(c.ctx, req)
+		if err != nil {
+			c.replyError(cmd.ID, cmd.Cmd, err.Error())
+			return
+		}
+		c.reply(cmd, data)
+	case "":
+		c.replyError(cmd.ID, "", fmt.Sprintf("line %d: missing \"cmd\"", lineNo))
+	default:
+		c.replyError(cmd.ID, cmd.Cmd, fmt.Sprintf("unknown command %q (known: subscribe, status, classify)", cmd.Cmd))
+	}
+}
+
+func classifyRequest(cmd Command) (ClassifyRequest, error) {
+	req := ClassifyRequest{ImagePath: cmd.Image, Camera: cmd.Camera, Labels: cmd.Labels, TopK: cmd.TopK}
+	switch {
+	case cmd.Image != "" && cmd.ImageB64 != "":
+		return req, errors.New("give either \"image\" or \"image_b64\", not both")
+	case cmd.Image == "" && cmd.ImageB64 == "":
+		return req, errors.New("missing \"image\" (a path) or \"image_b64\"")
+	case cmd.Camera != "" && len(cmd.Labels) > 0:
+		return req, errors.New("give either \"camera\" (its labels) or \"labels\", not both")
+	case cmd.TopK < 0:
+		return req, fmt.Errorf("top_k %d is negative", cmd.TopK)
+	}
+	if cmd.ImageB64 != "" {
+		data, err := base64.StdEncoding.DecodeString(cmd.ImageB64)
+		if err != nil {
+			return req, fmt.Errorf("image_b64: %v", err)
+		}
+		req.ImageData = data
+	}
+	return req, nil
+}
+
+func (c *conn) reply(cmd Command, data any) {
+	line, err := encodeLine("reply", reply{ID: cmd.ID, Cmd: cmd.Cmd, Data: data})
+	if err != nil {
+		c.replyError(cmd.ID, cmd.Cmd, err.Error())
+		return
+	}
+	c.enqueue(line, false)
+}
+
+func (c *conn) replyError(id json.RawMessage, cmd, msg string) {
+	line, err := encodeLine("error", commandError{ID: id, Cmd: cmd, Message: msg})
+	if err != nil {
+		// Only an id that is not valid JSON can get here.
+		line, _ = encodeLine("error", commandError{Cmd: cmd, Message: msg})
+	}
+	c.enqueue(line, false)
+}
+
+func (c *conn) info() ClientInfo {
+	info := ClientInfo{ID: c.id}
+	if f := c.filter.Load(); f != nil {
+		for cam := range *f {
+			info.Cameras = append(info.Cameras, cam)
+		}
+		slices.Sort(info.Cameras)
+	}
+	c.mu.Lock()
+	info.Queued, info.Dropped = len(c.queue), c.droppedTotal
+	c.mu.Unlock()
+	return info
+}
+
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.queue = nil
+		c.mu.Unlock()
+		c.cancel()
+		close(c.done)
+		c.nc.Close()
+		c.s.remove(c)
+	})
+}
