@@ -30,9 +30,12 @@ func (s *yuyvSource) set(data []byte, stride, width int) {
 
 func (s *yuyvSource) row(y, x0, x1 int) []byte {
 	line := s.data[y*s.stride:]
-	for x := x0; x < x1; x++ {
-		pair := line[(x>>1)*4 : (x>>1)*4+4]
-		yuvToRGB(s.rgb[x*3:x*3+3], line[x*2], pair[1], pair[3])
+	// Whole pairs, so that each chroma sample is converted once.
+	for x := x0 &^ 1; x < x1; x += 2 {
+		q := line[x*2 : x*2+4]
+		chroma := chromaTerms(q[1], q[3])
+		chroma.rgb(s.rgb[x*3:x*3+3], q[0])
+		chroma.rgb(s.rgb[x*3+3:x*3+6], q[2])
 	}
 	return s.rgb
 }
@@ -54,9 +57,12 @@ func (s *nv12Source) set(data []byte, stride, width, height int) {
 func (s *nv12Source) row(y, x0, x1 int) []byte {
 	luma := s.data[y*s.stride:]
 	cbcr := s.data[s.chroma+(y>>1)*s.stride:]
-	for x := x0; x < x1; x++ {
-		c := (x >> 1) * 2
-		yuvToRGB(s.rgb[x*3:x*3+3], luma[x], cbcr[c], cbcr[c+1])
+	for x := x0 &^ 1; x < x1; x += 2 {
+		chroma := chromaTerms(cbcr[x], cbcr[x+1])
+		chroma.rgb(s.rgb[x*3:x*3+3], luma[x])
+		if x+1 < len(s.rgb)/3 {
+			chroma.rgb(s.rgb[x*3+3:x*3+6], luma[x+1])
+		}
 	}
 	return s.rgb
 }
@@ -64,12 +70,23 @@ func (s *nv12Source) row(y, x0, x1 int) []byte {
 // yuvToRGB is the BT.601 limited-range conversion documented in the package
 // comment.
 func yuvToRGB(dst []byte, y, cb, cr uint8) {
-	c := 298 * (int32(y) - 16)
-	d := int32(cb) - 128
-	e := int32(cr) - 128
-	dst[0] = clampByte((c + 409*e + 128) >> 8)
-	dst[1] = clampByte((c - 100*d - 208*e + 128) >> 8)
-	dst[2] = clampByte((c + 516*d + 128) >> 8)
+	chromaTerms(cb, cr).rgb(dst, y)
+}
+
+// chroma holds the chroma part of each channel, rounding term included,
+// shared by the pixels of one chroma sample.
+type chroma struct{ r, g, b int32 }
+
+func chromaTerms(cb, cr uint8) chroma {
+	d, e := int32(cb)-128, int32(cr)-128
+	return chroma{409*e + 128, -100*d - 208*e + 128, 516*d + 128}
+}
+
+func (c chroma) rgb(dst []byte, y uint8) {
+	l := 298 * (int32(y) - 16)
+	dst[0] = clampByte((l + c.r) >> 8)
+	dst[1] = clampByte((l + c.g) >> 8)
+	dst[2] = clampByte((l + c.b) >> 8)
 }
 
 func clampByte(v int32) uint8 {
