@@ -174,6 +174,9 @@ func html5Entity(name string) (string, bool) {
 			return "", false
 		}
 	}
+	if value, ok := entityExceptions[name]; ok {
+		return value, true
+	}
 	ref := "&" + name
 	value := html.UnescapeString(ref)
 	if value == ref {
@@ -190,4 +193,12 @@ func html5Entity(name string) (string, bool) {
 		return "", false
 	}
 	return value, true
+}
+
+// entityExceptions are the names the probing above cannot read from Go's
+// table: Go lacks nGt; and nLt;, and fjlig;'s value ends in a letter.
+var entityExceptions = map[string]string{
+	"fjlig;": "fj",
+	"nGt;":   "\u226b\u20d2",
+	"nLt;":   "\u226a\u20d2",
 }
