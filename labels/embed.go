@@ -2,8 +2,9 @@ package labels
 
 import (
 	"fmt"
-	"math"
 	"sync"
+
+	"github.com/clipd/clipd/engine"
 )
 
 // PromptEncoder turns prompts into text embeddings. The model packages
@@ -70,7 +71,7 @@ func (e *Embedder) Embed(s *Set) error {
 		for j, p := range l.Prompts {
 			embs[j] = e.cache[p]
 		}
-		w, err := Ensemble(embs)
+		w, err := engine.Ensemble(embs)
 		if err != nil {
 			return fmt.Errorf("%s:%d: label %q: %w", s.File, l.Line, l.Name, err)
 		}
@@ -107,45 +108,4 @@ func (e *Embedder) Cached() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.cache)
-}
-
-// Ensemble is CLIP's prompt ensembling (zeroshot_classifier in the CLIP
-// notebooks): normalize each prompt embedding, average them, and normalize
-// the mean. Sums are kept in float64 so the order of prompts does not change
-// the result beyond float32 rounding.
-func Ensemble(embs [][]float32) ([]float32, error) {
-	if len(embs) == 0 {
-		return nil, fmt.Errorf("no prompt embeddings")
-	}
-	dim := len(embs[0])
-	sum := make([]float64, dim)
-	for i, emb := range embs {
-		if len(emb) != dim {
-			return nil, fmt.Errorf("prompt embedding %d has %d values, want %d", i, len(emb), dim)
-		}
-		var sq float64
-		for _, v := range emb {
-			sq += float64(v) * float64(v)
-		}
-		if sq == 0 || math.IsNaN(sq) || math.IsInf(sq, 0) {
-			return nil, fmt.Errorf("prompt embedding %d has norm %v", i, math.Sqrt(sq))
-		}
-		inv := 1 / math.Sqrt(sq)
-		for k, v := range emb {
-			sum[k] += float64(v) * inv
-		}
-	}
-	var sq float64
-	for _, v := range sum {
-		sq += v * v
-	}
-	if sq == 0 {
-		return nil, fmt.Errorf("prompt embeddings cancel out (mean is zero)")
-	}
-	inv := 1 / math.Sqrt(sq)
-	out := make([]float32, dim)
-	for k, v := range sum {
-		out[k] = float32(v * inv)
-	}
-	return out, nil
 }

@@ -12,11 +12,12 @@ import (
 	"io"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/clipd/clipd/engine"
 )
 
-// DefaultTemplate is used when a file has no template: line. It is the
-// single prompt the CLIP paper and README use for zero-shot classification.
-const DefaultTemplate = "a photo of a {}."
+// DefaultTemplate is used when a file has no template: line.
+const DefaultTemplate = engine.DefaultTemplate
 
 // Placeholder marks where a template takes the class name.
 const Placeholder = "{}"
@@ -72,6 +73,16 @@ func (s *Set) Prompts() []string {
 		}
 	}
 	return out
+}
+
+// Weights lists the label weights in label order, the rows of the zero-shot
+// classifier (for engine.NewClassifier, each as a one-prompt ensemble).
+func (s *Set) Weights() [][]float32 {
+	w := make([][]float32, len(s.Labels))
+	for i, l := range s.Labels {
+		w[i] = l.Weight
+	}
+	return w
 }
 
 // Embedded reports whether every label carries a weight.
