@@ -36,6 +36,7 @@
 //	                                       string ("200ms", "1s"), or 0 / "0s" for every frame
 //	top_k          = 5                     labels published per result, 1..1000
 //	threshold      = 0.0                   results whose top score is below are not published, 0..1
+//	loop           = false                 replay a file source from the start when it ends
 //
 // Decoding is strict: unknown keys, wrong types and invalid values are
 // errors of type *Error naming the file, the line and the full key path,
@@ -108,6 +109,7 @@ type Camera struct {
 	ClassifyEvery time.Duration
 	TopK          int
 	Threshold     float64
+	Loop          bool
 }
 
 // SourceKind says how a camera's frames are obtained.

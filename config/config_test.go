@@ -162,6 +162,8 @@ func TestInvalid(t *testing.T) {
 		{"bad scheme", "[[camera]]\nname = \"a\"\nsource = \"ftp://x/y\"\nlabels = \"l\"\n",
 			`clipd.toml:3: camera[0].source: unsupported URL scheme "ftp"`},
 		{"threshold", camHead + "threshold = 1.5\n", `clipd.toml:5: camera[0].threshold: must be between 0 and 1, got 1.5`},
+		{"loop on a device", camHead + "loop = true\n", `clipd.toml:5: camera[0].loop: only applies to file sources`},
+		{"loop not a bool", camHead + "loop = 1\n", `clipd.toml:5: camera[0].loop:`},
 		{"top_k", camHead + "top_k = 0\n", `clipd.toml:5: camera[0].top_k: must be between 1 and 1000, got 0`},
 		{"syntax", "[model]\nbundle = \n", "clipd.toml:2: "},
 		{"inline table", "model = { backend = \"x\" }\n", `clipd.toml:1: model.backend: must be one of`},

@@ -58,6 +58,7 @@ type fileCamera struct {
 	ClassifyEvery any      `toml:"classify_every"` // duration string or the integer 0
 	TopK          *int64   `toml:"top_k"`
 	Threshold     *float64 `toml:"threshold"`
+	Loop          *bool    `toml:"loop"`
 }
 
 func parse(data []byte, name string) (*Config, *positions, error) {
@@ -307,6 +308,12 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 		cam.Threshold = *fc.Threshold
 		if math.IsNaN(cam.Threshold) || cam.Threshold < 0 || cam.Threshold > 1 {
 			v.fail(prefix+"threshold", "must be between 0 and 1, got %v", cam.Threshold)
+		}
+	}
+	if fc.Loop != nil {
+		cam.Loop = *fc.Loop
+		if *fc.Loop && cam.SourceKind() != SourceFile {
+			v.fail(prefix+"loop", "only applies to file sources")
 		}
 	}
 	return cam
