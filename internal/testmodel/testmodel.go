@@ -43,14 +43,14 @@ func TinyBundle(tb testing.TB, form string) string {
 	if _, err := os.Stat(checkpoint); err != nil {
 		tb.Skipf("testmodel: reference checkpoint missing: %v", err)
 	}
-	return bundle(tb, "tiny-"+form, []string{checkpoint}, checkpoint)
+	return cachedBundle(tb, "tiny-"+form, []string{checkpoint}, checkpoint)
 }
 
 // RandomBundle exports a random-weight bundle of arch ("tiny", "ViT-B/32",
 // "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"), seed 0, for benchmarks.
 func RandomBundle(tb testing.TB, arch string) string {
 	tb.Helper()
-	return bundle(tb, "random-"+sanitize(arch), nil, "--random-init", arch)
+	return cachedBundle(tb, "random-"+sanitize(arch), nil, "--random-init", arch)
 }
 
 // SharedDir is the reference data directory: $CLIPD_SHARED, else ../shared
@@ -139,9 +139,9 @@ func requireTorch(tb testing.TB) {
 	}
 }
 
-// bundle returns the cached bundle for these export arguments, exporting it
+// cachedBundle returns the cached bundle for these export arguments, exporting it
 // under an exclusive lock when it is absent.
-func bundle(tb testing.TB, name string, inputs []string, args ...string) string {
+func cachedBundle(tb testing.TB, name string, inputs []string, args ...string) string {
 	tb.Helper()
 	return bundleIn(tb, filepath.Join(RepoRoot(tb), cacheRelPath), name, inputs, args...)
 }
