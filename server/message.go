@@ -43,6 +43,9 @@ type Result struct {
 	// LatencyMS breaks the time from capture to result into stages, e.g.
 	// "preprocess", "encode", "total".
 	LatencyMS map[string]float64 `json:"latency_ms,omitempty"`
+	// Truth is what the synthetic camera drew in the frame (synth.Truth);
+	// absent for real cameras. Tests and demos compare it with Top.
+	Truth any `json:"truth,omitempty"`
 }
 
 // LabelsUpdate announces the label set now used for a camera.
