@@ -1,9 +1,14 @@
 # clipd build. `make run` and `make test` work on a fresh Debian/Ubuntu
-# machine: they install what they need first (see `make deps`).
+# machine: both install what they need first (`make deps`): Debian packages
+# through apt-get when root (otherwise the exact command is printed), the
+# ONNX Runtime library (checksum-verified) and the Go modules.
 
 PYTHON ?= /usr/bin/python3
 BUILD  ?= build
 GO     ?= go
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 ORT_DIR := $(BUILD)/onnxruntime
 ORT_LIB := $(ORT_DIR)/libonnxruntime.so.1
@@ -14,26 +19,75 @@ export CLIPD_ONNXRUNTIME_LIB ?= $(abspath $(ORT_LIB))
 export CLIPD_SHARED ?= $(abspath ../shared)
 export CLIPD_PYTHON ?= $(PYTHON)
 
-.PHONY: all build test bench run deps deps-system clean
+# Debian packages: cgo toolchain, libjpeg-turbo, ffmpeg (file/RTSP sources and
+# test videos), PyTorch and ONNX for tools/export-clip and the demo model,
+# node/npm to fetch ONNX Runtime, systemd for checking the unit files.
+DEBIAN_PACKAGES := gcc libc6-dev pkg-config make git ca-certificates \
+	libturbojpeg0-dev ffmpeg python3-torch python3-onnx python3-numpy python3-pil \
+	nodejs npm systemd
+
+GO_LDFLAGS := -X main.version=$(VERSION)
+GO_TAGS :=
+ifeq ($(TENSORRT),1)
+GO_TAGS := -tags tensorrt
+endif
+
+.PHONY: all build test test-go test-python bench run deps deps-system deps-go install clean fuzz
 
 all: build
 
-deps: deps-system $(ORT_LIB)
+deps: deps-system deps-go $(ORT_LIB)
 
 deps-system:
-	@tools/install-deps
+	@CLIPD_DEPS="$(DEBIAN_PACKAGES)" tools/install-deps
+
+deps-go:
+	@$(GO) mod download
 
 $(ORT_LIB):
 	@tools/fetch-onnxruntime $(ORT_DIR)
 
 build: deps
-	$(GO) build -o bin/clipd ./cmd/clipd
+	$(GO) build $(GO_TAGS) -ldflags "$(GO_LDFLAGS)" -o bin/clipd ./cmd/clipd
+	$(GO) build -o bin/clipd-synth ./cmd/clipd-synth
 
-test: deps
-	$(GO) test ./...
+# The demo: the built-in model, a synthetic camera and a labels file that
+# you can edit while it runs (examples/labels/demo.labels). `bin/clipd tail
+# --socket build/run/clipd.sock` in another terminal shows the same stream.
+run: build
+	@mkdir -p $(BUILD)/run
+	bin/clipd run --config examples/demo.toml --show
+
+test: deps test-go test-python
+
+test-go:
+	$(GO) test $(GO_TAGS) ./...
+
+test-python:
+	$(PYTHON) -m unittest discover -s tools/tests -v
 
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test $(GO_TAGS) -run '^$$' -bench . -benchmem -benchtime 2s ./...
+
+# Short fuzzing runs of the parsers (not part of `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzTokenize -fuzztime 30s ./tokenizer/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./config/
+
+install: build
+	install -D -m 0755 bin/clipd $(DESTDIR)$(PREFIX)/bin/clipd
+	install -D -m 0644 systemd/clipd.service $(DESTDIR)/etc/systemd/system/clipd.service
+	install -D -m 0644 systemd/clipd.socket $(DESTDIR)/etc/systemd/system/clipd.socket
+	install -D -m 0644 systemd/clipd.sysusers $(DESTDIR)/usr/lib/sysusers.d/clipd.conf
+	test -e $(DESTDIR)/etc/clipd/clipd.toml || install -D -m 0644 config/clipd.example.toml $(DESTDIR)/etc/clipd/clipd.toml
+	install -d $(DESTDIR)/etc/clipd/labels $(DESTDIR)/etc/clipd/models
+	install -m 0644 examples/labels/*.labels $(DESTDIR)/etc/clipd/labels/
+	cp -r models/demo $(DESTDIR)/etc/clipd/models/
+	install -D -m 0644 $(ORT_LIB) $(DESTDIR)$(PREFIX)/lib/clipd/libonnxruntime.so.1
+	@if [ -z "$(DESTDIR)" ]; then systemd-sysusers clipd.conf && systemctl daemon-reload; \
+	  echo "installed; start with: systemctl enable --now clipd"; fi
 
 clean:
 	rm -rf bin $(BUILD)
+
+-include trt/trt.mk
