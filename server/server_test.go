@@ -193,25 +193,27 @@ func TestSlowClientDropsOldestFastClientGetsAll(t *testing.T) {
 	slow := dial(t, s)
 	fast := dial(t, s)
 
-	fastDone := make(chan error, 1)
+	// fastErr receives the fast reader's outcome: an error, or nil once it
+	// has read every result. progress reports the last seq it has read.
+	fastErr := make(chan error, 1)
 	progress := make(chan uint64, total)
 	go func() {
 		for want := uint64(1); want <= total; want++ {
 			fast.nc.SetReadDeadline(time.Now().Add(guard))
 			m, err := fast.Next()
 			if err != nil {
-				fastDone <- err
+				fastErr <- err
 				return
 			}
 			var r Result
 			m.Decode(&r)
 			if m.Type != "result" || r.Seq != want {
-				fastDone <- fmt.Errorf("fast client got %s, want result %d", m.Raw, want)
+				fastErr <- fmt.Errorf("fast client got %s, want result %d", m.Raw, want)
 				return
 			}
 			progress <- want
 		}
-		fastDone <- nil
+		fastErr <- nil
 	}()
 
 	// Pad results so that the slow client's socket buffer fills quickly.
@@ -226,13 +228,17 @@ func TestSlowClientDropsOldestFastClientGetsAll(t *testing.T) {
 			for got := uint64(0); got < seq; {
 				select {
 				case got = <-progress:
-				case err := <-fastDone:
-					t.Fatalf("fast client stopped: %v", err)
+				case err := <-fastErr:
+					if err != nil {
+						t.Fatalf("fast client stopped: %v", err)
+					}
+					fastErr <- nil // finished; let the final wait see it
+					got = seq
 				}
 			}
 		}
 	}
-	if err := <-fastDone; err != nil {
+	if err := <-fastErr; err != nil {
 		t.Fatal(err)
 	}
 	s.Publish(&LabelsUpdate{Version: 9, Labels: []string{"end"}})
