@@ -158,6 +158,13 @@ func KindOf(source string) Kind {
 	return KindFFmpeg
 }
 
+// Limits that keep a typo from allocating gigabytes or ticking in
+// nanoseconds.
+const (
+	maxSide = 16384
+	maxFPS  = 1000
+)
+
 // withDefaults validates cfg and fills in defaults, naming the offending
 // key in errors.
 func (cfg Config) withDefaults() (Config, error) {
@@ -178,8 +185,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		// layout in them and drivers round them anyway.
 		return cfg, fmt.Errorf("capture %s: width/height: %dx%d must be even", cfg.Name, cfg.Width, cfg.Height)
 	}
-	if cfg.FPS < 0 {
-		return cfg, fmt.Errorf("capture %s: fps: negative (%d)", cfg.Name, cfg.FPS)
+	if cfg.Width > maxSide || cfg.Height > maxSide {
+		return cfg, fmt.Errorf("capture %s: width/height: %dx%d exceeds %d", cfg.Name, cfg.Width, cfg.Height, maxSide)
+	}
+	if cfg.FPS < 0 || cfg.FPS > maxFPS {
+		return cfg, fmt.Errorf("capture %s: fps: %d is outside 0..%d", cfg.Name, cfg.FPS, maxFPS)
 	}
 	if cfg.Format != 0 {
 		if _, err := frame.ParseFormat(cfg.Format.String()); err != nil {
