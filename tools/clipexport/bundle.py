@@ -22,7 +22,7 @@ import zipfile
 
 import torch
 
-from .model import CheckpointError, build_model, random_model
+from .model import NON_WEIGHT_KEYS, CheckpointError, build_model, random_model
 
 # CLIP's normalisation constants (clip/clip.py, _transform).
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -73,6 +73,9 @@ def load_state_dict(path):
     if not isinstance(loaded, dict):
         raise ExportError(f"checkpoint {path}: holds a {type(loaded).__name__}, not a state_dict")
     for key, value in loaded.items():
+        # OpenAI's build_model drops these metadata entries, which may be ints.
+        if key in NON_WEIGHT_KEYS:
+            continue
         if not isinstance(value, torch.Tensor):
             raise ExportError(f"checkpoint {path}: key {key!r} holds a {type(value).__name__}, not a tensor")
     return loaded, "state_dict"

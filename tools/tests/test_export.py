@@ -322,6 +322,16 @@ class ExportErrorTest(unittest.TestCase):
                              "'text_projection' is missing")
         self.assertNothingLeft()
 
+    def test_metadata_entries_and_wrapped_state_dict_load(self):
+        # Released archives may carry input_resolution/context_length/vocab_size
+        # beside the weights; training checkpoints often wrap the state_dict.
+        state = load_checkpoint("state")
+        state.update(input_resolution=224, context_length=torch.tensor(77), vocab_size=49408)
+        path = self.save("wrapped.pt", {"state_dict": state, "epoch": 3})
+        result = run_export(path, os.path.join(self.tmp, "out"), "--vocab", VOCAB)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("state_dict checkpoint", result.stderr)
+
     def test_modified_resnet_is_refused(self):
         path = self.save("rn50.pt", {"visual.layer1.0.conv1.weight": torch.zeros(1),
                                      "visual.attnpool.c_proj.weight": torch.zeros(1)})
