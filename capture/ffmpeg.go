@@ -30,8 +30,10 @@ import (
 // quality.
 //
 // When Config gives no size the stream's own size is probed with ffprobe
-// before every start, which keeps CLIP's preprocessing the only resize;
-// rotation metadata is not applied to the probed size.
+// before the first start, which keeps CLIP's preprocessing the only
+// resize; restarts keep that size, so a stream that changes resolution is
+// scaled to its first one. Rotation metadata is not applied to the probed
+// size (a rotated phone video comes out squashed: give Width/Height).
 
 const (
 	// ffmpegKillGrace is how long ffmpeg may take to exit after SIGTERM
