@@ -76,10 +76,14 @@ func (c *conn) push(q queued) {
 	}
 	if len(c.queue) >= c.s.conf.ClientQueue {
 		victim := slices.IndexFunc(c.queue, func(q queued) bool { return q.droppable })
-		if victim < 0 {
-			victim = 0
+		if victim <= 0 {
+			// The usual case: the head is the oldest result. Reslicing
+			// instead of shifting keeps a stalled client's eviction O(1).
+			c.queue[0] = queued{}
+			c.queue = c.queue[1:]
+		} else {
+			c.queue = slices.Delete(c.queue, victim, victim+1)
 		}
-		c.queue = slices.Delete(c.queue, victim, victim+1)
 		c.dropped++
 		c.droppedTotal++
 	}

@@ -565,3 +565,17 @@ func BenchmarkPublishTo8Clients(b *testing.B) {
 	s.Close()
 	wg.Wait()
 }
+
+// Publish's own cost (encode once, enqueue per client) when no client reads,
+// so every enqueue also evicts the oldest result.
+func BenchmarkPublishTo8StalledClients(b *testing.B) {
+	s := startServer(b, Config{ClientQueue: 256})
+	for range 8 {
+		dial(b, s)
+	}
+	r := result("front", 1)
+	for b.Loop() {
+		r.Seq++
+		s.Publish(r)
+	}
+}
