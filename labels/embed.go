@@ -24,11 +24,13 @@ type Embedder struct {
 	mu    sync.Mutex
 	cache map[string][]float32
 	dim   int
+	// live holds each watcher's current sets, whose prompts a prune keeps.
+	live map[*Watcher][]*Set
 }
 
 // NewEmbedder wraps enc with a prompt cache.
 func NewEmbedder(enc PromptEncoder) *Embedder {
-	return &Embedder{enc: enc, cache: make(map[string][]float32)}
+	return &Embedder{enc: enc, cache: make(map[string][]float32), live: make(map[*Watcher][]*Set)}
 }
 
 // Embed fills the Weight of every label of s. Only prompts not already
@@ -80,22 +82,46 @@ func (e *Embedder) Embed(s *Set) error {
 	return nil
 }
 
-// Retain forgets cached prompts that none of sets uses, so that the cache
-// does not grow without bound as files are edited over months.
+// Retain forgets cached prompts that neither sets nor the current set of
+// any Watcher using this Embedder needs, so that the cache does not grow
+// without bound as files are edited over months.
 func (e *Embedder) Retain(sets ...*Set) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.pruneLocked(sets)
+}
+
+// setLive records the sets a watcher currently serves, which every prune
+// keeps, and prunes. Several watchers (one per camera) may share the cache.
+func (e *Embedder) setLive(w *Watcher, sets []*Set) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if sets == nil {
+		delete(e.live, w)
+		return
+	}
+	e.live[w] = sets
+	e.pruneLocked(nil)
+}
+
+func (e *Embedder) pruneLocked(extra []*Set) {
 	keep := make(map[string]bool)
-	for _, s := range sets {
-		if s == nil {
-			continue
-		}
-		for _, l := range s.Labels {
-			for _, p := range l.Prompts {
-				keep[p] = true
+	add := func(sets []*Set) {
+		for _, s := range sets {
+			if s == nil {
+				continue
+			}
+			for _, l := range s.Labels {
+				for _, p := range l.Prompts {
+					keep[p] = true
+				}
 			}
 		}
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	add(extra)
+	for _, sets := range e.live {
+		add(sets)
+	}
 	for p := range e.cache {
 		if !keep[p] {
 			delete(e.cache, p)

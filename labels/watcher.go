@@ -156,6 +156,7 @@ func NewWatcher(conf WatcherConfig) (*Watcher, error) {
 		f.lastSeen = data
 		f.current.Store(set)
 	}
+	w.publishLive()
 	w.wg.Add(1)
 	go w.run()
 	return w, nil
@@ -196,6 +197,7 @@ func (w *Watcher) Close() error {
 		close(w.done)
 		w.wg.Wait()
 		err = w.fsw.Close()
+		w.conf.Embedder.setLive(w, nil)
 	})
 	return err
 }
@@ -279,6 +281,16 @@ func (w *Watcher) run() {
 	}
 }
 
+// publishLive tells the Embedder which sets this watcher serves, so that
+// pruning keeps their prompts (and those of other watchers sharing it).
+func (w *Watcher) publishLive() {
+	sets := make([]*Set, len(w.files))
+	for i, f := range w.files {
+		sets[i] = f.current.Load()
+	}
+	w.conf.Embedder.setLive(w, sets)
+}
+
 func (w *Watcher) reloadAll(force bool) {
 	changed := false
 	for _, f := range w.files {
@@ -287,11 +299,7 @@ func (w *Watcher) reloadAll(force bool) {
 		}
 	}
 	if changed {
-		sets := make([]*Set, len(w.files))
-		for i, f := range w.files {
-			sets[i] = f.current.Load()
-		}
-		w.conf.Embedder.Retain(sets...)
+		w.publishLive()
 	}
 }
 

@@ -354,3 +354,41 @@ func BenchmarkCurrent(b *testing.B) {
 		}
 	})
 }
+
+// Cameras each have a Watcher sharing one Embedder: a reload of one file
+// must not evict the prompts another watcher serves.
+func TestWatchersSharingEmbedderKeepEachOthersPrompts(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.labels"), filepath.Join(dir, "b.labels")
+	os.WriteFile(a, []byte("dog\n"), 0o644)
+	os.WriteFile(b, []byte("cat\n"), 0o644)
+	enc := &hashEncoder{dim: 8}
+	e := NewEmbedder(enc)
+	events := make(chan Event, 10)
+	wa, err := NewWatcher(WatcherConfig{Files: []string{a}, Embedder: e, OnEvent: func(ev Event) { events <- ev }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wa.Close()
+	wb, err := NewWatcher(WatcherConfig{Files: []string{b}, Embedder: e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(t, a, "dog\nemu\n")
+	select {
+	case ev := <-events:
+		if ev.Kind != Loaded {
+			t.Fatalf("event = %+v", ev)
+		}
+	case <-time.After(eventWait):
+		t.Fatal("no reload")
+	}
+	if got := e.Cached(); got != 3 {
+		t.Errorf("cache holds %d prompts, want 3 (dog, emu and the other watcher's cat)", got)
+	}
+	wb.Close()
+	e.Retain()
+	if got := e.Cached(); got != 2 {
+		t.Errorf("after the other watcher closed, cache holds %d prompts, want 2", got)
+	}
+}
