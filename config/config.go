@@ -152,14 +152,15 @@ func (c Camera) PixelFormat() (f frame.Format, ok bool) {
 	return f, err == nil
 }
 
-// PatternSource is the camera source that generates a synthetic test image.
+// PatternSource is the camera source that generates a synthetic test image;
+// options follow as a query ("pattern?hold=15&seed=7", see package capture).
 const PatternSource = "pattern"
 
 func classifySource(s string) (SourceKind, error) {
 	switch {
 	case s == "":
 		return 0, errors.New("must not be empty")
-	case s == PatternSource:
+	case s == PatternSource || strings.HasPrefix(s, PatternSource+"?"):
 		return SourcePattern, nil
 	case strings.HasPrefix(s, "/dev/"):
 		return SourceDevice, nil

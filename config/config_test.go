@@ -84,16 +84,23 @@ source = "pattern"
 labels = "l.txt"
 format = "yuyv"
 classify_every = 0
+[[camera]]
+name = "f"
+source = "pattern?hold=3&seed=9"
+labels = "l.txt"
 `
 	cfg, err := Parse([]byte(doc), "/srv/c/clipd.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := []SourceKind{SourceDevice, SourceRTSP, SourceHTTP, SourceFile, SourcePattern}
+	kinds := []SourceKind{SourceDevice, SourceRTSP, SourceHTTP, SourceFile, SourcePattern, SourcePattern}
 	for i, k := range kinds {
 		if got := cfg.Cameras[i].SourceKind(); got != k {
 			t.Errorf("camera %s: kind %v, want %v", cfg.Cameras[i].Name, got, k)
 		}
+	}
+	if got := cfg.Cameras[5].Source; got != "pattern?hold=3&seed=9" {
+		t.Errorf("pattern options taken for a file path: %q", got)
 	}
 	if got := cfg.Cameras[3].Source; got != "/srv/c/clips/walk.mp4" {
 		t.Errorf("file source not resolved: %q", got)
