@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,10 +31,20 @@ const (
 	keyLength     = 16
 )
 
+// DefaultOpset is the ONNX opset export-clip writes unless told otherwise.
+const DefaultOpset = 17
+
 // TinyBundle exports /work/shared/reference/model/tiny-vit-<form>.pt (form
 // "state" or "jit") once and returns the bundle directory. It skips tb when
 // the shared data or a Python with torch and onnx is missing.
 func TinyBundle(tb testing.TB, form string) string {
+	tb.Helper()
+	return TinyBundleOpset(tb, form, DefaultOpset)
+}
+
+// TinyBundleOpset is TinyBundle at another ONNX opset, e.g. 16 for the
+// decomposed LayerNorm that TensorRT 8.5 needs.
+func TinyBundleOpset(tb testing.TB, form string, opset int) string {
 	tb.Helper()
 	if form != "state" && form != "jit" {
 		tb.Fatalf("testmodel.TinyBundle: form %q, want \"state\" or \"jit\"", form)
@@ -43,14 +54,30 @@ func TinyBundle(tb testing.TB, form string) string {
 	if _, err := os.Stat(checkpoint); err != nil {
 		tb.Skipf("testmodel: reference checkpoint missing: %v", err)
 	}
-	return cachedBundle(tb, "tiny-"+form, []string{checkpoint}, checkpoint)
+	return cachedBundle(tb, withOpset("tiny-"+form, opset), []string{checkpoint},
+		checkpoint, "--opset", strconv.Itoa(opset))
 }
 
 // RandomBundle exports a random-weight bundle of arch ("tiny", "ViT-B/32",
 // "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"), seed 0, for benchmarks.
+// ViT-B/32 takes a few minutes the first time and 580 MB of disk.
 func RandomBundle(tb testing.TB, arch string) string {
 	tb.Helper()
-	return cachedBundle(tb, "random-"+sanitize(arch), nil, "--random-init", arch)
+	return RandomBundleOpset(tb, arch, DefaultOpset)
+}
+
+// RandomBundleOpset is RandomBundle at another ONNX opset.
+func RandomBundleOpset(tb testing.TB, arch string, opset int) string {
+	tb.Helper()
+	return cachedBundle(tb, withOpset("random-"+sanitize(arch), opset), nil,
+		"--random-init", arch, "--opset", strconv.Itoa(opset))
+}
+
+func withOpset(name string, opset int) string {
+	if opset == DefaultOpset {
+		return name
+	}
+	return name + "-opset" + strconv.Itoa(opset)
 }
 
 // SharedDir is the reference data directory: $CLIPD_SHARED, else ../shared
