@@ -1,0 +1,537 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/internal/testmodel"
+	"github.com/clipd/clipd/server"
+)
+
+// These tests run the real clipd binary as a daemon: a real model on ONNX
+// Runtime, real capture sources, real label files watched with fsnotify and
+// the real unix socket, driven with real signals.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func clipdBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "clipd-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "clipd")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// demoBundle is the committed demo model.
+func demoBundle(t *testing.T) string {
+	dir := filepath.Join(testmodel.RepoRoot(t), "models", "demo")
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		t.Fatalf("the demo model is missing: %v", err)
+	}
+	return dir
+}
+
+type daemonProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string
+	socket string
+	config string
+	logs   *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testDir is short because unix socket paths are limited to 108 bytes.
+func testDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "cd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// startDaemon writes config (with %SOCKET% and %DIR% substituted) and runs
+// clipd on it until the socket answers.
+func startDaemon(t *testing.T, dir, config string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{t: t, dir: dir, socket: filepath.Join(dir, "s.sock"), config: filepath.Join(dir, "clipd.toml"), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	d.writeConfig(config)
+	d.cmd = exec.Command(clipdBinary(t), "run", "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.exited <- d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		select {
+		case <-d.exited:
+		case <-time.After(5 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
+			return d
+		}
+		select {
+		case err := <-d.exited:
+			t.Fatalf("clipd exited before serving: %v\n%s", err, d.logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("clipd did not serve within a minute:\n%s", d.logs.String())
+		}
+	}
+}
+
+func (d *daemonProc) writeConfig(config string) {
+	config = strings.ReplaceAll(config, "%SOCKET%", d.socket)
+	config = strings.ReplaceAll(config, "%DIR%", d.dir)
+	if err := os.WriteFile(d.config, []byte(config), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *daemonProc) dial() *server.Client {
+	d.t.Helper()
+	c, err := server.Dial(d.socket)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// stop sends SIGTERM and returns how long the daemon took to exit.
+func (d *daemonProc) stop() time.Duration {
+	d.t.Helper()
+	start := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			d.t.Errorf("clipd exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		d.t.Fatalf("clipd did not exit within 30s of SIGTERM")
+	}
+	return time.Since(start)
+}
+
+// nextOf reads messages until one of type typ arrives (or the deadline).
+func nextOf(t *testing.T, c *server.Client, typ string, within time.Duration) server.Message {
+	t.Helper()
+	type res struct {
+		m   server.Message
+		err error
+	}
+	deadline := time.After(within)
+	for {
+		ch := make(chan res, 1)
+		go func() {
+			m, err := c.Next()
+			ch <- res{m, err}
+		}()
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				t.Fatalf("reading the socket: %v", r.err)
+			}
+			if r.m.Type == typ {
+				return r.m
+			}
+		case <-deadline:
+			t.Fatalf("no %q message within %s", typ, within)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceFile saves the way editors do: write a temporary file, rename it
+// over the original.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp~"
+	writeFile(t, tmp, content)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const shapeLabels = `template: a photo of one {}.
+template: one {} in the image.
+circle
+square
+triangle
+star
+ring
+cross
+`
+
+func patternConfig(bundle, labels string, extra string) string {
+	return fmt.Sprintf(`[model]
+bundle = %q
+backend = "onnxruntime"
+threads = 1
+[socket]
+path = "%%SOCKET%%"
+[log]
+level = "debug"
+[[camera]]
+name = "pat"
+source = "pattern?hold=2&seed=900000"
+width = 320
+height = 240
+fps = 15
+labels = %q
+classify_every = 0
+top_k = 3
+%s`, bundle, labels, extra)
+}
+
+type resultLine struct {
+	Camera        string `json:"camera"`
+	Seq           uint64 `json:"seq"`
+	LabelsVersion uint64 `json:"labels_version"`
+	Top           []struct {
+		Label string  `json:"label"`
+		Score float64 `json:"score"`
+	} `json:"top"`
+	Truth struct {
+		Shapes []struct{ Kind, Color string }
+	} `json:"truth"`
+}
+
+func decodeResult(t *testing.T, m server.Message) resultLine {
+	var r resultLine
+	if err := m.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestDaemonResultsAgreeWithTruth(t *testing.T) {
+	dir := testDir(t)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, ""))
+	c := d.dial()
+	agree, total := 0, 0
+	for total < 60 {
+		r := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+		if len(r.Truth.Shapes) != 1 {
+			continue // scenes of several shapes have no single right answer
+		}
+		total++
+		if r.Top[0].Label == r.Truth.Shapes[0].Kind {
+			agree++
+		}
+	}
+	t.Logf("top-1 agrees with the synthetic truth on %d of %d single-shape frames", agree, total)
+	if agree*100 < 90*total {
+		t.Errorf("only %d of %d results agree with the truth (want ≥ 90%%)", agree, total)
+	}
+	d.stop()
+}
+
+func TestDaemonLabelsHotReload(t *testing.T) {
+	dir := testDir(t)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, ""))
+	c := d.dial()
+	first := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+
+	// An edit saved by temp file and rename applies within a second.
+	replaceFile(t, labels, "circle\nsquare\n")
+	saved := time.Now()
+	m := nextOf(t, c, "labels", 5*time.Second)
+	applied := time.Since(saved)
+	var upd server.LabelsUpdate
+	m.Decode(&upd)
+	t.Logf("labels applied %s after the rename (version %d → %d)", applied.Round(time.Millisecond), first.LabelsVersion, upd.Version)
+	if applied > time.Second {
+		t.Errorf("the new labels took %s to apply (want ≤ 1s)", applied)
+	}
+	if upd.Version <= first.LabelsVersion || strings.Join(upd.Labels, ",") != "circle,square" {
+		t.Errorf("labels event %+v", upd)
+	}
+	for {
+		r := decodeResult(t, nextOf(t, c, "result", 5*time.Second))
+		if r.LabelsVersion == upd.Version {
+			if l := r.Top[0].Label; l != "circle" && l != "square" {
+				t.Errorf("result uses label %q outside the new set", l)
+			}
+			break
+		}
+	}
+
+	// A broken file keeps the last good set and reports file and line.
+	replaceFile(t, labels, "circle\ntemplate: no placeholder here\n")
+	em := nextOf(t, c, "error", 5*time.Second)
+	var rep server.ErrorReport
+	em.Decode(&rep)
+	if rep.Line != 2 || !strings.HasSuffix(rep.File, "shapes.labels") {
+		t.Errorf("error event %+v does not name shapes.labels line 2", rep)
+	}
+	r := decodeResult(t, nextOf(t, c, "result", 5*time.Second))
+	if r.LabelsVersion != upd.Version {
+		t.Errorf("after a broken edit results use labels version %d, want the last good %d", r.LabelsVersion, upd.Version)
+	}
+	d.stop()
+}
+
+func TestDaemonTwoCamerasAndSlowClient(t *testing.T) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Skip("ffmpeg is not installed")
+	}
+	dir := testDir(t)
+	video := filepath.Join(dir, "clip.mkv")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=10", "-t", "2",
+		"-c:v", "mjpeg", "-q:v", "5", video).CombinedOutput(); err != nil {
+		t.Fatalf("making a test video: %v\n%s", err, out)
+	}
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	conf := patternConfig(demoBundle(t), labels, fmt.Sprintf(`
+[[camera]]
+name = "file"
+source = %q
+loop = true
+width = 320
+height = 180
+fps = 10
+labels = %q
+classify_every = 0
+`, video, labels))
+	conf = strings.Replace(conf, "[log]", "client_queue = 4\n[log]", 1)
+	conf = strings.Replace(conf, "width = 320\nheight = 240\nfps = 15", "width = 64\nheight = 64\nfps = 60", 1)
+	d := startDaemon(t, dir, conf)
+
+	stuck, err := net.Dial("unix", d.socket) // connects and never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+
+	c := d.dial()
+	seen := map[string]int{}
+	var stuckDropped uint64
+	var st struct {
+		Cameras []struct {
+			Name       string
+			Classified uint64
+		}
+		Clients []server.ClientInfo
+	}
+	// The stuck client's kernel socket buffer absorbs a few hundred results
+	// before its queue in the daemon overflows; the reader must keep getting
+	// results all along.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		r := decodeResult(t, nextOf(t, c, "result", 10*time.Second))
+		seen[r.Camera]++
+		if seen["pat"]%20 != 0 || seen["file"] < 10 {
+			continue
+		}
+		reply, err := c.Command(server.Command{Cmd: "status"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(reply.Data, &st); err != nil {
+			t.Fatal(err)
+		}
+		for _, cl := range st.Clients {
+			stuckDropped = max(stuckDropped, cl.Dropped)
+		}
+		if stuckDropped > 0 {
+			break
+		}
+	}
+	t.Logf("results read %v; the client that never reads lost %d results; status: %+v", seen, stuckDropped, st.Cameras)
+	if seen["pat"] < 40 || seen["file"] < 10 {
+		t.Errorf("results per camera %v: both cameras should deliver", seen)
+	}
+	if stuckDropped == 0 {
+		t.Errorf("the client that never reads lost nothing; its queue should have overflowed: %+v", st.Clients)
+	}
+	d.stop()
+}
+
+func TestDaemonSignals(t *testing.T) {
+	dir := testDir(t)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	two := patternConfig(demoBundle(t), labels, `
+[[camera]]
+name = "other"
+source = "pattern?seed=5"
+width = 160
+height = 120
+fps = 10
+labels = "`+labels+`"
+classify_every = 0
+`)
+	d := startDaemon(t, dir, two)
+	c := d.dial()
+	before := map[string]uint64{}
+	for len(before) < 2 || before["pat"] < 10 {
+		r := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+		before[r.Camera] = r.Seq
+	}
+
+	// SIGHUP with only camera "other" changed: it restarts (its sequence
+	// starts again), "pat" keeps running (its sequence continues).
+	d.writeConfig(strings.Replace(two, "fps = 10", "fps = 5", 1))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	restarted := false
+	deadline := time.Now().Add(20 * time.Second)
+	for !restarted && time.Now().Before(deadline) {
+		r := decodeResult(t, nextOf(t, c, "result", 10*time.Second))
+		switch r.Camera {
+		case "pat":
+			if r.Seq < before["pat"] {
+				t.Fatalf("camera pat restarted on SIGHUP although its settings did not change (seq %d after %d)", r.Seq, before["pat"])
+			}
+			before["pat"] = r.Seq
+		case "other":
+			if r.Seq < before["other"] {
+				restarted = true
+			}
+			before["other"] = r.Seq
+		}
+	}
+	if !restarted {
+		t.Errorf("camera other was not restarted after its fps changed and SIGHUP")
+	}
+
+	took := d.stop()
+	t.Logf("SIGTERM to exit: %s", took.Round(time.Millisecond))
+	if _, err := os.Stat(d.socket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file left behind after exit: %v", err)
+	}
+}
+
+func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
+	dir := testDir(t)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, ""))
+	conn, err := net.Dial("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("this is not json\n{\"cmd\":\"frobnicate\"}\n{\"cmd\":\"status\",\"id\":7}\n"))
+	dec := json.NewDecoder(conn)
+	var errs, replies int
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for replies == 0 {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			t.Fatalf("after garbage the connection broke: %v", err)
+		}
+		switch m["type"] {
+		case "error":
+			errs++
+		case "reply":
+			replies++
+			if m["id"] != float64(7) {
+				t.Errorf("reply id %v, want 7", m["id"])
+			}
+		}
+	}
+	if errs != 2 {
+		t.Errorf("got %d error replies for 2 bad commands", errs)
+	}
+
+	// classify over the socket with ad-hoc labels on a rendered file.
+	c := d.dial()
+	img := filepath.Join(testmodel.SharedDir(t), "reference", "images", "img3_224x224.png")
+	rep, err := c.Command(server.Command{Cmd: "classify", Image: img, Labels: []string{"circle", "square"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cr struct{ Top []struct{ Label string } }
+	json.Unmarshal(rep.Data, &cr)
+	if len(cr.Top) != 2 {
+		t.Errorf("classify reply %s", rep.Data)
+	}
+	_, err = c.Command(server.Command{Cmd: "classify", Image: filepath.Join(dir, "missing.png"), Labels: []string{"a"}})
+	if err == nil || !strings.Contains(err.Error(), "missing.png") {
+		t.Errorf("classify of a missing file: %v", err)
+	}
+	d.stop()
+}
+
+func TestCheckRejectsBadConfig(t *testing.T) {
+	dir := testDir(t)
+	path := filepath.Join(dir, "bad.toml")
+	writeFile(t, path, "[model]\nbundle = \"x\"\n\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"l\"\nfps = 0\n")
+	out, err := exec.Command(clipdBinary(t), "check", "--config", path).CombinedOutput()
+	if err == nil {
+		t.Fatalf("clipd check accepted a bad config:\n%s", out)
+	}
+	if want := path + ":8: camera[0].fps:"; !strings.Contains(string(out), want) {
+		t.Errorf("clipd check output does not name %q:\n%s", want, out)
+	}
+}
