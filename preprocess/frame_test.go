@@ -206,6 +206,11 @@ func TestMJPEGFrame(t *testing.T) {
 	if bad := countDiff(got, want); bad > 0 {
 		t.Errorf("MJPEG frame without DHT/EOI: %d values differ from the complete JPEG", bad)
 	}
+	f.Width = 640
+	if err := p.FrameUint8(f, got); err == nil || !strings.Contains(err.Error(), "320x240, not the frame's size") {
+		t.Errorf("MJPEG frame of the wrong size: err = %v", err)
+	}
+	f.Width = 320
 	f.Data = f.Data[:len(f.Data)*2/3]
 	err := p.FrameUint8(f, got)
 	if err == nil || !strings.Contains(err.Error(), "mjpeg frame 7") {

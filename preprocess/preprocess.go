@@ -204,13 +204,20 @@ func (p *Preprocessor) ImageUint8(data []byte, dst []uint8) error {
 	return fmt.Errorf("unsupported image format (not PNG or JPEG; %d bytes starting % x)", len(data), data[:min(len(data), 8)])
 }
 
-func (p *Preprocessor) jpeg(data []byte, dst []uint8) error {
+func (p *Preprocessor) ensureDecoder() error {
 	if p.dec == nil {
 		dec, err := jpegturbo.NewDecoder()
 		if err != nil {
 			return err
 		}
 		p.dec = dec
+	}
+	return nil
+}
+
+func (p *Preprocessor) jpeg(data []byte, dst []uint8) error {
+	if err := p.ensureDecoder(); err != nil {
+		return err
 	}
 	img, err := p.dec.Decode(data, p.decoded)
 	if err != nil {
@@ -281,6 +288,21 @@ func (p *Preprocessor) frameUint8(f *frame.Frame, dst []uint8) error {
 		}
 		if len(jpg) > 0 && len(f.Data) > 0 && &jpg[0] != &f.Data[0] {
 			p.repaired = jpg
+		}
+		// A camera's frames all have the negotiated size; a header saying
+		// otherwise is corruption, and checking before decoding keeps a
+		// damaged header from costing a huge allocation and decode.
+		if f.Width != 0 || f.Height != 0 {
+			if err := p.ensureDecoder(); err != nil {
+				return err
+			}
+			hdr, err := p.dec.DecodeHeader(jpg)
+			if err != nil {
+				return err
+			}
+			if hdr.Width != f.Width || hdr.Height != f.Height {
+				return fmt.Errorf("JPEG data is %dx%d, not the frame's size", hdr.Width, hdr.Height)
+			}
 		}
 		return p.jpeg(jpg, dst)
 	}
