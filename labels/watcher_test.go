@@ -17,29 +17,38 @@ import (
 const eventWait = 10 * time.Second
 
 type harness struct {
-	t      *testing.T
-	dir    string
-	path   string
-	enc    *hashEncoder
-	w      *Watcher
-	events chan Event
+	t        *testing.T
+	debounce time.Duration
+	dir      string
+	path     string
+	enc      *hashEncoder
+	w        *Watcher
+	events   chan Event
 }
 
 func newHarness(t *testing.T, content string) *harness {
+	t.Helper()
+	return newHarnessDebounce(t, content, DefaultDebounce)
+}
+
+// newHarnessDebounce is for tests whose file operations must all fall in
+// one debounce window even on a loaded machine.
+func newHarnessDebounce(t *testing.T, content string, debounce time.Duration) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cams.labels")
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startHarness(t, dir, path)
+	return startHarness(t, dir, path, debounce)
 }
 
-func startHarness(t *testing.T, dir, path string) *harness {
+func startHarness(t *testing.T, dir, path string, debounce time.Duration) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: dir, path: path, enc: &hashEncoder{dim: 8}, events: make(chan Event, 1000)}
+	h := &harness{t: t, debounce: debounce, dir: dir, path: path, enc: &hashEncoder{dim: 8}, events: make(chan Event, 1000)}
 	w, err := NewWatcher(WatcherConfig{
 		Files:    []string{path},
+		Debounce: debounce,
 		Embedder: NewEmbedder(h.enc),
 		OnEvent:  func(ev Event) { h.events <- ev },
 	})
@@ -73,7 +82,7 @@ func (h *harness) quiet() {
 	select {
 	case ev := <-h.events:
 		h.t.Fatalf("unexpected event %v %s v%d: %v", ev.Kind, ev.File, ev.Version, ev.Err)
-	case <-time.After(5 * DefaultDebounce):
+	case <-time.After(5 * h.debounce):
 	}
 }
 
@@ -195,7 +204,7 @@ func TestWatcherSymlinkSwap(t *testing.T) {
 	if err := os.Symlink(filepath.Join("..data", "cams.labels"), path); err != nil {
 		t.Fatal(err)
 	}
-	h := startHarness(t, dir, path)
+	h := startHarness(t, dir, path, DefaultDebounce)
 
 	mk("..v2", "dog\nowl\n")
 	if err := os.Symlink("..v2", filepath.Join(dir, "..data_tmp")); err != nil {
@@ -224,7 +233,7 @@ func TestWatcherFollowsSymlinkTargetDirectory(t *testing.T) {
 	if err := os.Symlink(target, path); err != nil {
 		t.Fatal(err)
 	}
-	h := startHarness(t, linkDir, path)
+	h := startHarness(t, linkDir, path, DefaultDebounce)
 	replace(t, target, "dog\nemu\n")
 	if ev := h.next(); ev.Kind != Loaded || !reflect.DeepEqual(ev.Set.Names(), []string{"dog", "emu"}) {
 		t.Fatalf("event = %+v", ev)
@@ -234,7 +243,7 @@ func TestWatcherFollowsSymlinkTargetDirectory(t *testing.T) {
 // vim with backupcopy=no renames the file away, writes a new one and
 // deletes the backup; the moment without a file must not count as removal.
 func TestWatcherVimSave(t *testing.T) {
-	h := newHarness(t, "dog\n")
+	h := newHarnessDebounce(t, "dog\n", time.Second)
 	backup := h.path + "~"
 	if err := os.Rename(h.path, backup); err != nil {
 		t.Fatal(err)
@@ -250,7 +259,7 @@ func TestWatcherVimSave(t *testing.T) {
 }
 
 func TestWatcherDebounceCoalescesBurst(t *testing.T) {
-	h := newHarness(t, "l0\n")
+	h := newHarnessDebounce(t, "l0\n", time.Second)
 	for i := 1; i <= 20; i++ {
 		replace(t, h.path, fmt.Sprintf("l%d\n", i))
 	}
