@@ -73,6 +73,9 @@ bench: deps
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTokenize -fuzztime 30s ./tokenizer/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./config/
+	$(GO) test -run '^$$' -fuzz FuzzRepairAndDecode -fuzztime 30s ./jpegturbo/
+	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./preprocess/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./labels/
 
 install: build
 	install -D -m 0755 bin/clipd $(DESTDIR)$(PREFIX)/bin/clipd
