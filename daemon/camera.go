@@ -13,6 +13,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
@@ -36,10 +37,10 @@ type camera struct {
 	skipped    atomic.Uint64 // frames not classified because of classify_every
 	badFrames  atomic.Uint64 // frames preprocessing rejected
 	belowThr   atomic.Uint64
-	// busySince is the UnixNano when the frame in progress was taken, 0
-	// when waiting for a frame; the watchdog reads it.
-	busySince atomic.Int64
-	lastDone  atomic.Int64
+	// preprocessingSince is the UnixNano when preprocessing of the current
+	// frame began, 0 when not preprocessing; the watchdog reads it (the
+	// batcher watches the encoder).
+	preprocessingSince atomic.Int64
 
 	mu        sync.Mutex
 	latencies map[string]*window
@@ -68,40 +69,61 @@ func (c *camera) close() {
 	c.pre.Close()
 }
 
+// prepared is a frame that has been preprocessed and waits for the encoder.
+type prepared struct {
+	frame  *frame.Frame
+	tensor []float32
+	taken  time.Time // when the frame was taken from the source
+	ready  time.Time // when preprocessing finished
+}
+
+// run preprocesses the next frame while the previous one is being encoded:
+// two tensors circulate between the preprocessing loop and the encoding
+// loop, so the encoder never waits for preprocessing. A frame waits at most
+// one encoder call; the source keeps only the newest frame meanwhile.
 func (c *camera) run(ctx context.Context) {
 	defer close(c.done)
-	tensor := make([]float32, c.pre.TensorLen())
-	var lastClassified time.Time
-	var lastBadReport time.Time
-	for {
-		f, err := c.source.Next(ctx)
-		switch {
-		case err == nil:
-		case errors.Is(err, io.EOF):
-			c.log.Info("source ended", "source", c.conf.Source)
-			return
-		case ctx.Err() != nil, errors.Is(err, capture.ErrClosed):
-			return
-		default:
-			c.log.Warn("capture failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		if every := c.conf.ClassifyEvery; every > 0 && !lastClassified.IsZero() && f.Time.Sub(lastClassified) < every {
-			c.skipped.Add(1)
-			continue
-		}
-		lastClassified = f.Time
-		taken := time.Now()
-		c.busySince.Store(taken.UnixNano())
+	free := make(chan []float32, 2)
+	for range cap(free) {
+		free <- make([]float32, c.pre.TensorLen())
+	}
+	ready := make(chan prepared)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ready)
+		c.prepare(ctx, free, ready)
+	}()
+	for p := range ready {
+		c.classify(ctx, p)
+		free <- p.tensor
+	}
+	wg.Wait()
+}
 
-		if err := c.pre.Frame(f, tensor); err != nil {
+// prepare takes frames from the source, applies classify_every and
+// preprocesses them into free tensors.
+func (c *camera) prepare(ctx context.Context, free chan []float32, ready chan<- prepared) {
+	var lastClassified, lastBadReport time.Time
+	for {
+		var tensor []float32
+		select {
+		case tensor = <-free:
+		case <-ctx.Done():
+			return
+		}
+		f, err := c.nextFrame(ctx, &lastClassified)
+		if err != nil {
+			return
+		}
+		taken := time.Now()
+		c.preprocessingSince.Store(taken.UnixNano())
+		err = c.pre.Frame(f, tensor)
+		c.preprocessingSince.Store(0)
+		if err != nil {
 			c.badFrames.Add(1)
-			c.busySince.Store(0)
+			free <- tensor
 			// One report a minute is enough to tell clients a camera sends
 			// garbage without flooding them at frame rate.
 			if time.Since(lastBadReport) > time.Minute {
@@ -111,55 +133,92 @@ func (c *camera) run(ctx context.Context) {
 			}
 			continue
 		}
-		preprocessed := time.Now()
-		rep, err := c.batcher.Encode(ctx, tensor)
-		c.busySince.Store(0)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errBatcherClosed) {
-				return
+		select {
+		case ready <- prepared{frame: f, tensor: tensor, taken: taken, ready: time.Now()}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// nextFrame returns the next frame due for classification; an error means
+// the loop should end (context done, source closed or finished).
+func (c *camera) nextFrame(ctx context.Context, lastClassified *time.Time) (*frame.Frame, error) {
+	for {
+		f, err := c.source.Next(ctx)
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			c.log.Info("source ended", "source", c.conf.Source)
+			return nil, err
+		case ctx.Err() != nil, errors.Is(err, capture.ErrClosed):
+			return nil, err
+		default:
+			c.log.Warn("capture failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
 			}
+			continue
+		}
+		if every := c.conf.ClassifyEvery; every > 0 && !lastClassified.IsZero() && f.Time.Sub(*lastClassified) < every {
+			c.skipped.Add(1)
+			continue
+		}
+		*lastClassified = f.Time
+		return f, nil
+	}
+}
+
+// classify encodes one prepared frame, scores it against the current label
+// set and publishes the result.
+func (c *camera) classify(ctx context.Context, p prepared) {
+	rep, err := c.batcher.Encode(ctx, p.tensor)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
 			c.log.Error("encoding failed", "err", err)
 			c.publish(&server.ErrorReport{Camera: c.conf.Name, Message: "encoding failed: " + err.Error()})
-			continue
 		}
-		encoded := time.Now()
-		set := c.watcher.Current(c.conf.Labels)
-		clf := c.classifier(set)
-		scores, err := clf.Scores(rep.embedding)
-		if err != nil {
-			c.log.Error("scoring failed", "err", err)
-			continue
-		}
-		top := engine.TopK(scores, clf.Labels, c.conf.TopK)
-		done := time.Now()
-		lat := map[string]float64{
-			"capture":    ms(taken.Sub(f.Time)),
-			"preprocess": ms(preprocessed.Sub(taken)),
-			"queue":      ms(encoded.Sub(preprocessed) - rep.encodeDur),
-			"encode":     ms(rep.encodeDur),
-			"score":      ms(done.Sub(encoded)),
-			"total":      ms(done.Sub(f.Time)),
-		}
-		c.record(lat, done)
-		c.classified.Add(1)
-		c.lastDone.Store(done.UnixNano())
-		if len(top) > 0 && float64(top[0].Score) < c.conf.Threshold {
-			c.belowThr.Add(1)
-			continue
-		}
-		res := &server.Result{
-			Camera:        c.conf.Name,
-			Seq:           f.Seq,
-			Time:          f.Time,
-			LabelsVersion: set.Version,
-			LatencyMS:     lat,
-			Truth:         f.Meta,
-		}
-		for _, m := range top {
-			res.Top = append(res.Top, server.Score{Label: m.Label, Score: m.Score})
-		}
-		c.publish(res)
+		return
 	}
+	encoded := time.Now()
+	set := c.watcher.Current(c.conf.Labels)
+	clf := c.classifier(set)
+	scores, err := clf.Scores(rep.embedding)
+	if err != nil {
+		c.log.Error("scoring failed", "err", err)
+		return
+	}
+	top := engine.TopK(scores, clf.Labels, c.conf.TopK)
+	done := time.Now()
+	f := p.frame
+	lat := map[string]float64{
+		"capture":    ms(p.taken.Sub(f.Time)),
+		"preprocess": ms(p.ready.Sub(p.taken)),
+		"queue":      ms(encoded.Sub(p.ready) - rep.encodeDur),
+		"encode":     ms(rep.encodeDur),
+		"score":      ms(done.Sub(encoded)),
+		"total":      ms(done.Sub(f.Time)),
+	}
+	c.record(lat, done)
+	c.classified.Add(1)
+	if len(top) > 0 && float64(top[0].Score) < c.conf.Threshold {
+		c.belowThr.Add(1)
+		return
+	}
+	res := &server.Result{
+		Camera:        c.conf.Name,
+		Seq:           f.Seq,
+		Time:          f.Time,
+		LabelsVersion: set.Version,
+		LatencyMS:     lat,
+		Truth:         f.Meta,
+	}
+	for _, m := range top {
+		res.Top = append(res.Top, server.Score{Label: m.Label, Score: m.Score})
+	}
+	c.publish(res)
 }
 
 // classifier returns the classifier of the current label set, built once

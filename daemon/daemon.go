@@ -212,19 +212,6 @@ func (d *daemon) labelsEvent(cameraName string, log *slog.Logger, ev labels.Even
 		d.publish(&server.ErrorReport{Camera: cameraName, File: ev.File, Line: ev.Line,
 			Message: msg + " (keeping labels version " + fmt.Sprint(ev.Version) + ")"})
 	}
-	d.embedder.Retain(d.labelSets()...)
-}
-
-func (d *daemon) labelSets() []*labels.Set {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var sets []*labels.Set
-	for _, c := range d.cameras {
-		if s := c.watcher.Current(c.conf.Labels); s != nil {
-			sets = append(sets, s)
-		}
-	}
-	return sets
 }
 
 func (d *daemon) publish(ev server.Event) {
@@ -276,7 +263,7 @@ func (d *daemon) healthy() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, c := range d.cameras {
-		if since := c.busySince.Load(); since != 0 && time.Since(time.Unix(0, since)) > stuckAfter {
+		if since := c.preprocessingSince.Load(); since != 0 && time.Since(time.Unix(0, since)) > stuckAfter {
 			return false
 		}
 	}
