@@ -45,14 +45,21 @@ var (
 	linearText  = linearSpec{"text", "int32", "N,77", "embedding", 4}
 )
 
-const linearConfig = `{"embed_dim":4,"logit_scale":50,"vision_cfg":{"image_size":32,"layers":1,"width":8,"patch_size":16},"text_cfg":{"context_length":77,"vocab_size":49408,"width":8,"heads":1,"layers":1}}`
+const linearConfig = `{"embed_dim":%d,"logit_scale":50,"vision_cfg":{"image_size":%d,"layers":1,"width":8,"patch_size":16},"text_cfg":{"context_length":77,"vocab_size":49408,"width":8,"heads":1,"layers":1}}`
 
-const linearPreprocess = `{"size":[32,32],"mode":"RGB","mean":[0.48145466,0.4578275,0.40821073],"std":[0.26862954,0.26130258,0.27577711],"interpolation":"bicubic","resize_mode":"shortest","fill_color":0}`
+const linearPreprocess = `{"size":[%d,%d],"mode":"RGB","mean":[0.48145466,0.4578275,0.40821073],"std":[0.26862954,0.26130258,0.27577711],"interpolation":"bicubic","resize_mode":"shortest","fill_color":0}`
 
 // linearBundle writes a bundle whose towers are the linear stand-ins and
 // loads it. The models are real ONNX files run by the real runtime; only
 // the network is simpler than CLIP's.
 func linearBundle(tb testing.TB, visual, text linearSpec) *bundle.Bundle {
+	tb.Helper()
+	return linearBundleSized(tb, 32, 4, visual, text)
+}
+
+// linearBundleSized is linearBundle with the config's image size and
+// embedding length given.
+func linearBundleSized(tb testing.TB, imageSize, embedDim int, visual, text linearSpec) *bundle.Bundle {
 	tb.Helper()
 	py := pythonPath()
 	if err := exec.Command(py, "-c", "import onnx, numpy").Run(); err != nil {
@@ -65,8 +72,8 @@ func linearBundle(tb testing.TB, visual, text linearSpec) *bundle.Bundle {
 		}
 	}
 	files := map[string]string{
-		"config.json":                          linearConfig,
-		"visual/preprocess_cfg.json":           linearPreprocess,
+		"config.json":                          fmt.Sprintf(linearConfig, embedDim, imageSize),
+		"visual/preprocess_cfg.json":           fmt.Sprintf(linearPreprocess, imageSize, imageSize),
 		"textual/bpe_simple_vocab_16e6.txt.gz": "not read by the encoder",
 	}
 	for name, content := range files {

@@ -1,0 +1,180 @@
+package onnxrt
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/clipd/clipd/bundle"
+	"github.com/clipd/clipd/internal/testmodel"
+)
+
+// openRandomViTB32 opens a random-weight ViT-B/32 bundle: the real
+// architecture and size, so timings match the released model's.
+func openRandomViTB32(b *testing.B) (*bundle.Bundle, *Encoder) {
+	b.Helper()
+	requireRuntime(b)
+	bun, err := bundle.Load(testmodel.RandomBundle(b, "ViT-B/32"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc, err := Open(bun, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { enc.Close() })
+	return bun, enc
+}
+
+// directSession is the baseline: onnxruntime_go used by hand with
+// preallocated tensors, the same model and the same thread settings.
+func directSession(b *testing.B, path, input string, in ort.Value, out ort.Value) func() {
+	b.Helper()
+	so, err := ort.NewSessionOptions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer so.Destroy()
+	if err := so.SetIntraOpNumThreads(runtime.NumCPU()); err != nil {
+		b.Fatal(err)
+	}
+	if err := so.SetInterOpNumThreads(1); err != nil {
+		b.Fatal(err)
+	}
+	s, err := ort.NewDynamicAdvancedSession(path, []string{input}, []string{OutputName}, so)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Destroy() })
+	return func() {
+		if err := s.Run([]ort.Value{in}, []ort.Value{out}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// alternate runs the encoder call and the direct baseline in turns, so
+// both see the same load on a shared machine, and reports each one's
+// items/s and the encoder's overhead over direct.
+func alternate(b *testing.B, n int, unit string, viaEncoder, direct func()) {
+	viaEncoder() // warm-up: first runs allocate ORT's arenas
+	direct()
+	var encTime, dirTime time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		viaEncoder()
+		t1 := time.Now()
+		direct()
+		encTime += t1.Sub(t0)
+		dirTime += time.Since(t1)
+	}
+	items := float64(n * b.N)
+	b.ReportMetric(items/encTime.Seconds(), "encoder-"+unit+"/s")
+	b.ReportMetric(items/dirTime.Seconds(), "direct-"+unit+"/s")
+	b.ReportMetric(100*(encTime.Seconds()/dirTime.Seconds()-1), "overhead-%")
+}
+
+func BenchmarkEncodeImagesViTB32(b *testing.B) {
+	bun, enc := openRandomViTB32(b)
+	s := bun.ImageSize()
+	item := 3 * s * s
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			pixels := pseudoRandom(n*item, 7)
+			in, err := ort.NewTensor(ort.NewShape(int64(n), 3, int64(s), int64(s)), pixels)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer in.Destroy()
+			out, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(bun.EmbedDim())))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer out.Destroy()
+			direct := directSession(b, bun.VisualONNX, ImageInput, in, out)
+			alternate(b, n, "images", func() {
+				if _, err := enc.EncodeImages(pixels, n); err != nil {
+					b.Fatal(err)
+				}
+			}, direct)
+		})
+	}
+}
+
+func BenchmarkEncodeTextsViTB32(b *testing.B) {
+	bun, enc := openRandomViTB32(b)
+	if enc.text.inputType != ort.TensorElementDataTypeInt32 {
+		b.Skip("direct baseline written for int32 text input")
+	}
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			tokens := make([][]int32, n)
+			flat := make([]int32, 0, n*77)
+			for i := range tokens {
+				tokens[i] = make([]int32, 77)
+				tokens[i][0] = 49406
+				for j := 1; j < 12; j++ {
+					tokens[i][j] = int32(320 + 37*i + j)
+				}
+				tokens[i][12] = 49407
+				flat = append(flat, tokens[i]...)
+			}
+			in, err := ort.NewTensor(ort.NewShape(int64(n), 77), flat)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer in.Destroy()
+			out, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(bun.EmbedDim())))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer out.Destroy()
+			direct := directSession(b, bun.TextualONNX, TextInput, in, out)
+			alternate(b, n, "texts", func() {
+				if _, err := enc.EncodeTexts(tokens); err != nil {
+					b.Fatal(err)
+				}
+			}, direct)
+		})
+	}
+}
+
+// BenchmarkOverheadLinear isolates what Encoder adds around Run (input
+// copy, tensor pool, output copy) on a model whose own work is one
+// 224x224x3 dot product, so the difference to direct is mostly ours.
+func BenchmarkOverheadLinear(b *testing.B) {
+	requireRuntime(b)
+	const size, dim = 224, 1
+	spec := linearSpec{"image", "float32", "N,3,224,224", "embedding", dim}
+	text := linearSpec{"text", "int32", "N,77", "embedding", dim}
+	bun := linearBundleSized(b, size, dim, spec, text)
+	enc, err := Open(bun, Options{IntraOpThreads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			pixels := pseudoRandom(n*3*size*size, 3)
+			in, err := ort.NewTensor(ort.NewShape(int64(n), 3, size, size), pixels)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer in.Destroy()
+			out, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), dim))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer out.Destroy()
+			direct := directSession(b, bun.VisualONNX, ImageInput, in, out)
+			alternate(b, n, "images", func() {
+				if _, err := enc.EncodeImages(pixels, n); err != nil {
+					b.Fatal(err)
+				}
+			}, direct)
+		})
+	}
+}
