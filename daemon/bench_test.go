@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/config"
+	"github.com/clipd/clipd/internal/testmodel"
+	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/server"
+)
+
+// BenchmarkPipelineMJPEG720p measures the whole daemon on a random-weight
+// ViT-B/32: a 1280x720 MJPEG file played at its native 30 frames/s by the
+// ffmpeg source, through preprocessing, the encoder and scoring, to a client
+// on the unix socket. It reports the result rate next to the rate of the
+// encoder alone at the same batch size (1, one camera), the latency from
+// capture to the client, and the daemon's CPU and RSS. ffmpeg's own decoding
+// runs in its process and is not in the CPU figure.
+func BenchmarkPipelineMJPEG720p(b *testing.B) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Skip("ffmpeg is not installed")
+	}
+	bundle := testmodel.RandomBundle(b, "ViT-B/32")
+	dir, err := os.MkdirTemp("", "cb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	video := filepath.Join(dir, "720p.avi")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "10",
+		"-c:v", "mjpeg", "-q:v", "4", video).CombinedOutput(); err != nil {
+		b.Fatalf("making the test video: %v\n%s", err, out)
+	}
+	labelsFile := filepath.Join(dir, "l.labels")
+	os.WriteFile(labelsFile, []byte("dog\ncat\ncar\nperson\nempty street\n"), 0o644)
+
+	const window = 15 * time.Second
+	encoderRate := encoderAlone(b, bundle, window/2)
+
+	conf := config.Default()
+	conf.Model.Bundle, conf.Model.Backend = bundle, model.BackendONNXRuntime
+	conf.Socket.Path = filepath.Join(dir, "s.sock")
+	conf.Cameras = []config.Camera{{Name: "cam", Source: video, Loop: true, Format: "auto", Width: 1280, Height: 720,
+		FPS: 30, Labels: labelsFile, TopK: 3}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Options{Config: conf, Version: "bench", Log: discardLogger()}) }()
+	var c *server.Client
+	for start := time.Now(); c == nil; {
+		if c, err = server.Dial(conf.Socket.Path); err != nil {
+			if time.Since(start) > time.Minute {
+				b.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	defer c.Close()
+	// Warm up: let ffmpeg start and the encoder settle.
+	for i := 0; i < 5; i++ {
+		nextResult(b, c)
+	}
+	var latencies []float64
+	cpu0, start := cpuTime(), time.Now()
+	for time.Since(start) < window {
+		r := nextResult(b, c)
+		latencies = append(latencies, float64(time.Since(r.Time).Microseconds())/1000)
+	}
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	rate := float64(len(latencies)) / elapsed.Seconds()
+	slices.Sort(latencies)
+	b.ReportMetric(rate, "pipeline_frames/s")
+	b.ReportMetric(encoderRate, "encoder_frames/s")
+	b.ReportMetric(100*rate/encoderRate, "pipeline_%_of_encoder")
+	b.ReportMetric(latencies[len(latencies)/2], "p50_ms")
+	b.ReportMetric(latencies[len(latencies)*99/100], "p99_ms")
+	b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "cpu_%")
+	b.ReportMetric(float64(rssBytes())/(1<<20), "rss_MB")
+}
+
+// encoderAlone is the rate of batch-1 image encoding with nothing else
+// running, on the same bundle and backend.
+func encoderAlone(b *testing.B, bundle string, window time.Duration) float64 {
+	m, err := model.Open(bundle, model.Options{Backend: model.BackendONNXRuntime})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	pre := m.NewPreprocessor()
+	defer pre.Close()
+	tensor := make([]float32, pre.TensorLen())
+	for i := range tensor {
+		tensor[i] = float32(i%255)/255 - 0.5
+	}
+	m.EncodeImages(tensor, 1)
+	n, start := 0, time.Now()
+	for time.Since(start) < window {
+		if _, err := m.EncodeImages(tensor, 1); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+func nextResult(b *testing.B, c *server.Client) *server.Result {
+	for {
+		m, err := c.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if m.Type == "result" {
+			var r server.Result
+			if err := m.Decode(&r); err != nil {
+				b.Fatal(err)
+			}
+			return &r
+		}
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rssBytes is the resident set of this process (VmRSS).
+func rssBytes() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
