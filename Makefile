@@ -27,10 +27,6 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config make git ca-certificates \
 	nodejs npm systemd
 
 GO_LDFLAGS := -X main.version=$(VERSION)
-GO_TAGS :=
-ifeq ($(TENSORRT),1)
-GO_TAGS := -tags tensorrt
-endif
 
 .PHONY: all build test test-go test-python bench run deps deps-system deps-go install clean fuzz
 
@@ -48,7 +44,7 @@ $(ORT_LIB):
 	@tools/fetch-onnxruntime $(ORT_DIR)
 
 build: deps
-	$(GO) build $(GO_TAGS) -ldflags "$(GO_LDFLAGS)" -o bin/clipd ./cmd/clipd
+	$(GO) build $(GOFLAGS_TAGS) -ldflags "$(GO_LDFLAGS)" -o bin/clipd ./cmd/clipd
 	$(GO) build -o bin/clipd-synth ./cmd/clipd-synth
 
 # The demo: the built-in model, a synthetic camera and a labels file that
@@ -61,13 +57,13 @@ run: build
 test: deps test-go test-python
 
 test-go:
-	$(GO) test $(GO_TAGS) ./...
+	$(GO) test $(GOFLAGS_TAGS) ./...
 
 test-python:
 	$(PYTHON) -m unittest discover -s tools/tests -v
 
 bench: deps
-	$(GO) test $(GO_TAGS) -run '^$$' -bench . -benchmem -benchtime 2s ./...
+	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem -benchtime 2s ./...
 
 # Short fuzzing runs of the parsers (not part of `make test`).
 fuzz:
@@ -93,4 +89,5 @@ install: build
 clean:
 	rm -rf bin $(BUILD)
 
--include trt/trt.mk
+# TENSORRT=1 (build flags) and check-trt (compile check against headers).
+include trt/trt.mk

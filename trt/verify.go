@@ -266,11 +266,14 @@ func (t *tower) optBatch() int {
 	return max(1, t.engine.Input().OptBatch)
 }
 
-// WriteText prints the report for people.
+// WriteText prints the report for people. The version line is left out
+// when no TensorRT was involved (timings of another backend).
 func (r Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "TensorRT %s (headers %s), ONNX parser %s, CUDA runtime %s, driver %s\n",
-		r.Versions.TensorRTLinked, r.Versions.TensorRT, r.Versions.Parser, r.Versions.CUDARuntime, r.Versions.CUDADriver)
+	if r.Versions != (VersionInfo{}) {
+		fmt.Fprintf(&b, "TensorRT %s (headers %s), ONNX parser %s, CUDA runtime %s, driver %s\n",
+			r.Versions.TensorRTLinked, r.Versions.TensorRT, r.Versions.Parser, r.Versions.CUDARuntime, r.Versions.CUDADriver)
+	}
 	if r.Device.Name != "" {
 		fmt.Fprintf(&b, "GPU %s, compute %s, %d SMs, integrated %v\n",
 			r.Device.Name, r.Device.ComputeCapability(), r.Device.SMs, r.Device.Integrated)
