@@ -153,4 +153,3 @@ func rssBytes() int64 {
 	}
 	return 0
 }
-

@@ -227,19 +227,10 @@ func (c *camera) classifier(set *labels.Set) *engine.Classifier {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.clfSet != set {
-		c.clf = classifierOf(set, c.scale)
+		c.clf = set.Classifier(c.scale)
 		c.clfSet = set
 	}
 	return c.clf
-}
-
-func classifierOf(set *labels.Set, scale float32) *engine.Classifier {
-	clf := &engine.Classifier{Scale: scale}
-	for _, l := range set.Labels {
-		clf.Labels = append(clf.Labels, l.Name)
-		clf.Weights = append(clf.Weights, l.Weight)
-	}
-	return clf
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

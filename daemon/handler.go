@@ -102,7 +102,7 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 	if err != nil {
 		return nil, err
 	}
-	clf := classifierOf(set, d.model.LogitScale())
+	clf := set.Classifier(d.model.LogitScale())
 	scores, err := clf.Scores(rep.embedding)
 	if err != nil {
 		return nil, err

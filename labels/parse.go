@@ -85,6 +85,12 @@ func (s *Set) Weights() [][]float32 {
 	return w
 }
 
+// Classifier scores images against the embedded set; scale multiplies the
+// cosine similarities (the model's logit scale).
+func (s *Set) Classifier(scale float32) *engine.Classifier {
+	return &engine.Classifier{Labels: s.Names(), Weights: s.Weights(), Scale: scale}
+}
+
 // Embedded reports whether every label carries a weight.
 func (s *Set) Embedded() bool {
 	for _, l := range s.Labels {

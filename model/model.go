@@ -5,7 +5,6 @@
 package model
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -166,27 +165,4 @@ func (m *Model) EncodeImages(pixels []float32, n int) ([][]float32, error) {
 		embs[i] = engine.Normalize(embs[i])
 	}
 	return embs, nil
-}
-
-// Classifier builds a zero-shot classifier over labels, each with its own
-// prompts (ensembled as in the CLIP paper).
-func (m *Model) Classifier(labels []string, promptsPerLabel [][]string) (*engine.Classifier, error) {
-	if len(labels) != len(promptsPerLabel) {
-		return nil, errors.New("model: one prompt list per label is needed")
-	}
-	var all []string
-	for _, ps := range promptsPerLabel {
-		all = append(all, ps...)
-	}
-	embs, err := m.EncodePrompts(all)
-	if err != nil {
-		return nil, err
-	}
-	per := make([][][]float32, len(labels))
-	i := 0
-	for l, ps := range promptsPerLabel {
-		per[l] = embs[i : i+len(ps)]
-		i += len(ps)
-	}
-	return engine.NewClassifier(labels, per, m.LogitScale())
 }

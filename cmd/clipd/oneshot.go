@@ -233,7 +233,7 @@ func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	if err := labels.NewEmbedder(m).Embed(set); err != nil {
 		return err
 	}
-	clf := classifierOf(set, m.LogitScale())
+	clf := set.Classifier(m.LogitScale())
 	pre := m.NewPreprocessor()
 	defer pre.Close()
 	tensor := make([]float32, pre.TensorLen())
@@ -276,16 +276,6 @@ func readLabels(path string) (*labels.Set, error) {
 		return nil, fmt.Errorf("%s: no labels", path)
 	}
 	return set, nil
-}
-
-// classifierOf turns an embedded label set into a classifier.
-func classifierOf(set *labels.Set, scale float32) *engine.Classifier {
-	c := &engine.Classifier{Scale: scale}
-	for _, l := range set.Labels {
-		c.Labels = append(c.Labels, l.Name)
-		c.Weights = append(c.Weights, l.Weight)
-	}
-	return c
 }
 
 func writeJSONLine(w io.Writer, v any) error {

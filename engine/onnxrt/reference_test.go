@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/clipd/clipd/bundle"
@@ -216,70 +215,4 @@ func equalInt32(a, b []int32) bool {
 		}
 	}
 	return true
-}
-
-// TestBuildClassifierReference builds the reference classifier from label
-// names alone (default template, real tokenizer, real encoder, batches of
-// 3) and checks it gives the reference probabilities.
-func TestBuildClassifierReference(t *testing.T) {
-	requireRuntime(t)
-	shared := sharedDir(t)
-	want := loadExpected(t, shared)
-	b, err := bundle.Load(testmodel.TinyBundle(t, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := Open(b, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
-	tok, err := tokenizer.LoadDir(b.TokenizerDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokenize := func(p string) []int32 { ids, _ := tok.Tokenize(p, engine.ContextLength); return ids }
-	clf, err := engine.BuildClassifier(enc, tokenize, want.Labels, nil, b.LogitScale(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	item := 3 * b.ImageSize() * b.ImageSize()
-	for _, img := range want.Images[:4] {
-		emb, err := enc.EncodeImages(readTensor(t, filepath.Join(shared, "reference", img.Image+".f32"), item), 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		probs, err := clf.Scores(emb[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j := range probs {
-			if math.Abs(float64(probs[j]-img.Probs[j])) > 1e-4 {
-				t.Errorf("%s: p(%s) = %.6f, reference %.6f", img.Image, want.Labels[j], probs[j], img.Probs[j])
-			}
-		}
-		top := engine.TopK(probs, clf.Labels, 1)[0]
-		best := want.Labels[slices.Index(img.Probs, slices.Max(img.Probs))]
-		if top.Label != best {
-			t.Errorf("%s: top %v, reference best %q", img.Image, top, best)
-		}
-	}
-	// Two templates per label: each label's weight is the renormalized mean
-	// of its two prompt embeddings.
-	two := []string{"a photo of a {}.", "itap of a {}."}
-	clf2, err := engine.BuildClassifier(enc, tokenize, want.Labels[:2], two, 100, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := enc.EncodeTexts([][]int32{tokenize("a photo of a palm tree."), tokenize("itap of a palm tree.")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mean, _ := engine.Ensemble(e)
-	if c := cosine(mean, clf2.Weights[0]); c < 0.999999 {
-		t.Errorf("ensembled weight cosine %.8f to the hand-built mean", c)
-	}
-	short := func(p string) []int32 { return tokenize(p)[:76] }
-	_, err = engine.BuildClassifier(enc, short, want.Labels, nil, 1, 0)
-	errContains(t, err, `prompt "a photo of a palm tree." tokenized to 76 ids, expected 77`)
 }
