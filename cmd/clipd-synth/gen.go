@@ -28,6 +28,7 @@ type genConfig struct {
 	Size     int          `json:"size"`
 	Jobs     int          `json:"-"`
 	JPEGFrac float64      `json:"jpeg_fraction"`
+	Eval     bool         `json:"eval"`
 	HeldOut  []synth.Pair `json:"held_out"`
 }
 
@@ -47,6 +48,7 @@ func runGen(args []string) error {
 	fs.IntVar(&c.Size, "size", 64, "image side in pixels")
 	fs.IntVar(&c.Jobs, "jobs", runtime.GOMAXPROCS(0), "parallel workers")
 	fs.Float64Var(&c.JPEGFrac, "jpeg", 0.2, "fraction of images passed through a JPEG round trip (artefacts)")
+	fs.BoolVar(&c.Eval, "eval", false, "evaluation scenes: one shape each, any pair (held-out ones included)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +73,12 @@ func trainingOptions(size int, seed uint64) synth.Options {
 		opt.MaxShapes = 1
 	}
 	return opt
+}
+
+// evalOptions are the scenes zero-shot accuracy is measured on: one shape,
+// any of the 48 pairs, held-out ones included.
+func evalOptions(size int) synth.Options {
+	return synth.Options{Width: size, Height: size, MaxShapes: 1}
 }
 
 // generate renders scenes in parallel and writes them in seed order.
@@ -116,7 +124,11 @@ func generate(c genConfig, progress func(done int)) error {
 }
 
 func writeScene(c genConfig, imgDir string, i int, seed uint64, buf *bytes.Buffer) (record, error) {
-	rgb, truth := synth.Render(seed, trainingOptions(c.Size, seed))
+	opt := trainingOptions(c.Size, seed)
+	if c.Eval {
+		opt = evalOptions(c.Size)
+	}
+	rgb, truth := synth.Render(seed, opt)
 	img := &image.NRGBA{Pix: make([]byte, c.Size*c.Size*4), Stride: c.Size * 4, Rect: image.Rect(0, 0, c.Size, c.Size)}
 	for p := 0; p < c.Size*c.Size; p++ {
 		copy(img.Pix[p*4:p*4+3], rgb[p*3:p*3+3])

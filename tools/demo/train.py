@@ -1,0 +1,224 @@
+"""Trains clipd's demo CLIP (the exporter's clipexport.model.CLIP, OpenAI
+state_dict keys) contrastively on a `clipd-synth gen` dataset, on CPU."""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clipexport.model import CLIP, CLIPConfig
+from demo import bpe
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def load_images(data_dir, records):
+    """All images as one uint8 [N,S,S,3] array, cached next to the data."""
+    cache = os.path.join(data_dir, "images.npy")
+    if os.path.exists(cache):
+        arr = np.load(cache, mmap_mode=None)
+        if len(arr) == len(records):
+            return arr
+    from PIL import Image
+    first = np.asarray(Image.open(os.path.join(data_dir, records[0]["image"])).convert("RGB"))
+    arr = np.empty((len(records),) + first.shape, dtype=np.uint8)
+    for i, r in enumerate(records):
+        arr[i] = np.asarray(Image.open(os.path.join(data_dir, r["image"])).convert("RGB"))
+        if i % 10000 == 0:
+            print(f"loading images {i}/{len(records)}", file=sys.stderr, flush=True)
+    np.save(cache, arr)
+    return arr
+
+
+def load_records(data_dir):
+    path = os.path.join(data_dir, "captions.jsonl")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                rec = json.loads(line)
+                rec["image"], rec["captions"], rec["truth"]
+            except (ValueError, KeyError) as e:
+                raise SystemExit(f"{path}:{lineno}: not a captions record: {e}")
+            out.append(rec)
+    return out
+
+
+def to_tensor(uint8_batch):
+    x = torch.from_numpy(uint8_batch).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def encode_text_short(model, tokens):
+    """encode_text over only the first L positions, L = the longest text
+    in the batch. With the causal mask, positions after the end-of-text
+    token cannot change the pooled feature, so this equals
+    model.encode_text on the full 77 (test_demo_train checks it) at a
+    fraction of the cost."""
+    eot = model.cfg.eot_token
+    length = int((tokens == eot).float().argmax(-1).max()) + 1
+    t = tokens[:, :length]
+    x = model.token_embedding(t) + model.positional_embedding[:length]
+    mask = torch.full((length, length), float("-inf")).triu_(1)
+    for block in model.transformer.resblocks:
+        x = x + block.attn(block.ln_1(x), mask)
+        x = x + block.mlp(block.ln_2(x))
+    x = model.ln_final(x)
+    idx = (t == eot).float().argmax(-1)
+    return x[torch.arange(x.shape[0]), idx] @ model.text_projection
+
+
+def contrastive_loss(img, txt, tokens, logit_scale):
+    """CLIP's symmetric cross-entropy, except that identical captions in a
+    batch (common: "a red circle" for several images) all count as right
+    answers instead of as negatives."""
+    img = F.normalize(img, dim=-1)
+    txt = F.normalize(txt, dim=-1)
+    logits = logit_scale.exp() * img @ txt.t()
+    same = (tokens.unsqueeze(1) == tokens.unsqueeze(0)).all(-1).float()
+    target = same / same.sum(1, keepdim=True)
+    return 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+                  + torch.sum(-target * F.log_softmax(logits.t(), 1), 1).mean())
+
+
+def pair_prompts(tok, templates):
+    from itertools import product
+    colors = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black"]
+    kinds = ["circle", "square", "triangle", "star", "ring", "cross"]
+    pairs = [f"{c} {k}" for c, k in product(colors, kinds)]
+    toks = [[tok.tokenize(t.replace("{}", p)) for t in templates] for p in pairs]
+    return pairs, torch.tensor(toks)
+
+
+@torch.no_grad()
+def evaluate(model, images, records, tok, templates):
+    """48-way zero-shot top-1 on single-shape scenes, prompt ensemble as in
+    CLIP: mean of the normalized text embeddings over templates."""
+    model.eval()
+    pairs, toks = pair_prompts(tok, templates)
+    n_t = toks.shape[1]
+    emb = F.normalize(encode_text_short(model, toks.view(-1, toks.shape[-1])), dim=-1)
+    emb = F.normalize(emb.view(len(pairs), n_t, -1).mean(1), dim=-1)
+    correct = total = held_c = held_n = 0
+    col_c = shp_c = 0
+    held = {"red star", "green ring", "blue triangle", "yellow cross", "orange square", "purple circle"}
+    for i in range(0, len(records), 256):
+        x = to_tensor(images[i:i + 256])
+        pred = (F.normalize(model.encode_image(x), dim=-1) @ emb.t()).argmax(-1)
+        for j, p in enumerate(pred.tolist()):
+            s = records[i + j]["truth"]["shapes"][0]
+            want = f"{s['color']} {s['kind']}"
+            got = pairs[p]
+            correct += got == want
+            col_c += got.split()[0] == s["color"]
+            shp_c += got.split()[1] == s["kind"]
+            total += 1
+            if want in held:
+                held_n += 1
+                held_c += got == want
+    model.train()
+    return {"pair48": correct / total, "color_from48": col_c / total, "shape_from48": shp_c / total,
+            "heldout48": held_c / max(held_n, 1), "n": total, "heldout_n": held_n}
+
+
+def main(argv):
+    p = argparse.ArgumentParser(prog="train-demo")
+    p.add_argument("--data", required=True, help="clipd-synth gen output (training scenes)")
+    p.add_argument("--val", help="clipd-synth gen --eval output, for progress reports")
+    p.add_argument("--vocab", required=True)
+    p.add_argument("--out", required=True, help="state_dict .pt to write")
+    p.add_argument("--steps", type=int, default=0, help="optimizer steps (0: fit --minutes)")
+    p.add_argument("--minutes", type=float, default=25)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--vision-width", type=int, default=128)
+    p.add_argument("--vision-layers", type=int, default=3)
+    p.add_argument("--text-width", type=int, default=128)
+    p.add_argument("--text-layers", type=int, default=2)
+    p.add_argument("--embed-dim", type=int, default=64)
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    tok = bpe.Tokenizer(args.vocab)
+    records = load_records(args.data)
+    images = load_images(args.data, records)
+    if images.shape[1] != args.image_size:
+        raise SystemExit(f"{args.data}: images are {images.shape[1]} px, model wants {args.image_size}")
+    caps = [[tok.tokenize(c) for c in r["captions"]] for r in records]
+    val = None
+    if args.val:
+        vrec = load_records(args.val)
+        val = (load_images(args.val, vrec), vrec)
+    templates = ["a photo of one {}.", "one {} in the image.", "the {}."]
+
+    cfg = CLIPConfig(embed_dim=args.embed_dim, image_resolution=args.image_size, vision_layers=args.vision_layers,
+                     vision_width=args.vision_width, vision_patch_size=args.patch, context_length=77,
+                     vocab_size=tok.vocab_size, transformer_width=args.text_width,
+                     transformer_layers=args.text_layers)
+    model = CLIP(cfg)
+    decay = [q for n, q in model.named_parameters() if q.ndim >= 2 and "embedding" not in n]
+    no_decay = [q for n, q in model.named_parameters() if not (q.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0}],
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+    print(f"config {cfg}", file=sys.stderr, flush=True)
+
+    total = args.steps
+    warmup = 60
+    start = time.time()
+    step = 0
+    order = rng.permutation(len(records))
+    pos = 0
+    while True:
+        if total and step >= total:
+            break
+        if pos + args.batch > len(order):
+            order, pos = rng.permutation(len(records)), 0
+        idx = np.sort(order[pos:pos + args.batch])
+        pos += args.batch
+        tokens = torch.tensor([caps[i][rng.integers(len(caps[i]))] for i in idx])
+        x = to_tensor(images[idx])
+        if step == 20 and not total:
+            # Fit the run into --minutes from the measured speed; the log
+            # records the step count so a rerun with --steps repeats it.
+            per = (time.time() - start) / 20
+            total = max(100, int(args.minutes * 60 / per))
+            print(f"{per:.2f} s/step → {total} steps for {args.minutes} min (rerun with --steps {total})",
+                  file=sys.stderr, flush=True)
+        lr_total = total or 10 ** 9
+        lr = args.lr * min(1, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / lr_total, 1)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        loss = contrastive_loss(model.encode_image(x), encode_text_short(model, tokens), tokens, model.logit_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        step += 1
+        if step % 25 == 0:
+            print(f"step {step}/{total} loss {loss.item():.3f} lr {lr:.2e} scale {model.logit_scale.exp().item():.1f} "
+                  f"{time.time() - start:.0f}s", file=sys.stderr, flush=True)
+        if val is not None and step % 250 == 0:
+            print(f"step {step} val {evaluate(model, val[0], val[1], tok, templates)}", file=sys.stderr, flush=True)
+        if step % 250 == 0:
+            torch.save(model.state_dict(), args.out + ".partial")
+            os.replace(args.out + ".partial", args.out)
+    torch.save(model.state_dict(), args.out)
+    if val is not None:
+        print(f"final val {json.dumps(evaluate(model, val[0], val[1], tok, templates))}", file=sys.stderr, flush=True)
+    print(f"wrote {args.out} after {step} steps, {time.time() - start:.0f}s", file=sys.stderr, flush=True)
