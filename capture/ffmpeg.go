@@ -133,33 +133,11 @@ func ffmpegArgs(cfg Config, width, height int, pixFmt string) []string {
 }
 
 func (s *ffmpegSource) run() {
-	retry := newBackoff(s.cfg.RetryMin, s.cfg.RetryMax)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			d := retry.delay()
-			if !sleepOrDone(d, s.done) {
-				return
-			}
-			s.box.restarted()
-			s.log.Info("restarting ffmpeg", "after", d)
-		}
-		started := time.Now()
-		frames, err := s.runOnce()
-		if s.closing() {
-			return
-		}
-		if err == nil {
-			// A clean exit is the end of a file that is not looped.
-			s.log.Info("input finished", "frames", frames)
-			s.box.end(io.EOF)
-			return
-		}
-		s.box.failed(err)
-		s.log.Warn("ffmpeg stopped, will restart", "err", err, "frames", frames, "ran_for", time.Since(started).Round(time.Millisecond))
-		if frames > 0 && time.Since(started) >= s.cfg.RetryMax {
-			retry.reset()
-		}
-	}
+	s.superviseSessions(s.cfg, s.log, "ffmpeg", s.runOnce, func(frames int) bool {
+		// A clean exit is the end of a file that is not looped.
+		s.log.Info("input finished", "frames", frames)
+		return true
+	})
 }
 
 // runOnce runs one ffmpeg process to its end. It returns nil only when

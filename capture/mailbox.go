@@ -2,6 +2,9 @@ package capture
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -147,6 +150,43 @@ func (r *runner) start(run func()) {
 		defer r.wg.Done()
 		run()
 	}()
+}
+
+// superviseSessions runs session again and again until Close, with capped
+// exponential backoff between runs. A session returns how many frames it
+// delivered; only one that streamed for at least retryMax earns a fast
+// retry, so a device that fails right after opening keeps backing off
+// instead of spinning. A nil error from session ends the source when
+// cleanEnd says so (a file played to its end).
+func (r *runner) superviseSessions(cfg Config, log *slog.Logger, what string, session func() (int, error), cleanEnd func(frames int) bool) {
+	retry := newBackoff(cfg.RetryMin, cfg.RetryMax)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			d := retry.delay()
+			if !sleepOrDone(d, r.done) {
+				return
+			}
+			r.box.restarted()
+			log.Info("restarting "+what, "after", d)
+		}
+		started := time.Now()
+		frames, err := session()
+		if r.closing() {
+			return
+		}
+		if err == nil {
+			if cleanEnd(frames) {
+				r.box.end(io.EOF)
+				return
+			}
+			err = errors.New("stream ended")
+		}
+		r.box.failed(err)
+		log.Warn(what+" stopped, will restart", "err", err, "frames", frames, "ran_for", time.Since(started).Round(time.Millisecond))
+		if frames > 0 && time.Since(started) >= cfg.RetryMax {
+			retry.reset()
+		}
+	}
 }
 
 func (r *runner) Next(ctx context.Context) (*frame.Frame, error) { return r.box.take(ctx) }

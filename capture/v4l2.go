@@ -118,32 +118,7 @@ func newV4L2Source(cfg Config, log *slog.Logger, open deviceOpener) (*v4l2Source
 }
 
 func (s *v4l2Source) run() {
-	retry := newBackoff(s.cfg.RetryMin, s.cfg.RetryMax)
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			d := retry.delay()
-			if !sleepOrDone(d, s.done) {
-				return
-			}
-			s.box.restarted()
-			s.log.Info("reopening camera", "after", d)
-		}
-		started := time.Now()
-		frames, err := s.session()
-		if s.closing() {
-			return
-		}
-		if err == nil {
-			err = errors.New("stream ended")
-		}
-		s.box.failed(err)
-		s.log.Warn("camera unavailable, will reopen", "err", err, "frames", frames, "streamed_for", time.Since(started).Round(time.Millisecond))
-		// Only a session that streamed for a good while earns a fast
-		// retry; a device that fails right after opening keeps backing off.
-		if frames > 0 && time.Since(started) >= s.cfg.RetryMax {
-			retry.reset()
-		}
-	}
+	s.superviseSessions(s.cfg, s.log, "camera", s.session, func(int) bool { return false })
 }
 
 // negotiated is the format a session streams in.
