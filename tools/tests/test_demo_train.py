@@ -1,0 +1,65 @@
+"""Tests of the demo trainer's shortcuts (tools/demo/train.py).
+
+Run: /usr/bin/python3 -m unittest discover -s tools/tests -p 'test_demo_*.py'
+"""
+
+import os
+import sys
+import unittest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(TESTS)
+sys.path.insert(0, TOOLS)
+
+try:
+    import torch
+    from clipexport.model import CLIP, CLIPConfig
+    from demo import train
+except ImportError as e:  # pragma: no cover
+    torch = None
+    IMPORT_ERROR = e
+
+
+@unittest.skipIf(torch is None, "needs torch (Debian's /usr/bin/python3)")
+class Trainer(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        self.cfg = CLIPConfig(embed_dim=32, image_resolution=32, vision_layers=1, vision_width=64,
+                              vision_patch_size=8, context_length=77, vocab_size=600, transformer_width=64,
+                              transformer_layers=2)
+        self.model = CLIP(self.cfg).eval()
+
+    def tokens(self, lengths):
+        rows = []
+        for n in lengths:
+            row = [598] + [int(x) for x in torch.randint(1, 590, (n,))] + [599]
+            rows.append(row + [0] * (77 - len(row)))
+        return torch.tensor(rows)
+
+    def test_short_text_encoding_equals_full(self):
+        t = self.tokens([3, 10, 1])
+        with torch.no_grad():
+            full = self.model.encode_text(t)
+            short = train.encode_text_short(self.model, t)
+        self.assertLess((full - short).abs().max().item(), 1e-5)
+
+    def test_identical_captions_are_not_negatives(self):
+        img = torch.randn(3, 8)
+        txt = img.clone()
+        t = self.tokens([2, 2, 4])
+        t[1] = t[0]
+        # Images 0 and 1 share a caption: swapping their texts must not
+        # change the loss, while it would for distinct captions.
+        swapped = txt[[1, 0, 2]]
+        scale = torch.tensor(2.0)
+        a = train.contrastive_loss(img, txt, t, scale)
+        b = train.contrastive_loss(img, swapped, t, scale)
+        self.assertAlmostEqual(a.item(), b.item(), places=5)
+        t2 = self.tokens([2, 3, 4])
+        c = train.contrastive_loss(img, txt, t2, scale)
+        d = train.contrastive_loss(img, swapped, t2, scale)
+        self.assertGreater(d.item(), c.item())
+
+
+if __name__ == "__main__":
+    unittest.main()
