@@ -77,17 +77,85 @@ def encode_text_short(model, tokens):
     return x[torch.arange(x.shape[0]), idx] @ model.text_projection
 
 
-def contrastive_loss(img, txt, tokens, logit_scale):
-    """CLIP's symmetric cross-entropy, except that identical captions in a
-    batch (common: "a red circle" for several images) all count as right
-    answers instead of as negatives."""
+def contrastive_loss(img, txt, tokens, logit_scale, true=None):
+    """CLIP's symmetric cross-entropy, except that a caption that is also
+    true of another image in the batch is not that image's negative:
+    identical captions always count as right answers, and so does every
+    [image, caption] pair marked in the boolean matrix `true`. With 42
+    colour×shape pairs in a batch of 128, plain CLIP would push apart many
+    images of the very same red circle."""
     img = F.normalize(img, dim=-1)
     txt = F.normalize(txt, dim=-1)
     logits = logit_scale.exp() * img @ txt.t()
-    same = (tokens.unsqueeze(1) == tokens.unsqueeze(0)).all(-1).float()
-    target = same / same.sum(1, keepdim=True)
-    return 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
-                  + torch.sum(-target * F.log_softmax(logits.t(), 1), 1).mean())
+    same = (tokens.unsqueeze(1) == tokens.unsqueeze(0)).all(-1)
+    if true is not None:
+        same = same | true
+    same = same.float()
+    return 0.5 * (torch.sum(-(same / same.sum(1, keepdim=True)) * F.log_softmax(logits, 1), 1).mean()
+                  + torch.sum(-(same / same.sum(0, keepdim=True)).t() * F.log_softmax(logits.t(), 1), 1).mean())
+
+
+COLORS = ("red", "green", "blue", "yellow", "orange", "purple", "white", "black")
+KINDS = ("circle", "square", "triangle", "star", "ring", "cross")
+PLURALS = {k + "s": k for k in KINDS} | {"crosses": "cross"}
+NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+
+
+def caption_meaning(caption):
+    """What a synth caption claims, as ("pairs", sorted ((colour, kind),
+    count) tuple), ("color", c) or ("kind", k); sizes, positions and
+    backgrounds are ignored."""
+    words = caption.lower().replace(",", " ").replace(".", " ").replace(":", " ").split()
+    pairs = {}
+    for i in range(len(words) - 1):
+        kind = PLURALS.get(words[i + 1], words[i + 1])
+        if words[i] in COLORS and kind in KINDS:
+            n = next((NUMBERS[w] for w in reversed(words[max(0, i - 2):i]) if w in NUMBERS), 1)
+            pairs[words[i], kind] = pairs.get((words[i], kind), 0) + n
+    if pairs:
+        return "pairs", tuple(sorted(pairs.items()))
+    for w in words:
+        if w in COLORS:
+            return "color", w
+    for w in words:
+        if PLURALS.get(w, w) in KINDS:
+            return "kind", PLURALS.get(w, w)
+    return "none", None
+
+
+def truth_meanings(truth):
+    """The meanings of caption_meaning that are true of a scene."""
+    pairs = {}
+    for s in truth["shapes"]:
+        pairs[s["color"], s["kind"]] = pairs.get((s["color"], s["kind"]), 0) + 1
+    out = {("pairs", tuple(sorted(pairs.items())))}
+    if len(truth["shapes"]) == 1:
+        out |= {("color", truth["shapes"][0]["color"]), ("kind", truth["shapes"][0]["kind"])}
+    return out
+
+
+class Meanings:
+    """Integer codes of caption meanings, so a batch's truth matrix is a
+    few tensor comparisons: true[i, j] = caption j's meaning is among image
+    i's true meanings."""
+
+    def __init__(self, records):
+        self.codes = {}
+        self.caption = [[self.code(caption_meaning(c)) for c in r["captions"]] for r in records]
+        self.image = [sorted(self.code(m) for m in truth_meanings(r["truth"])) for r in records]
+        bad = [(i, r["captions"][k]) for i, r in enumerate(records) for k, c in enumerate(self.caption[i])
+               if c not in self.image[i]]
+        width = max(len(x) for x in self.image)
+        self.image = torch.tensor([x + [-1] * (width - len(x)) for x in self.image])
+        if bad:
+            raise SystemExit(f"{len(bad)} captions are not true of their own scene, e.g. record {bad[0][0]}: {bad[0][1]!r}")
+
+    def code(self, meaning):
+        return self.codes.setdefault(meaning, len(self.codes))
+
+    def matrix(self, idx, caption_codes):
+        imgs = self.image[idx]  # [B, M]
+        return (imgs.unsqueeze(1) == caption_codes.view(1, -1, 1)).any(-1)
 
 
 def pair_prompts(tok, templates):
@@ -149,6 +217,10 @@ def main(argv):
     p.add_argument("--text-width", type=int, default=128)
     p.add_argument("--text-layers", type=int, default=2)
     p.add_argument("--embed-dim", type=int, default=64)
+    p.add_argument("--truth-targets", action="store_true",
+                   help="captions true of other images in the batch are not their negatives")
+    p.add_argument("--init", help="start from this state_dict (same architecture)")
+    p.add_argument("--warmup", type=int, default=60)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -160,6 +232,7 @@ def main(argv):
     if images.shape[1] != args.image_size:
         raise SystemExit(f"{args.data}: images are {images.shape[1]} px, model wants {args.image_size}")
     caps = [[tok.tokenize(c) for c in r["captions"]] for r in records]
+    meanings = Meanings(records) if args.truth_targets else None
     val = None
     if args.val:
         vrec = load_records(args.val)
@@ -171,6 +244,8 @@ def main(argv):
                      vocab_size=tok.vocab_size, transformer_width=args.text_width,
                      transformer_layers=args.text_layers)
     model = CLIP(cfg)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu"), strict=True)
     decay = [q for n, q in model.named_parameters() if q.ndim >= 2 and "embedding" not in n]
     no_decay = [q for n, q in model.named_parameters() if not (q.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0}],
@@ -178,7 +253,7 @@ def main(argv):
     print(f"config {cfg}", file=sys.stderr, flush=True)
 
     total = args.steps
-    warmup = 60
+    warmup = args.warmup
     start = time.time()
     step = 0
     order = rng.permutation(len(records))
@@ -190,7 +265,12 @@ def main(argv):
             order, pos = rng.permutation(len(records)), 0
         idx = np.sort(order[pos:pos + args.batch])
         pos += args.batch
-        tokens = torch.tensor([caps[i][rng.integers(len(caps[i]))] for i in idx])
+        choice = [int(rng.integers(len(caps[i]))) for i in idx]
+        tokens = torch.tensor([caps[i][k] for i, k in zip(idx, choice)])
+        true = None
+        if meanings is not None:
+            codes = torch.tensor([meanings.caption[i][k] for i, k in zip(idx, choice)])
+            true = meanings.matrix(torch.from_numpy(idx), codes)
         x = to_tensor(images[idx])
         if step == 20 and not total:
             # Fit the run into --minutes from the measured speed; the log
@@ -203,7 +283,7 @@ def main(argv):
         lr = args.lr * min(1, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / lr_total, 1)))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = contrastive_loss(model.encode_image(x), encode_text_short(model, tokens), tokens, model.logit_scale)
+        loss = contrastive_loss(model.encode_image(x), encode_text_short(model, tokens), tokens, model.logit_scale, true)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

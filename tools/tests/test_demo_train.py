@@ -61,5 +61,36 @@ class Trainer(unittest.TestCase):
         self.assertGreater(d.item(), c.item())
 
 
+@unittest.skipIf(torch is None, "needs torch (Debian's /usr/bin/python3)")
+class CaptionTruth(unittest.TestCase):
+    def test_caption_meaning(self):
+        m = train.caption_meaning
+        self.assertEqual(m("a photo of a small red circle at the top left."), ("pairs", ((("red", "circle"), 1),)))
+        self.assertEqual(m("two blue squares and a red cross on a noisy background."),
+                         ("pairs", ((("blue", "square"), 2), (("red", "cross"), 1))))
+        self.assertEqual(m("three shapes: two black crosses and a white star."),
+                         ("pairs", ((("black", "cross"), 2), (("white", "star"), 1))))
+        self.assertEqual(m("an orange shape."), ("color", "orange"))
+        self.assertEqual(m("a ring on a cluttered background."), ("kind", "ring"))
+
+    def test_truth_matrix(self):
+        shape = lambda c, k: {"color": c, "kind": k}  # noqa: E731
+        records = [
+            {"captions": ["a red circle.", "a red shape."], "truth": {"shapes": [shape("red", "circle")]}},
+            {"captions": ["a small red circle at the top."], "truth": {"shapes": [shape("red", "circle")]}},
+            {"captions": ["a red circle and a blue star."],
+             "truth": {"shapes": [shape("red", "circle"), shape("blue", "star")]}},
+        ]
+        mean = train.Meanings(records)
+        codes = torch.tensor([mean.caption[0][1], mean.caption[1][0], mean.caption[2][0]])
+        got = mean.matrix(torch.arange(3), codes).int().tolist()
+        # "a red shape." is true of both single red circles, not of the
+        # two-shape scene; the two red-circle captions are interchangeable.
+        self.assertEqual(got, [[1, 1, 0], [1, 1, 0], [0, 0, 1]])
+        records[1]["captions"] = ["a blue circle."]
+        with self.assertRaises(SystemExit):
+            train.Meanings(records)
+
+
 if __name__ == "__main__":
     unittest.main()
