@@ -18,6 +18,9 @@ ORT_LIB := $(ORT_DIR)/libonnxruntime.so.1
 export CLIPD_ONNXRUNTIME_LIB ?= $(abspath $(ORT_LIB))
 export CLIPD_SHARED ?= $(abspath ../shared)
 export CLIPD_PYTHON ?= $(PYTHON)
+# go-nvml's header marks calls deprecated by NVML 13 that clipd does not
+# use; its cgo build would print pages of warnings.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 # Debian packages: cgo toolchain, libjpeg-turbo, ffmpeg (file/RTSP sources and
 # test videos), PyTorch and ONNX for tools/export-clip and the demo model,

@@ -1,0 +1,89 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestBatcherPacksWaitingFrames checks that frames which arrive while the
+// encoder is busy go out together in one call, each getting its own row.
+func TestBatcherPacksWaitingFrames(t *testing.T) {
+	const tensorLen = 3
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var batches []int
+	encode := func(pixels []float32, n int) ([][]float32, error) {
+		mu.Lock()
+		first := len(batches) == 0
+		batches = append(batches, n)
+		mu.Unlock()
+		if first {
+			<-release // hold the encoder so that the others queue up
+		}
+		if len(pixels) != n*tensorLen {
+			return nil, errors.New("packed tensor has the wrong length")
+		}
+		out := make([][]float32, n)
+		for i := range out {
+			out[i] = []float32{pixels[i*tensorLen]} // the row's first value identifies it
+		}
+		return out, nil
+	}
+	b := newBatcher(encode, tensorLen, 8)
+	defer b.Close()
+
+	results := make(chan [2]float32, 5)
+	send := func(id float32) {
+		rep, err := b.Encode(context.Background(), []float32{id, 0, 0})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		results <- [2]float32{id, rep.embedding[0]}
+	}
+	go send(1)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
+	for id := float32(2); id <= 5; id++ {
+		go send(id)
+	}
+	// Give the four requests time to reach the batcher before it is free.
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	for range 5 {
+		r := <-results
+		if r[0] != r[1] {
+			t.Errorf("frame %v got the embedding of frame %v", r[0], r[1])
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 2 || batches[0] != 1 || batches[1] != 4 {
+		t.Errorf("encoder calls had batch sizes %v, want [1 4]", batches)
+	}
+}
+
+func TestBatcherPassesErrorsAndStops(t *testing.T) {
+	fail := errors.New("device lost")
+	b := newBatcher(func([]float32, int) ([][]float32, error) { return nil, fail }, 1, 2)
+	if _, err := b.Encode(context.Background(), []float32{1}); !errors.Is(err, fail) {
+		t.Errorf("encoder error not passed on: %v", err)
+	}
+	b.Close()
+	if _, err := b.Encode(context.Background(), []float32{1}); !errors.Is(err, errBatcherClosed) {
+		t.Errorf("Encode after Close: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
