@@ -80,8 +80,8 @@ func TestDemoModelAccuracy(t *testing.T) {
 
 // Floors for TestDemoModelAccuracy, a little under models/demo/README.md.
 const (
-	minPair48  = 0.0
-	minColor8  = 0.0
-	minShape6  = 0.0
-	minHeldOut = 0.0
+	minPair48  = 0.20 // card: 0.283
+	minColor8  = 0.97 // card: 0.999
+	minShape6  = 0.19 // card: 0.246 (chance 0.167)
+	minHeldOut = 0.04 // card: 0.092 (chance 0.021)
 )
