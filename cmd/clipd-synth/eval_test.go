@@ -80,8 +80,8 @@ func TestDemoModelAccuracy(t *testing.T) {
 
 // Floors for TestDemoModelAccuracy, a little under models/demo/README.md.
 const (
-	minPair48  = 0.20 // card: 0.283
+	minPair48  = 0.28 // card: 0.368
 	minColor8  = 0.97 // card: 0.999
-	minShape6  = 0.19 // card: 0.246 (chance 0.167)
-	minHeldOut = 0.04 // card: 0.092 (chance 0.021)
+	minShape6  = 0.26 // card: 0.348 (chance 0.167)
+	minHeldOut = 0.05 // card: 0.124 (chance 0.021)
 )
