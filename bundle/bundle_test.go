@@ -129,7 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{"no embed_dim", map[string]string{ConfigFile: cfg(`"embed_dim":512,`, ``)}, []string{"config.json", "embed_dim is missing"}},
 		{"no image_size", map[string]string{ConfigFile: cfg(`"image_size":224,`, ``)}, []string{"vision_cfg.image_size is missing"}},
 		{"context length", map[string]string{ConfigFile: cfg(`"context_length":77`, `"context_length":64`)}, []string{"text_cfg.context_length is 64, expected 77"}},
-		{"vocab size", map[string]string{ConfigFile: cfg(`"vocab_size":49408`, `"vocab_size":32000`)}, []string{"text_cfg.vocab_size is 32000, expected 49408"}},
+		{"vocab size", map[string]string{ConfigFile: cfg(`"vocab_size":49408`, `"vocab_size":300`)}, []string{"text_cfg.vocab_size is 300, expected at least 514"}},
 		{"patch size", map[string]string{ConfigFile: cfg(`"patch_size":32`, `"patch_size":30`)}, []string{"patch_size 30 does not divide", "224"}},
 		{"logit scale", map[string]string{ConfigFile: cfg(`{"embed_dim"`, `{"logit_scale":-1,"embed_dim"`)}, []string{"logit_scale must be a positive number", "-1"}},
 		{"missing preprocess", map[string]string{PreprocessFile: ""}, []string{"visual/preprocess_cfg.json: missing"}},

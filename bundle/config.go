@@ -29,8 +29,10 @@ const (
 	TokenizerDir   = "textual"
 )
 
-// ContextLength and VocabSize are fixed by CLIP's tokenizer; a bundle that
-// disagrees was made for a different tokenizer and would embed garbage.
+// ContextLength is fixed by CLIP's tokenizer. VocabSize is that of OpenAI's
+// vocabulary; bundles with a vocabulary of their own (the demo model's
+// learnt one) are valid as long as the tokenizer in textual/ has exactly
+// config.json's vocab_size entries, which package model checks.
 const (
 	ContextLength = 77
 	VocabSize     = 49408
@@ -110,8 +112,9 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	if c.TextCfg.ContextLength != ContextLength {
 		return Config{}, fmt.Errorf("%s: text_cfg.context_length is %d, expected %d (CLIP's tokenizer)", name, c.TextCfg.ContextLength, ContextLength)
 	}
-	if c.TextCfg.VocabSize != 0 && c.TextCfg.VocabSize != VocabSize {
-		return Config{}, fmt.Errorf("%s: text_cfg.vocab_size is %d, expected %d (CLIP's tokenizer)", name, c.TextCfg.VocabSize, VocabSize)
+	// 256 byte symbols, the same with </w>, SOT and EOT: the smallest BPE.
+	if v := c.TextCfg.VocabSize; v != 0 && v < 514 {
+		return Config{}, fmt.Errorf("%s: text_cfg.vocab_size is %d, expected at least 514 (CLIP's byte symbols, twice, plus SOT and EOT)", name, v)
 	}
 	if p := c.VisionCfg.PatchSize; p < 0 || (p > 0 && c.VisionCfg.ImageSize%p != 0) {
 		return Config{}, fmt.Errorf("%s: vision_cfg.patch_size %d does not divide vision_cfg.image_size %d", name, p, c.VisionCfg.ImageSize)

@@ -59,23 +59,33 @@ func Open(dir string, opts Options) (*Model, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b, err := bundle.Load(dir)
+	b, tok, err := Check(dir)
 	if err != nil {
 		return nil, err
-	}
-	tok, err := tokenizer.LoadDir(b.TokenizerDir)
-	if err != nil {
-		return nil, err
-	}
-	if want := b.Config.TextCfg.VocabSize; want != 0 && tok.VocabSize() != want {
-		return nil, fmt.Errorf("%s: the tokenizer in %s has %d tokens but config.json text_cfg.vocab_size is %d",
-			b.Dir, b.TokenizerDir, tok.VocabSize(), want)
 	}
 	enc, err := openEncoder(b, opts, log)
 	if err != nil {
 		return nil, err
 	}
 	return &Model{Bundle: b, Tokenizer: tok, Encoder: enc, log: log}, nil
+}
+
+// Check loads and validates the bundle in dir and its tokenizer without
+// starting any encoder (clipd check).
+func Check(dir string) (*bundle.Bundle, *tokenizer.Tokenizer, error) {
+	b, err := bundle.Load(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	tok, err := tokenizer.LoadDir(b.TokenizerDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if want := b.Config.TextCfg.VocabSize; want != 0 && tok.VocabSize() != want {
+		return nil, nil, fmt.Errorf("%s: the tokenizer in %s has %d tokens but config.json text_cfg.vocab_size is %d",
+			b.Dir, b.TokenizerDir, tok.VocabSize(), want)
+	}
+	return b, tok, nil
 }
 
 func openEncoder(b *bundle.Bundle, opts Options, log *slog.Logger) (engine.Encoder, error) {

@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/daemon"
+	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/server"
 )
 
@@ -87,7 +87,7 @@ func cmdCheck(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return err
 	}
 	var errs []error
-	if _, err := bundle.Load(conf.Model.Bundle); err != nil {
+	if _, _, err := model.Check(conf.Model.Bundle); err != nil {
 		errs = append(errs, fmt.Errorf("%s: model.bundle: %w", *path, err))
 	}
 	for _, cam := range conf.Cameras {
