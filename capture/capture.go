@@ -14,7 +14,7 @@
 //     name).
 //   - rtsp://, rtsps://, http://, https:// URLs and any other path: an
 //     ffmpeg subprocess writing raw frames to a pipe.
-//   - "pattern" or "pattern?hold=15&seed=7": the synthetic camera (package
+//   - "pattern" or "pattern?hold=15&seed=7&shapes=1": the synthetic camera (package
 //     synth), whose frames carry their ground truth in Frame.Meta.
 //
 // What has been verified where: the V4L2 capture loop (negotiation,
@@ -220,8 +220,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// applyPatternQuery reads "pattern?hold=K&seed=S"; query values override
-// the Config fields.
+// applyPatternQuery reads "pattern?hold=K&seed=S&shapes=N" (N: at most N
+// shapes per scene); query values override the Config fields.
 func (cfg *Config) applyPatternQuery() error {
 	_, query, found := strings.Cut(cfg.Source, "?")
 	if !found {
@@ -246,8 +246,14 @@ func (cfg *Config) applyPatternQuery() error {
 				return fmt.Errorf("capture %s: source %q: seed=%q is not an unsigned integer", cfg.Name, cfg.Source, v)
 			}
 			cfg.Seed = n
+		case "shapes":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("capture %s: source %q: shapes=%q is not a positive integer", cfg.Name, cfg.Source, v)
+			}
+			cfg.Pattern.MinShapes, cfg.Pattern.MaxShapes = min(cfg.Pattern.MinShapes, n), n
 		default:
-			return fmt.Errorf("capture %s: source %q: unknown parameter %q (want hold, seed)", cfg.Name, cfg.Source, key)
+			return fmt.Errorf("capture %s: source %q: unknown parameter %q (want hold, seed, shapes)", cfg.Name, cfg.Source, key)
 		}
 	}
 	return nil

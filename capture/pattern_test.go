@@ -2,6 +2,7 @@ package capture
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,26 @@ func TestPatternOptionsAreValidated(t *testing.T) {
 	_, err := Open(Config{Source: "pattern", Pattern: synth.Options{Backgrounds: []string{"plaid?"}}}, testLogger(t))
 	if err == nil {
 		t.Fatal("an unknown background was accepted")
+	}
+}
+
+func TestPatternShapesOption(t *testing.T) {
+	s, err := Open(Config{Source: "pattern?shapes=1&seed=40", Width: 64, Height: 64, FPS: 100}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, f := range nextFrames(t, s, 6) {
+		truth := f.Meta.(synth.Truth)
+		if len(truth.Shapes) != 1 {
+			t.Errorf("frame %d has %d shapes with shapes=1", f.Seq, len(truth.Shapes))
+		}
+		_, want := synth.Render(40+f.Seq-1, synth.Options{Width: 64, Height: 64, MinShapes: 1, MaxShapes: 1})
+		if !reflect.DeepEqual(truth, want) {
+			t.Errorf("frame %d is not scene %d with one shape", f.Seq, 40+f.Seq-1)
+		}
+	}
+	if _, err := Open(Config{Source: "pattern?shapes=0"}, testLogger(t)); err == nil || !strings.Contains(err.Error(), `shapes="0"`) {
+		t.Errorf("shapes=0: %v", err)
 	}
 }
