@@ -57,7 +57,8 @@ run: build
 	@mkdir -p $(BUILD)/run
 	bin/clipd run --config examples/demo.toml --show
 
-test: deps test-go test-python
+# Python first: the run ends with go test's summary lines.
+test: deps test-python test-go
 
 test-go:
 	$(GO) test $(GOFLAGS_TAGS) ./...
