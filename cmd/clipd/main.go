@@ -40,15 +40,19 @@ func commands() []command {
 	}
 }
 
-// errUsage marks errors already explained by a usage message.
-var errUsage = errors.New("usage")
+// errUsage marks errors already explained by a usage message; errHelp a
+// usage message that was asked for.
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := dispatch(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 	case errors.Is(err, errUsage):
 		os.Exit(2)
 	default:
@@ -90,8 +94,10 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			// The flag package has already printed the problem and the
+			// usage; -h is a request, not a mistake.
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, errUsage
+				return nil, errHelp
 			}
 			return nil, errUsage
 		}
