@@ -158,6 +158,28 @@ class Meanings:
         return (imgs.unsqueeze(1) == caption_codes.view(1, -1, 1)).any(-1)
 
 
+class ShapeBatches:
+    """Batches in which colour is no shortcut: single-shape scenes of only
+    one or two colours (all shapes, sizes, backgrounds), each paired with a
+    caption that names its shape (never a colour-only one such as "a red
+    shape."). The contrastive loss of such a batch falls only if the image
+    tower tells shapes apart."""
+
+    def __init__(self, records):
+        single = np.array([len(r["truth"]["shapes"]) == 1 for r in records])
+        color = np.array([r["truth"]["shapes"][0]["color"] if s else "" for r, s in zip(records, single)])
+        self.by_color = [np.flatnonzero(single & (color == c)) for c in COLORS]
+        self.captions = [[k for k, c in enumerate(r["captions"]) if caption_meaning(c)[0] != "color"] or
+                         list(range(len(r["captions"]))) for r in records]
+
+    def draw(self, rng, batch):
+        """(sorted scene indices, caption index per scene)."""
+        cols = rng.choice(len(COLORS), size=int(rng.integers(1, 3)), replace=False)
+        pool = np.concatenate([self.by_color[c] for c in cols])
+        idx = np.sort(rng.choice(pool, size=min(batch, len(pool)), replace=False))
+        return idx, [self.captions[i][int(rng.integers(len(self.captions[i])))] for i in idx]
+
+
 def pair_prompts(tok, templates):
     from itertools import product
     colors = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black"]
@@ -221,6 +243,10 @@ def main(argv):
                    help="captions true of other images in the batch are not their negatives")
     p.add_argument("--init", help="start from this state_dict (same architecture)")
     p.add_argument("--warmup", type=int, default=60)
+    p.add_argument("--shape-batches", type=float, default=0,
+                   help="fraction of batches drawn from single-shape scenes of only 1-2 colours, "
+                        "with captions that name the shape (colour is then no shortcut)")
+    p.add_argument("--val-every", type=int, default=250)
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -233,6 +259,7 @@ def main(argv):
         raise SystemExit(f"{args.data}: images are {images.shape[1]} px, model wants {args.image_size}")
     caps = [[tok.tokenize(c) for c in r["captions"]] for r in records]
     meanings = Meanings(records) if args.truth_targets else None
+    shape_batches = ShapeBatches(records) if args.shape_batches else None
     val = None
     if args.val:
         vrec = load_records(args.val)
@@ -261,11 +288,14 @@ def main(argv):
     while True:
         if total and step >= total:
             break
-        if pos + args.batch > len(order):
-            order, pos = rng.permutation(len(records)), 0
-        idx = np.sort(order[pos:pos + args.batch])
-        pos += args.batch
-        choice = [int(rng.integers(len(caps[i]))) for i in idx]
+        if args.shape_batches and rng.random() < args.shape_batches:
+            idx, choice = shape_batches.draw(rng, args.batch)
+        else:
+            if pos + args.batch > len(order):
+                order, pos = rng.permutation(len(records)), 0
+            idx = np.sort(order[pos:pos + args.batch])
+            pos += args.batch
+            choice = [int(rng.integers(len(caps[i]))) for i in idx]
         tokens = torch.tensor([caps[i][k] for i, k in zip(idx, choice)])
         true = None
         if meanings is not None:
@@ -293,7 +323,7 @@ def main(argv):
         if step % 25 == 0:
             print(f"step {step}/{total} loss {loss.item():.3f} lr {lr:.2e} scale {model.logit_scale.exp().item():.1f} "
                   f"{time.time() - start:.0f}s", file=sys.stderr, flush=True)
-        if val is not None and step % 250 == 0:
+        if val is not None and step % args.val_every == 0:
             print(f"step {step} val {evaluate(model, val[0], val[1], tok, templates)}", file=sys.stderr, flush=True)
         if step % 250 == 0:
             torch.save(model.state_dict(), args.out + ".partial")

@@ -91,6 +91,27 @@ class CaptionTruth(unittest.TestCase):
         with self.assertRaises(SystemExit):
             train.Meanings(records)
 
+    def test_shape_batches(self):
+        import numpy as np
+        shape = lambda c, k: {"color": c, "kind": k}  # noqa: E731
+        records = []
+        for c in train.COLORS:
+            for k in train.KINDS:
+                records.append({"captions": [f"a {c} shape.", f"a photo of a {c} {k}.", f"a {k}."],
+                                "truth": {"shapes": [shape(c, k)]}})
+        records.append({"captions": ["a red circle and a blue star."],
+                        "truth": {"shapes": [shape("red", "circle"), shape("blue", "star")]}})
+        sb = train.ShapeBatches(records)
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            idx, choice = sb.draw(rng, 8)
+            self.assertEqual(list(idx), sorted(idx))
+            shapes = [records[i]["truth"]["shapes"] for i in idx]
+            self.assertTrue(all(len(s) == 1 for s in shapes))
+            self.assertLessEqual(len({s[0]["color"] for s in shapes}), 2)
+            for i, k in zip(idx, choice):
+                self.assertNotEqual(train.caption_meaning(records[i]["captions"][k])[0], "color")
+
 
 if __name__ == "__main__":
     unittest.main()
