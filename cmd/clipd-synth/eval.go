@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
-	"github.com/clipd/clipd/engine/onnxrt"
+	"github.com/clipd/clipd/labels"
+	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/synth"
-	"github.com/clipd/clipd/tokenizer"
 )
 
 // Label sets of the evaluation. The pair prompts are synth.EvalTemplates;
@@ -149,37 +147,27 @@ func runEval(args []string) error {
 // evaluate renders fresh single-shape scenes and scores the model's
 // zero-shot predictions on them.
 func evaluate(c evalConfig, progress io.Writer) (*Report, error) {
-	b, err := loadBundle(c.Model)
+	m, err := model.Open(c.Model, model.Options{Backend: model.BackendONNXRuntime, Threads: c.Threads})
 	if err != nil {
 		return nil, err
 	}
-	tok, err := tokenizer.LoadDir(b.TokenizerDir)
-	if err != nil {
-		return nil, err
-	}
-	enc, err := onnxrt.Open(b, onnxrt.Options{IntraOpThreads: c.Threads})
-	if err != nil {
-		return nil, err
-	}
-	defer enc.Close()
-	tokenize := func(p string) []int32 {
-		ids, _ := tok.Tokenize(p, engine.ContextLength)
-		return ids
-	}
+	defer m.Close()
+	b, enc := m.Bundle, m.Encoder
+	embedder := labels.NewEmbedder(m)
 	var pairLabels []string
 	for _, p := range synth.AllPairs() {
 		pairLabels = append(pairLabels, p.String())
 	}
-	scale := b.LogitScale()
-	pairs, err := classifier(enc, tokenize, pairLabels, synth.EvalTemplates, scale)
+	scale := m.LogitScale()
+	pairs, err := classifier(embedder, pairLabels, synth.EvalTemplates, scale)
 	if err != nil {
 		return nil, err
 	}
-	colors, err := classifier(enc, tokenize, synth.ColorNames, colorTemplates, scale)
+	colors, err := classifier(embedder, synth.ColorNames, colorTemplates, scale)
 	if err != nil {
 		return nil, err
 	}
-	shapes, err := classifier(enc, tokenize, synth.ShapeKinds, shapeTemplates, scale)
+	shapes, err := classifier(embedder, synth.ShapeKinds, shapeTemplates, scale)
 	if err != nil {
 		return nil, err
 	}
@@ -253,79 +241,17 @@ func evaluate(c evalConfig, progress io.Writer) (*Report, error) {
 	return rep, nil
 }
 
-// loadBundle is bundle.Load, except that it accepts a text vocabulary of
-// any size when the bundle's own tokenizer has exactly that size: the
-// bundle package (at the time of writing) insists on CLIP's 49408, which
-// the demo model's learnt vocabulary does not have. The check it keeps is
-// the one that matters: the tokenizer and the text model agree.
-func loadBundle(dir string) (*bundle.Bundle, error) {
-	b, err := bundle.Load(dir)
-	if err == nil || !strings.Contains(err.Error(), "vocab_size") {
-		return b, err
-	}
-	raw, rerr := os.ReadFile(filepath.Join(dir, bundle.ConfigFile))
-	if rerr != nil {
+// classifier ensembles every label over every template, through the same
+// path as clipd's label files (CLIP's zero-shot method).
+func classifier(embedder *labels.Embedder, names, templates []string, scale float32) (*engine.Classifier, error) {
+	set, err := labels.FromNames(names, templates)
+	if err != nil {
 		return nil, err
 	}
-	var probe struct {
-		TextCfg struct {
-			VocabSize int `json:"vocab_size"`
-		} `json:"text_cfg"`
-	}
-	if json.Unmarshal(raw, &probe) != nil {
+	if err := embedder.Embed(set); err != nil {
 		return nil, err
 	}
-	tok, terr := tokenizer.LoadDir(filepath.Join(dir, bundle.TokenizerDir))
-	if terr != nil || tok.VocabSize() != probe.TextCfg.VocabSize {
-		return nil, err
-	}
-	// Validate everything else with the real loader on a copy whose
-	// vocab_size reads as CLIP's, then restore the true value.
-	tmp, terr := os.MkdirTemp("", "clipd-synth-bundle-")
-	if terr != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	patched := strings.Replace(string(raw), fmt.Sprintf(`"vocab_size": %d`, probe.TextCfg.VocabSize), fmt.Sprintf(`"vocab_size": %d`, bundle.VocabSize), 1)
-	patched = strings.Replace(patched, fmt.Sprintf(`"vocab_size":%d`, probe.TextCfg.VocabSize), fmt.Sprintf(`"vocab_size":%d`, bundle.VocabSize), 1)
-	for _, sub := range []string{filepath.Dir(bundle.VisualONNX), bundle.TokenizerDir} {
-		src, _ := filepath.Abs(filepath.Join(dir, sub))
-		if e := os.Symlink(src, filepath.Join(tmp, sub)); e != nil {
-			return nil, e
-		}
-	}
-	if e := os.WriteFile(filepath.Join(tmp, bundle.ConfigFile), []byte(patched), 0o644); e != nil {
-		return nil, e
-	}
-	nb, lerr := bundle.Load(tmp)
-	if lerr != nil {
-		return nil, fmt.Errorf("%w (and with the vocabulary size set aside: %v)", err, lerr)
-	}
-	abs, _ := filepath.Abs(dir)
-	nb.Dir = abs
-	nb.VisualONNX = filepath.Join(abs, filepath.FromSlash(bundle.VisualONNX))
-	nb.TextualONNX = filepath.Join(abs, filepath.FromSlash(bundle.TextualONNX))
-	nb.TokenizerDir = filepath.Join(abs, bundle.TokenizerDir)
-	nb.Config.TextCfg.VocabSize = probe.TextCfg.VocabSize
-	return nb, nil
-}
-
-// classifier encodes every label in every template and ensembles them (the
-// mean of unit embeddings, as CLIP's zero-shot notebook does).
-func classifier(enc engine.TextEncoder, tokenize func(string) []int32, labels, templates []string, scale float32) (*engine.Classifier, error) {
-	per := make([][][]float32, len(labels))
-	for i, l := range labels {
-		var toks [][]int32
-		for _, p := range engine.ExpandTemplates(l, templates) {
-			toks = append(toks, tokenize(p))
-		}
-		embs, err := enc.EncodeTexts(toks)
-		if err != nil {
-			return nil, fmt.Errorf("encoding prompts of %q: %w", l, err)
-		}
-		per[i] = embs
-	}
-	return engine.NewClassifier(labels, per, scale)
+	return set.Classifier(scale), nil
 }
 
 func top1(c *engine.Classifier, emb []float32) (string, error) {
