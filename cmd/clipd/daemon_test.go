@@ -518,6 +518,11 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 		t.Errorf("got %d error replies for 2 bad commands", errs)
 	}
 
+	out, err := exec.Command(clipdBinary(t), "status", "--socket", d.socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"name": "pat"`) || !strings.Contains(string(out), `"gpu"`) {
+		t.Errorf("clipd status: %v\n%s", err, out)
+	}
+
 	// classify over the socket with ad-hoc labels on a rendered file.
 	c := d.dial()
 	img := filepath.Join(testmodel.SharedDir(t), "reference", "images", "img3_224x224.png")

@@ -28,6 +28,7 @@ func commands() []command {
 		{"run", "run the daemon: cameras → CLIP → unix socket", cmdRun},
 		{"check", "validate a config file without starting", cmdCheck},
 		{"tail", "print the results a running daemon publishes", cmdTail},
+		{"status", "print a running daemon's status (cameras, rates, latencies, GPU)", cmdStatus},
 		{"classify", "classify image files against a labels file", cmdClassify},
 		{"embed", "print L2-normalized embeddings of images and texts", cmdEmbed},
 		{"tokenize", "turn JSON strings (one per line) into 77 token ids", cmdTokenize},
