@@ -518,6 +518,8 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 		t.Errorf("got %d error replies for 2 bad commands", errs)
 	}
 
+	// The socket serves while cameras are still starting: wait for a result.
+	nextOf(t, d.dial(), "result", 20*time.Second)
 	out, err := exec.Command(clipdBinary(t), "status", "--socket", d.socket).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), `"name": "pat"`) || !strings.Contains(string(out), `"gpu"`) {
 		t.Errorf("clipd status: %v\n%s", err, out)
