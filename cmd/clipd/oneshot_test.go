@@ -14,32 +14,6 @@ import (
 	"github.com/clipd/clipd/internal/testmodel"
 )
 
-type expectedJSON struct {
-	Labels     []string    `json:"labels"`
-	Texts      []string    `json:"texts"`
-	TextEmbeds [][]float64 `json:"text_embeds"`
-	LogitScale float64     `json:"logit_scale"`
-	Images     []struct {
-		Image      string    `json:"image"`
-		ImageEmbed []float64 `json:"image_embed"`
-		Probs      []float64 `json:"probs"`
-	} `json:"images"`
-}
-
-func loadExpected(t *testing.T) (expectedJSON, string) {
-	shared := testmodel.SharedDir(t)
-	ref := filepath.Join(shared, "reference")
-	data, err := os.ReadFile(filepath.Join(ref, "model", "expected.json"))
-	if err != nil {
-		t.Skipf("reference model data missing: %v", err)
-	}
-	var e expectedJSON
-	if err := json.Unmarshal(data, &e); err != nil {
-		t.Fatal(err)
-	}
-	return e, ref
-}
-
 // clipd runs the CLI in-process and returns stdout, failing on error.
 func clipd(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
@@ -50,22 +24,12 @@ func clipd(t *testing.T, stdin string, args ...string) string {
 	return out.String()
 }
 
-func cosine(a []float32, b []float64) float64 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * b[i]
-		na += float64(a[i]) * float64(a[i])
-		nb += b[i] * b[i]
-	}
-	return dot / math.Sqrt(na*nb)
-}
-
 // TestEmbedMatchesReference is the fidelity check of the whole chain: the
 // exported reference checkpoints, our preprocessing of the reference images,
 // our tokenizer and ONNX Runtime give the original implementation's
 // embeddings.
 func TestEmbedMatchesReference(t *testing.T) {
-	exp, ref := loadExpected(t)
+	exp, ref := testmodel.LoadExpected(t), filepath.Join(testmodel.SharedDir(t), "reference")
 	for _, form := range []string{"state", "jit"} {
 		t.Run(form, func(t *testing.T) {
 			dir := testmodel.TinyBundle(t, form)
@@ -89,7 +53,7 @@ func TestEmbedMatchesReference(t *testing.T) {
 				if err := json.Unmarshal([]byte(line), &got); err != nil {
 					t.Fatal(err)
 				}
-				var want []float64
+				var want []float32
 				if i < len(exp.Images) {
 					want = exp.Images[i].ImageEmbed
 				} else {
@@ -98,7 +62,7 @@ func TestEmbedMatchesReference(t *testing.T) {
 						t.Fatalf("line %d is for %q, want %q", i, got.Text, exp.Texts[i-len(exp.Images)])
 					}
 				}
-				c := cosine(got.Embedding, want)
+				c := testmodel.Cosine(got.Embedding, want)
 				worst = min(worst, c)
 				if c < 0.99999 {
 					t.Errorf("line %d (%s%s): cosine %.7f < 0.99999", i, got.Image, got.Text, c)
@@ -117,7 +81,7 @@ func TestEmbedMatchesReference(t *testing.T) {
 }
 
 func TestClassifyMatchesReferenceProbabilities(t *testing.T) {
-	exp, ref := loadExpected(t)
+	exp, ref := testmodel.LoadExpected(t), filepath.Join(testmodel.SharedDir(t), "reference")
 	dir := testmodel.TinyBundle(t, "state")
 	labelsFile := filepath.Join(t.TempDir(), "ten.txt")
 	if err := os.WriteFile(labelsFile, []byte("# the reference labels\n"+strings.Join(exp.Labels, "\n")+"\n"), 0o644); err != nil {
@@ -156,7 +120,7 @@ func TestClassifyMatchesReferenceProbabilities(t *testing.T) {
 			if k < 0 {
 				t.Fatalf("unknown label %q", m.Label)
 			}
-			d := math.Abs(m.Score - exp.Images[i].Probs[k])
+			d := math.Abs(m.Score - float64(exp.Images[i].Probs[k]))
 			worst = max(worst, d)
 			if d > 1e-4 {
 				t.Errorf("%s %s: probability %.6f, reference %.6f", got.Image, m.Label, m.Score, exp.Images[i].Probs[k])

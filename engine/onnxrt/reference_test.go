@@ -15,37 +15,6 @@ import (
 	"github.com/clipd/clipd/tokenizer"
 )
 
-// expectedFile is reference/model/expected.json, written by the original
-// CLIP code from the same checkpoints.
-type expectedFile struct {
-	Labels     []string    `json:"labels"`
-	Texts      []string    `json:"texts"`
-	TextEmbeds [][]float32 `json:"text_embeds"`
-	LogitScale float64     `json:"logit_scale"`
-	Images     []struct {
-		Image         string    `json:"image"`
-		ImageEmbed    []float32 `json:"image_embed"`
-		Probs         []float32 `json:"probs"`
-		ProbsScale100 []float32 `json:"probs_scale100"`
-	} `json:"images"`
-}
-
-func loadExpected(tb testing.TB, shared string) *expectedFile {
-	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(shared, "reference", "model", "expected.json"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var e expectedFile
-	if err := json.Unmarshal(data, &e); err != nil {
-		tb.Fatalf("expected.json: %v", err)
-	}
-	if len(e.Images) == 0 || len(e.Texts) != len(e.TextEmbeds) {
-		tb.Fatalf("expected.json: %d images, %d texts, %d text embeddings", len(e.Images), len(e.Texts), len(e.TextEmbeds))
-	}
-	return &e
-}
-
 // readTensor reads a reference input tensor (little-endian float32 CHW).
 func readTensor(tb testing.TB, path string, want int) []float32 {
 	tb.Helper()
@@ -61,16 +30,6 @@ func readTensor(tb testing.TB, path string, want int) []float32 {
 		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
 	}
 	return v
-}
-
-func cosine(a, b []float32) float64 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * float64(b[i])
-		na += float64(a[i]) * float64(a[i])
-		nb += float64(b[i]) * float64(b[i])
-	}
-	return dot / math.Sqrt(na*nb)
 }
 
 // referenceTokens maps text to clip.tokenize's ids for the rows of
@@ -107,7 +66,7 @@ func referenceTokens(tb testing.TB, shared string) map[string][]int32 {
 func TestReferenceParity(t *testing.T) {
 	requireRuntime(t)
 	shared := sharedDir(t)
-	want := loadExpected(t, shared)
+	want := testmodel.LoadExpected(t)
 	refTokens := referenceTokens(t, shared)
 	for _, form := range []string{"state", "jit"} {
 		t.Run(form, func(t *testing.T) {
@@ -142,7 +101,7 @@ func TestReferenceParity(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i := range textEmb {
-				c := cosine(textEmb[i], want.TextEmbeds[i])
+				c := testmodel.Cosine(textEmb[i], want.TextEmbeds[i])
 				worstCos = min(worstCos, c)
 				if c < 0.99999 {
 					t.Errorf("text %q: cosine %.7f to the reference", want.Texts[i], c)
@@ -164,7 +123,7 @@ func TestReferenceParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c := cosine(single[0], imgEmb[0]); c < 0.999999 {
+			if c := testmodel.Cosine(single[0], imgEmb[0]); c < 0.999999 {
 				t.Errorf("batch of 1 vs batch of %d: cosine %.8f", len(want.Images), c)
 			}
 
@@ -178,7 +137,7 @@ func TestReferenceParity(t *testing.T) {
 			}
 			clf100, _ := engine.NewClassifier(want.Labels, perLabel, 100)
 			for i, img := range want.Images {
-				c := cosine(imgEmb[i], img.ImageEmbed)
+				c := testmodel.Cosine(imgEmb[i], img.ImageEmbed)
 				worstCos = min(worstCos, c)
 				if c < 0.99999 {
 					t.Errorf("%s: image cosine %.7f to the reference", img.Image, c)

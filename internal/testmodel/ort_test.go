@@ -2,7 +2,6 @@ package testmodel_test
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -16,15 +15,6 @@ import (
 	"github.com/clipd/clipd/tokenizer"
 )
 
-type expectedFile struct {
-	Texts      []string    `json:"texts"`
-	TextEmbeds [][]float64 `json:"text_embeds"`
-	Images     []struct {
-		Image      string    `json:"image"`
-		ImageEmbed []float64 `json:"image_embed"`
-	} `json:"images"`
-}
-
 func onnxRuntimeLibrary(t *testing.T) string {
 	path := os.Getenv(onnxrt.LibraryEnv)
 	if path == "" {
@@ -36,30 +26,13 @@ func onnxRuntimeLibrary(t *testing.T) string {
 	return path
 }
 
-func cosine(a []float32, b []float64) float64 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * b[i]
-		na += float64(a[i]) * float64(a[i])
-		nb += b[i] * b[i]
-	}
-	return dot / math.Sqrt(na*nb)
-}
-
 // TestExportedGraphsMatchReference runs the exporter's output, at opset 17
 // and at the decomposed-LayerNorm opset 16, through ONNX Runtime and holds
 // it to the original CLIP implementation's embeddings.
 func TestExportedGraphsMatchReference(t *testing.T) {
 	lib := onnxRuntimeLibrary(t)
 	shared := testmodel.SharedDir(t)
-	data, err := os.ReadFile(filepath.Join(shared, "reference", "model", "expected.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want expectedFile
-	if err := json.Unmarshal(data, &want); err != nil {
-		t.Fatal(err)
-	}
+	want := testmodel.LoadExpected(t)
 	size := 224
 	pixels := make([]float32, 0, len(want.Images)*3*size*size)
 	for _, img := range want.Images {
@@ -104,10 +77,10 @@ func TestExportedGraphsMatchReference(t *testing.T) {
 				}
 				worst := 1.0
 				for i := range texts {
-					worst = math.Min(worst, cosine(texts[i], want.TextEmbeds[i]))
+					worst = math.Min(worst, testmodel.Cosine(texts[i], want.TextEmbeds[i]))
 				}
 				for i := range images {
-					worst = math.Min(worst, cosine(images[i], want.Images[i].ImageEmbed))
+					worst = math.Min(worst, testmodel.Cosine(images[i], want.Images[i].ImageEmbed))
 				}
 				t.Logf("lowest cosine to the reference: %.8f", worst)
 				if worst < 0.99999 {

@@ -1,0 +1,54 @@
+package testmodel
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Expected is reference/model/expected.json: what the original CLIP code
+// computed from the tiny reference checkpoints.
+type Expected struct {
+	Labels     []string    `json:"labels"`
+	Texts      []string    `json:"texts"`
+	TextEmbeds [][]float32 `json:"text_embeds"`
+	LogitScale float64     `json:"logit_scale"`
+	Images     []struct {
+		Image         string    `json:"image"`
+		ImageEmbed    []float32 `json:"image_embed"`
+		Probs         []float32 `json:"probs"`
+		ProbsScale100 []float32 `json:"probs_scale100"`
+	} `json:"images"`
+}
+
+// LoadExpected reads expected.json from the shared reference data, skipping
+// the test when the data is absent.
+func LoadExpected(tb testing.TB) *Expected {
+	tb.Helper()
+	path := filepath.Join(SharedDir(tb), "reference", "model", "expected.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Skipf("reference model data missing: %v", err)
+	}
+	var e Expected
+	if err := json.Unmarshal(data, &e); err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	if len(e.Images) == 0 || len(e.Texts) != len(e.TextEmbeds) {
+		tb.Fatalf("%s: %d images, %d texts, %d text embeddings", path, len(e.Images), len(e.Texts), len(e.TextEmbeds))
+	}
+	return &e
+}
+
+// Cosine is the cosine similarity of a and b, accumulated in float64.
+func Cosine(a, b []float32) float64 {
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	return dot / math.Sqrt(na*nb)
+}
