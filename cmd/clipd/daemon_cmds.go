@@ -25,11 +25,8 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fs := newFlagSet("run", "--config FILE [--show]", stderr)
 	path := fs.String("config", "", "config file (see config/clipd.example.toml)")
 	show := fs.Bool("show", false, "also print results readably on stdout")
-	if pos, err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args, path); err != nil {
 		return err
-	} else if len(pos) > 0 || *path == "" {
-		fs.Usage()
-		return errUsage
 	}
 	conf, err := config.Load(*path)
 	if err != nil {
@@ -77,11 +74,8 @@ func newLogger(conf config.Log, w io.Writer) *slog.Logger {
 func cmdCheck(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "--config FILE", stderr)
 	path := fs.String("config", "", "config file")
-	if pos, err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args, path); err != nil {
 		return err
-	} else if len(pos) > 0 || *path == "" {
-		fs.Usage()
-		return errUsage
 	}
 	conf, err := config.Load(*path)
 	if err != nil {
@@ -109,11 +103,8 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	var cameras multiFlag
 	fs.Var(&cameras, "camera", "only this camera (repeatable)")
 	raw := fs.Bool("json", false, "print the raw JSON lines")
-	if pos, err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	c, err := server.Dial(*path)
 	if err != nil {
@@ -172,11 +163,8 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 func cmdStatus(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "[--socket PATH]", stderr)
 	path := fs.String("socket", server.DefaultPath, "the daemon's socket")
-	if pos, err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	c, err := server.Dial(*path)
 	if err != nil {

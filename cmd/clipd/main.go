@@ -114,6 +114,24 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseNoArgs parses a command that takes flags only; each of required
+// must end up non-empty. Mistakes print the usage.
+func parseNoArgs(fs *flag.FlagSet, args []string, required ...*string) error {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	missing := len(pos) > 0
+	for _, r := range required {
+		missing = missing || *r == ""
+	}
+	if missing {
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
 // newFlagSet makes a flag set whose errors and help go to stderr.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)

@@ -20,11 +20,8 @@ func cmdVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	batch := fs.Int("batch", 8, "the larger batch size to time (TensorRT: the profile's opt)")
 	iterations := fs.Int("iterations", 20, "timed calls per encoder and batch size")
 	cacheDir := fs.String("engine-cache", "", "TensorRT engine cache (default: the user cache dir)")
-	if pos, err := parseFlags(fs, args); err != nil {
+	if err := parseNoArgs(fs, args, &mf.dir); err != nil {
 		return err
-	} else if len(pos) > 0 || mf.dir == "" {
-		fs.Usage()
-		return errUsage
 	}
 	if *batch < 1 || *iterations < 1 {
 		return fmt.Errorf("--batch and --iterations must be at least 1")
