@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -61,16 +62,20 @@ func referenceTokens(tb testing.TB, shared string) map[string][]int32 {
 }
 
 // TestReferenceParity runs the tiny reference CLIP, exported from both
-// checkpoint forms, through ONNX Runtime and compares with the original
+// checkpoint forms at opset 17 and at the decomposed-LayerNorm opset 16
+// (TensorRT 8.5), through ONNX Runtime and compares with the original
 // implementation's embeddings and zero-shot probabilities.
 func TestReferenceParity(t *testing.T) {
 	requireRuntime(t)
 	shared := sharedDir(t)
 	want := testmodel.LoadExpected(t)
 	refTokens := referenceTokens(t, shared)
-	for _, form := range []string{"state", "jit"} {
-		t.Run(form, func(t *testing.T) {
-			b, err := bundle.Load(testmodel.TinyBundle(t, form))
+	for _, variant := range []struct {
+		form  string
+		opset int
+	}{{"state", 17}, {"jit", 17}, {"state", 16}, {"jit", 16}} {
+		t.Run(fmt.Sprintf("%s-opset%d", variant.form, variant.opset), func(t *testing.T) {
+			b, err := bundle.Load(testmodel.TinyBundleOpset(t, variant.form, variant.opset))
 			if err != nil {
 				t.Fatal(err)
 			}
