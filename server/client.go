@@ -27,9 +27,7 @@ func Dial(path string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{nc: nc, sc: bufio.NewScanner(nc)}
-	// Replies to classify may carry large data; results are small.
-	c.sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	c := newClient(nc)
 	m, err := c.read()
 	if err != nil {
 		nc.Close()
@@ -47,6 +45,14 @@ func Dial(path string) (*Client, error) {
 		return nil, fmt.Errorf("%s: bad hello: %w", path, err)
 	}
 	return c, nil
+}
+
+func newClient(nc net.Conn) *Client {
+	c := &Client{nc: nc, sc: bufio.NewScanner(nc)}
+	// Replies to classify may carry large data; results are small.
+	c.sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	c.sc.Split(scanWholeLines)
+	return c
 }
 
 // Hello is the greeting the server sent.
@@ -114,6 +120,23 @@ func (c *Client) Send(cmd Command) error {
 
 // Close disconnects.
 func (c *Client) Close() error { return c.nc.Close() }
+
+// errTruncatedLine wraps io.ErrUnexpectedEOF: the server went away in the
+// middle of a line, as it may when it shuts down while a client is behind.
+var errTruncatedLine = fmt.Errorf("server closed the connection in the middle of a line: %w", io.ErrUnexpectedEOF)
+
+// scanWholeLines is bufio.ScanLines without its acceptance of a final line
+// that lacks its newline: every line the server completes ends in one, so
+// such a tail is a cut-off message, not a message.
+func scanWholeLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return 0, nil, errTruncatedLine
+	}
+	return 0, nil, nil
+}
 
 func (c *Client) read() (Message, error) {
 	if !c.sc.Scan() {

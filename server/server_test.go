@@ -534,9 +534,31 @@ func TestClosePromptWithClients(t *testing.T) {
 		for err == nil {
 			_, err = c.Next()
 		}
-		if !errors.Is(err, io.EOF) {
-			t.Errorf("client read after Close: %v, want EOF", err)
+		// A client that was behind may see the line in flight cut off;
+		// either way the stream ends cleanly, never as a JSON error.
+		if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("client read after Close: %v, want EOF or ErrUnexpectedEOF", err)
 		}
+	}
+}
+
+// A line cut off by the server's going away is reported as such, and
+// complete lines before it are still delivered.
+func TestClientTruncatedLine(t *testing.T) {
+	srv, cli := net.Pipe()
+	go func() {
+		srv.Write([]byte(`{"type":"hello","version":"x"}` + "\n" + `{"type":"result","seq":1}` + "\n" + `{"type":"res`))
+		srv.Close()
+	}()
+	c := newClient(cli)
+	for _, want := range []string{"hello", "result"} {
+		m, err := c.Next()
+		if err != nil || m.Type != want {
+			t.Fatalf("Next = %q, %v; want %q", m.Type, err, want)
+		}
+	}
+	if _, err := c.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated tail: %v, want ErrUnexpectedEOF", err)
 	}
 }
 
