@@ -20,14 +20,23 @@ import (
 	"github.com/clipd/clipd/frame"
 )
 
-// The ffmpeg source runs one ffmpeg process at a time that decodes the
-// input, scales it to the frame size and writes raw frames to a pipe
-// (-f rawvideo). RGB24 is the default output: it costs 3 bytes a pixel on
-// a local pipe (80 MB/s at 1280x720x30, far below what a pipe carries)
-// and spares preprocessing a colour conversion; YUYV (yuyv422) or NV12
-// can be asked for through Config.Format. MJPEG output is not offered:
-// ffmpeg has already decoded the stream, re-encoding would only lose
-// quality.
+// The ffmpeg source runs one ffmpeg process at a time. What it delivers
+// depends on Config.Format:
+//
+//   - rgb24, yuyv (yuyv422) or nv12: ffmpeg decodes the input, scales it to
+//     the frame size and writes raw frames to a pipe (-f rawvideo). RGB24
+//     costs 3 bytes a pixel on a local pipe (80 MB/s at 1280x720x30, far
+//     below what a pipe carries) and spares preprocessing a colour
+//     conversion.
+//   - mjpeg: the input must be MJPEG already (an IP camera's MJPEG stream,
+//     an AVI from a webcam); ffmpeg copies its JPEG images to the pipe
+//     without decoding them (-c:v copy -f mjpeg), and clipd decodes only the
+//     frames it classifies, with libjpeg-turbo, the decoder CLIP's own
+//     preprocessing uses. No scaling is possible, so Width/Height must be
+//     unset or the stream's size; the rate is capped to FPS by dropping
+//     images.
+//   - auto (0): mjpeg when the input is MJPEG at the wanted size, rgb24
+//     otherwise. The codec is probed with ffprobe before the first start.
 //
 // When Config gives no size the stream's own size is probed with ffprobe
 // before the first start, which keeps CLIP's preprocessing the only
@@ -47,10 +56,14 @@ const (
 
 type ffmpegSource struct {
 	runner
-	cfg    Config
-	log    *slog.Logger
+	cfg Config
+	log *slog.Logger
+	// format and pixFmt are fixed by Config or, for auto, by the probe
+	// before the first start; pixFmt is "" for JPEG passthrough.
 	format frame.Format
 	pixFmt string
+	// decided is set once format and size are fixed for good.
+	decided bool
 	// width and height are fixed by Config or probed before a start.
 	width, height int
 	seq           uint64
@@ -70,15 +83,13 @@ func isNetwork(src string) bool {
 
 func newFFmpegSource(cfg Config, log *slog.Logger) (*ffmpegSource, error) {
 	s := &ffmpegSource{runner: newRunner(), cfg: cfg, log: log.With("kind", "ffmpeg"), width: cfg.Width, height: cfg.Height}
-	switch cfg.Format {
-	case 0, frame.RGB24:
-		s.format, s.pixFmt = frame.RGB24, "rgb24"
-	case frame.YUYV:
-		s.format, s.pixFmt = frame.YUYV, "yuyv422"
-	case frame.NV12:
-		s.format, s.pixFmt = frame.NV12, "nv12"
-	default:
-		return nil, fmt.Errorf("capture %s: format: ffmpeg sources deliver rgb24, yuyv or nv12, not %v", cfg.Name, cfg.Format)
+	if cfg.Format != 0 && cfg.Format != frame.MJPEG {
+		pixFmt, ok := ffmpegPixFmts[cfg.Format]
+		if !ok {
+			return nil, fmt.Errorf("capture %s: format: ffmpeg sources deliver rgb24, yuyv, nv12 or mjpeg, not %v", cfg.Name, cfg.Format)
+		}
+		s.format, s.pixFmt = cfg.Format, pixFmt
+		s.decided = cfg.Width != 0
 	}
 	if _, err := exec.LookPath(cfg.FFmpegPath); err != nil {
 		return nil, fmt.Errorf("capture %s: ffmpeg: %w", cfg.Name, err)
@@ -92,6 +103,38 @@ func newFFmpegSource(cfg Config, log *slog.Logger) (*ffmpegSource, error) {
 	return s, nil
 }
 
+// ffmpegPixFmts names the decoded formats as ffmpeg's -pix_fmt knows them.
+var ffmpegPixFmts = map[frame.Format]string{frame.RGB24: "rgb24", frame.YUYV: "yuyv422", frame.NV12: "nv12"}
+
+// streamInfo is what ffprobe says of the first video stream.
+type streamInfo struct {
+	codec         string
+	width, height int
+}
+
+// chooseOutput decides what ffmpeg delivers for a stream (see the comment
+// at the top of this file) and at what size.
+func chooseOutput(want frame.Format, cfgWidth, cfgHeight int, in streamInfo) (format frame.Format, pixFmt string, width, height int, err error) {
+	sameSize := cfgWidth == 0 || (cfgWidth == in.width && cfgHeight == in.height)
+	switch {
+	case want == frame.MJPEG && in.codec != "mjpeg":
+		return 0, "", 0, 0, fmt.Errorf("format mjpeg passes the stream's JPEG images through, but this stream is %s: use auto, rgb24, yuyv or nv12", in.codec)
+	case want == frame.MJPEG && !sameSize:
+		return 0, "", 0, 0, fmt.Errorf("format mjpeg cannot scale the %dx%d stream to %dx%d without decoding it: leave width/height unset or use auto", in.width, in.height, cfgWidth, cfgHeight)
+	case want == frame.MJPEG || (want == 0 && in.codec == "mjpeg" && sameSize):
+		return frame.MJPEG, "", in.width, in.height, nil
+	case want == 0:
+		want = frame.RGB24
+	}
+	width, height = cfgWidth, cfgHeight
+	if width == 0 {
+		// Chroma-subsampled outputs need even sizes; scaling by at most
+		// a pixel is harmless for RGB too.
+		width, height = in.width&^1, in.height&^1
+	}
+	return want, ffmpegPixFmts[want], width, height, nil
+}
+
 func (s *ffmpegSource) frameBytes() int {
 	switch s.format {
 	case frame.YUYV:
@@ -102,7 +145,8 @@ func (s *ffmpegSource) frameBytes() int {
 	return s.width * s.height * 3
 }
 
-// ffmpegArgs builds the command line for one run.
+// ffmpegArgs builds the command line for one run; pixFmt "" copies JPEG
+// images through.
 func ffmpegArgs(cfg Config, width, height int, pixFmt string) []string {
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "warning"}
 	src := cfg.Source
@@ -123,12 +167,15 @@ func ffmpegArgs(cfg Config, width, height int, pixFmt string) []string {
 			args = append(args, "-stream_loop", "-1")
 		}
 	}
+	args = append(args, "-i", src, "-an", "-sn", "-dn")
+	if pixFmt == "" {
+		return append(args, "-c:v", "copy", "-f", "mjpeg", "pipe:1")
+	}
 	filter := fmt.Sprintf("scale=%d:%d", width, height)
 	if cfg.FPS > 0 {
 		filter += fmt.Sprintf(",fps=%d", cfg.FPS)
 	}
-	args = append(args, "-i", src, "-an", "-sn", "-dn", "-vf", filter,
-		"-pix_fmt", pixFmt, "-f", "rawvideo", "pipe:1")
+	args = append(args, "-vf", filter, "-pix_fmt", pixFmt, "-f", "rawvideo", "pipe:1")
 	return args
 }
 
@@ -143,15 +190,10 @@ func (s *ffmpegSource) run() {
 // runOnce runs one ffmpeg process to its end. It returns nil only when
 // ffmpeg exited cleanly on a file that is not looped.
 func (s *ffmpegSource) runOnce() (frames int, err error) {
-	if s.width == 0 {
-		w, h, err := probeSize(s.ctx, s.cfg)
-		if err != nil {
+	if !s.decided {
+		if err := s.decide(); err != nil {
 			return 0, err
 		}
-		// Chroma-subsampled outputs need even sizes; scaling by at most
-		// a pixel is harmless for RGB too.
-		s.width, s.height = w&^1, h&^1
-		s.log.Info("probed stream size", "width", w, "height", h)
 	}
 	s.box.setFormat(s.format, s.width, s.height)
 
@@ -212,21 +254,27 @@ func (s *ffmpegSource) runOnce() (frames int, err error) {
 		}
 	}()
 
-	size := s.frameBytes()
+	read := s.rawReader(pr)
+	if s.pixFmt == "" {
+		read = s.jpegReader(pr)
+	}
+	gate := newRateGate(s.cfg.FPS, s.pixFmt == "")
 	var spare []byte
 	var readErr error
 	for {
-		buf := spare
-		spare = nil
-		if len(buf) != size {
-			buf = make([]byte, size)
-		}
-		if _, readErr = io.ReadFull(pr, buf); readErr != nil {
+		var data []byte
+		var width, height int
+		if data, width, height, readErr = read(spare); readErr != nil {
 			break
 		}
+		spare = nil
 		lastFrame.Store(time.Now().UnixNano())
+		if !gate.admit(time.Now()) {
+			spare = data
+			continue
+		}
 		s.seq++
-		f := &frame.Frame{Format: s.format, Width: s.width, Height: s.height, Data: buf, Seq: s.seq, Time: time.Now()}
+		f := &frame.Frame{Format: s.format, Width: width, Height: height, Data: data, Seq: s.seq, Time: time.Now()}
 		if old := s.box.put(f); old != nil {
 			spare = old.Data
 		}
@@ -244,7 +292,7 @@ func (s *ffmpegSource) runOnce() (frames int, err error) {
 		return frames, fmt.Errorf("no frame for %v", s.cfg.StallTimeout)
 	case errors.Is(readErr, io.ErrUnexpectedEOF):
 		s.box.corrupt()
-		s.log.Debug("last frame was cut short", "want_bytes", size)
+		s.log.Debug("last frame was cut short")
 	}
 	if waitErr != nil {
 		return frames, fmt.Errorf("ffmpeg: %w%s", waitErr, stderr.lastLine())
@@ -255,16 +303,109 @@ func (s *ffmpegSource) runOnce() (frames int, err error) {
 	return frames, nil
 }
 
-// probeSize asks ffprobe (next to ffmpeg) for the size of the first video
-// stream.
-func probeSize(ctx context.Context, cfg Config) (int, int, error) {
+// decide probes the stream and fixes what ffmpeg delivers. Where the probe
+// fails but decoding at the configured size works for any codec (auto
+// with a size), this run decodes and the next one probes again.
+func (s *ffmpegSource) decide() error {
+	in, err := probeStream(s.ctx, s.cfg)
+	if err != nil {
+		if s.cfg.Format == 0 && s.cfg.Width != 0 {
+			s.log.Warn("cannot probe the stream, so decoding it to rgb24", "err", err)
+			s.format, s.pixFmt = frame.RGB24, ffmpegPixFmts[frame.RGB24]
+			return nil
+		}
+		return err
+	}
+	format, pixFmt, w, h, err := chooseOutput(s.cfg.Format, s.cfg.Width, s.cfg.Height, in)
+	if err != nil {
+		// Retried with backoff like any failure: the camera's settings
+		// may yet change.
+		return fmt.Errorf("%s: %w", s.cfg.Source, err)
+	}
+	s.format, s.pixFmt, s.width, s.height, s.decided = format, pixFmt, w, h, true
+	s.log.Info("probed stream", "codec", in.codec, "width", in.width, "height", in.height, "delivering", format)
+	return nil
+}
+
+// rawReader reads fixed-size decoded frames, reusing buf when it has the
+// right size.
+func (s *ffmpegSource) rawReader(r io.Reader) func(buf []byte) ([]byte, int, int, error) {
+	size := s.frameBytes()
+	return func(buf []byte) ([]byte, int, int, error) {
+		if len(buf) != size {
+			buf = make([]byte, size)
+		}
+		_, err := io.ReadFull(r, buf)
+		return buf, s.width, s.height, err
+	}
+}
+
+// jpegReader reads passed-through JPEG images. A malformed image is
+// counted and skipped, as a V4L2 camera's would be; the size of each comes
+// from its own header, which is what the decoder will go by.
+func (s *ffmpegSource) jpegReader(r io.Reader) func(buf []byte) ([]byte, int, int, error) {
+	images := newJPEGStream(r)
+	return func(buf []byte) ([]byte, int, int, error) {
+		for {
+			img, err := images.next(buf)
+			switch {
+			case errors.Is(err, errBadJPEG):
+			case err != nil:
+				return nil, 0, 0, err
+			default:
+				w, h, checkErr := checkMJPEG(img)
+				if checkErr == nil {
+					return img, w, h, nil
+				}
+				err = checkErr
+			}
+			s.box.corrupt()
+			s.log.Debug("dropping corrupt image", "err", err)
+		}
+	}
+}
+
+// rateGate caps passed-through images to fps (decoded output is capped by
+// ffmpeg's fps filter instead). It admits an image whenever fewer than
+// elapsed×fps have been admitted, so the rate holds on average whatever
+// the input's own rate.
+type rateGate struct {
+	fps      float64
+	start    time.Time
+	admitted float64
+}
+
+func newRateGate(fps int, enabled bool) *rateGate {
+	if !enabled || fps <= 0 {
+		return &rateGate{}
+	}
+	return &rateGate{fps: float64(fps)}
+}
+
+func (g *rateGate) admit(now time.Time) bool {
+	if g.fps == 0 {
+		return true
+	}
+	if g.start.IsZero() {
+		g.start = now
+	}
+	if g.admitted >= now.Sub(g.start).Seconds()*g.fps+1 {
+		return false
+	}
+	g.admitted++
+	return true
+}
+
+// probeStream asks ffprobe (next to ffmpeg) for the codec and size of the
+// first video stream.
+func probeStream(ctx context.Context, cfg Config) (streamInfo, error) {
 	probe := "ffprobe"
 	if dir := filepath.Dir(cfg.FFmpegPath); strings.ContainsRune(cfg.FFmpegPath, os.PathSeparator) {
 		probe = filepath.Join(dir, "ffprobe")
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(cfg.StallTimeout, 10*time.Second))
 	defer cancel()
-	args := []string{"-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0"}
+	args := []string{"-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height", "-of", "default=noprint_wrappers=1"}
 	if isRTSP(cfg.Source) {
 		args = append(args, "-rtsp_transport", "tcp")
 	}
@@ -274,28 +415,34 @@ func probeSize(ctx context.Context, cfg Config) (int, int, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return 0, 0, fmt.Errorf("probe size of %s: %w: %s", cfg.Source, err, strings.TrimSpace(stderr.String()))
+		return streamInfo{}, fmt.Errorf("probe %s: %w: %s", cfg.Source, err, strings.TrimSpace(stderr.String()))
 	}
-	w, h, err := parseProbeSize(string(out))
+	in, err := parseProbe(string(out))
 	if err != nil {
-		return 0, 0, fmt.Errorf("probe size of %s: %w", cfg.Source, err)
+		return streamInfo{}, fmt.Errorf("probe %s: %w", cfg.Source, err)
 	}
-	return w, h, nil
+	return in, nil
 }
 
-// parseProbeSize reads ffprobe's "width,height" line.
-func parseProbeSize(out string) (int, int, error) {
-	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
-	ws, hs, ok := strings.Cut(strings.TrimSpace(line), ",")
-	if !ok {
-		return 0, 0, fmt.Errorf("no video stream (ffprobe printed %q)", out)
+// parseProbe reads ffprobe's key=value lines; only the first value of each
+// key counts.
+func parseProbe(out string) (streamInfo, error) {
+	fields := map[string]string{}
+	for line := range strings.Lines(out) {
+		key, value, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if _, seen := fields[key]; ok && !seen {
+			fields[key] = value
+		}
 	}
-	w, werr := strconv.Atoi(ws)
-	h, herr := strconv.Atoi(strings.TrimRight(hs, ","))
+	if len(fields) == 0 {
+		return streamInfo{}, fmt.Errorf("no video stream (ffprobe printed %q)", out)
+	}
+	w, werr := strconv.Atoi(fields["width"])
+	h, herr := strconv.Atoi(fields["height"])
 	if werr != nil || herr != nil || w <= 0 || h <= 0 {
-		return 0, 0, fmt.Errorf("bad size %q from ffprobe", line)
+		return streamInfo{}, fmt.Errorf("bad size %sx%s from ffprobe", fields["width"], fields["height"])
 	}
-	return w, h, nil
+	return streamInfo{codec: fields["codec_name"], width: w, height: h}, nil
 }
 
 // stderrLog forwards ffmpeg's stderr lines to the log, at most

@@ -374,7 +374,7 @@ func TestBackoffDoublesUpToItsCap(t *testing.T) {
 
 // testJPEG encodes a small image with Go's encoder (which writes full
 // Huffman tables and an EOI).
-func testJPEG(t *testing.T, w, h int) []byte {
+func testJPEG(t testing.TB, w, h int) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
@@ -633,7 +633,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{Config{Source: "pattern", Format: frame.YUYV}, "rgb24 only"},
 		{Config{Source: t.TempDir() + "/missing.mp4"}, "no such file"},
 		{Config{Source: "clip.mp4", FFmpegPath: "/nonexistent/ffmpeg"}, "ffmpeg"},
-		{Config{Source: "rtsp://x/y", Format: frame.MJPEG}, "rgb24, yuyv or nv12"},
+		{Config{Source: "rtsp://x/y", Format: frame.Format(42)}, "format"},
 	}
 	for _, c := range cases {
 		s, err := Open(c.cfg, testLogger(t))

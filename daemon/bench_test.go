@@ -23,8 +23,9 @@ import (
 // ffmpeg source, through preprocessing, the encoder and scoring, to a client
 // on the unix socket. It reports the result rate next to the rate of the
 // encoder alone at the same batch size (1, one camera), the latency from
-// capture to the client, and the daemon's CPU and RSS. ffmpeg's own decoding
-// runs in its process and is not in the CPU figure.
+// capture to the client, and the daemon's CPU and RSS. The file's JPEG
+// images pass through ffmpeg undecoded unless the sub-benchmark has ffmpeg
+// decode them; ffmpeg runs in its own process and is not in the CPU figure.
 //
 // On a CPU backend the encoder and the rest of the pipeline share the
 // cores: with every core given to ONNX Runtime (threads=all) capture and
@@ -33,16 +34,23 @@ import (
 // encoder runs elsewhere (a GPU). rss_MB is only clean for the first
 // sub-benchmark: the process keeps what earlier ones allocated.
 func BenchmarkPipelineMJPEG720p(b *testing.B) {
-	for _, threads := range []int{0, 1} {
-		name := "threads=all"
-		if threads > 0 {
-			name = "threads=" + strconv.Itoa(threads)
-		}
-		b.Run(name, func(b *testing.B) { benchmarkPipeline(b, threads) })
+	for _, c := range []struct {
+		name    string
+		threads int
+		format  string
+	}{
+		// auto passes the file's JPEG images through ffmpeg undecoded.
+		{"threads=all", 0, "auto"},
+		// The same with ffmpeg decoding every image to RGB24, as for a
+		// stream that is not MJPEG or must be scaled.
+		{"threads=all/ffmpeg-decodes", 0, "rgb24"},
+		{"threads=1", 1, "auto"},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchmarkPipeline(b, c.threads, c.format) })
 	}
 }
 
-func benchmarkPipeline(b *testing.B, threads int) {
+func benchmarkPipeline(b *testing.B, threads int, format string) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		b.Skip("ffmpeg is not installed")
 	}
@@ -64,7 +72,7 @@ func benchmarkPipeline(b *testing.B, threads int) {
 	conf := config.Default()
 	conf.Model.Bundle, conf.Model.Backend, conf.Model.Threads = bundle, model.BackendONNXRuntime, threads
 	conf.Socket.Path = filepath.Join(dir, "s.sock")
-	conf.Cameras = []config.Camera{{Name: "cam", Source: video, Loop: true, Format: "auto", Width: 1280, Height: 720,
+	conf.Cameras = []config.Camera{{Name: "cam", Source: video, Loop: true, Format: format, Width: 1280, Height: 720,
 		FPS: 30, Labels: labelsFile, TopK: 3}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

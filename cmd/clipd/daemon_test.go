@@ -354,7 +354,7 @@ func TestDaemonLabelsHotReload(t *testing.T) {
 	d.stop()
 }
 
-func TestDaemonTwoCamerasAndSlowClient(t *testing.T) {
+func TestDaemonThreeCamerasAndSlowClient(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Skip("ffmpeg is not installed")
 	}
@@ -376,7 +376,18 @@ height = 180
 fps = 10
 labels = %q
 classify_every = 0
-`, video, labels))
+
+# At the file's own size: its JPEG images pass through ffmpeg undecoded.
+[[camera]]
+name = "jpeg"
+source = %q
+loop = true
+width = 640
+height = 360
+fps = 10
+labels = %q
+classify_every = 0
+`, video, labels, video, labels))
 	conf = strings.Replace(conf, "[log]", "client_queue = 4\n[log]", 1)
 	conf = strings.Replace(conf, "width = 240\nheight = 240\nfps = 15", "width = 64\nheight = 64\nfps = 60", 1)
 	d := startDaemon(t, dir, conf)
@@ -393,6 +404,7 @@ classify_every = 0
 	var st struct {
 		Cameras []struct {
 			Name       string
+			Format     string
 			Classified uint64
 		}
 		Clients []server.ClientInfo
@@ -404,7 +416,7 @@ classify_every = 0
 	for time.Now().Before(deadline) {
 		r := decodeResult(t, nextOf(t, c, "result", 10*time.Second))
 		seen[r.Camera]++
-		if seen["pat"]%20 != 0 || seen["file"] < 10 {
+		if seen["pat"]%20 != 0 || seen["file"] < 10 || seen["jpeg"] < 10 {
 			continue
 		}
 		reply, err := c.Command(server.Command{Cmd: "status"})
@@ -422,8 +434,15 @@ classify_every = 0
 		}
 	}
 	t.Logf("results read %v; the client that never reads lost %d results; status: %+v", seen, stuckDropped, st.Cameras)
-	if seen["pat"] < 40 || seen["file"] < 10 {
-		t.Errorf("results per camera %v: both cameras should deliver", seen)
+	if seen["pat"] < 40 || seen["file"] < 10 || seen["jpeg"] < 10 {
+		t.Errorf("results per camera %v: every camera should deliver", seen)
+	}
+	formats := map[string]string{}
+	for _, cam := range st.Cameras {
+		formats[cam.Name] = cam.Format
+	}
+	if formats["file"] != "rgb24" || formats["jpeg"] != "mjpeg" {
+		t.Errorf("camera formats %v: want the scaled file decoded to rgb24 and the native one passed through as mjpeg", formats)
 	}
 	if stuckDropped == 0 {
 		t.Errorf("the client that never reads lost nothing; its queue should have overflowed: %+v", st.Clients)
