@@ -28,8 +28,8 @@
 //	name           = "front"               required, unique, [a-z0-9_-]+, at most 64 bytes
 //	source         = "/dev/video0"         required: /dev/… device, rtsp(s)://, http(s)://, a file path, or "pattern"
 //	format         = "auto"                auto | mjpeg | yuyv | nv12 | rgb24
-//	width          = 1280                  1..8192
-//	height         = 720                   1..8192
+//	width          = 1280                  1..8192, give both or neither; for rtsp/http/file
+//	height         = 720                   sources the default is the stream's own size
 //	fps            = 30                    1..240
 //	labels         = "labels/home.labels"     required, label file (path); Load checks that it exists
 //	classify_every = "200ms"               minimum interval between classified frames, a Go duration

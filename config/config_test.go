@@ -44,7 +44,8 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 			Labels: "/etc/clipd/labels/home.labels", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0,
 		},
 		{
-			Name: "door", Source: "rtsp://192.0.2.10:554/stream1", Format: "auto", Width: 1280, Height: 720, FPS: 30,
+			// A stream keeps its own size by default.
+			Name: "door", Source: "rtsp://192.0.2.10:554/stream1", Format: "auto", Width: 0, Height: 0, FPS: 30,
 			Labels: "/etc/clipd/labels/cifar10.labels", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25,
 		},
 	}
@@ -117,6 +118,13 @@ labels = "l.txt"
 	if cfg.Cameras[4].ClassifyEvery != 0 {
 		t.Errorf("classify_every = 0 gave %v", cfg.Cameras[4].ClassifyEvery)
 	}
+	// Without width/height a device and the pattern get the default size,
+	// streams and files their own (0x0 here, probed at start).
+	for i, want := range [][2]int{{1280, 720}, {0, 0}, {0, 0}, {0, 0}, {1280, 720}, {1280, 720}} {
+		if got := [2]int{cfg.Cameras[i].Width, cfg.Cameras[i].Height}; got != want {
+			t.Errorf("camera %s (%v): size %v, want %v", cfg.Cameras[i].Name, kinds[i], got, want)
+		}
+	}
 }
 
 func TestSocketMode(t *testing.T) {
@@ -171,6 +179,9 @@ func TestInvalid(t *testing.T) {
 		{"threshold", camHead + "threshold = 1.5\n", `clipd.toml:5: camera[0].threshold: must be between 0 and 1, got 1.5`},
 		{"loop on a device", camHead + "loop = true\n", `clipd.toml:5: camera[0].loop: only applies to file sources`},
 		{"loop not a bool", camHead + "loop = 1\n", `clipd.toml:5: camera[0].loop:`},
+		{"width alone", camHead + "width = 640\n", `clipd.toml:1: camera[0].height: is required when width is given (give both, or neither)`},
+		{"height alone", camHead + "height = 480\n", `clipd.toml:1: camera[0].width: is required when height is given`},
+		{"width out of range", camHead + "width = 0\nheight = 480\n", `clipd.toml:5: camera[0].width: must be between 1 and 8192, got 0`},
 		{"top_k", camHead + "top_k = 0\n", `clipd.toml:5: camera[0].top_k: must be between 1 and 1000, got 0`},
 		{"syntax", "[model]\nbundle = \n", "clipd.toml:2: "},
 		{"inline table", "model = { backend = \"x\" }\n", `clipd.toml:1: model.backend: must be one of`},

@@ -290,8 +290,22 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 	}
 
 	cam.Format = v.oneOf(prefix+"format", str(fc.Format, DefaultCameraFormat), "auto", "mjpeg", "yuyv", "nv12", "rgb24")
-	cam.Width = v.intIn(prefix+"width", num(fc.Width, DefaultCameraWidth), 1, 8192)
-	cam.Height = v.intIn(prefix+"height", num(fc.Height, DefaultCameraHeight), 1, 8192)
+	switch {
+	case fc.Width == nil && fc.Height == nil:
+		// Streams and files keep their own size unless told otherwise:
+		// scaling them to a fixed 16:9 size would distort other shapes
+		// before CLIP's own resize, and cost a scaling pass.
+		if k := cam.SourceKind(); k != SourceRTSP && k != SourceHTTP && k != SourceFile {
+			cam.Width, cam.Height = DefaultCameraWidth, DefaultCameraHeight
+		}
+	case fc.Width == nil:
+		v.fail(prefix+"width", "is required when height is given (give both, or neither)")
+	case fc.Height == nil:
+		v.fail(prefix+"height", "is required when width is given (give both, or neither)")
+	default:
+		cam.Width = v.intIn(prefix+"width", *fc.Width, 1, 8192)
+		cam.Height = v.intIn(prefix+"height", *fc.Height, 1, 8192)
+	}
 	cam.FPS = v.intIn(prefix+"fps", num(fc.FPS, DefaultCameraFPS), 1, 240)
 
 	if fc.Labels == nil {

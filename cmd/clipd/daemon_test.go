@@ -377,13 +377,11 @@ fps = 10
 labels = %q
 classify_every = 0
 
-# At the file's own size: its JPEG images pass through ffmpeg undecoded.
+# No size: the file's own, so its JPEG images pass through ffmpeg undecoded.
 [[camera]]
 name = "jpeg"
 source = %q
 loop = true
-width = 640
-height = 360
 fps = 10
 labels = %q
 classify_every = 0
