@@ -5,8 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,6 +278,51 @@ func TestFFmpegMJPEGFormatRefusesWhatItCannotPass(t *testing.T) {
 		if st := s.Stats(); !strings.Contains(st.LastError, c.want) || !strings.Contains(st.LastError, c.cfg.Source) {
 			t.Errorf("LastError %q, want it to name %s and say %q", st.LastError, c.cfg.Source, c.want)
 		}
+	}
+}
+
+// An HTTP MJPEG camera (multipart/x-mixed-replace, as mjpg-streamer, ESP32
+// cameras and many IP cameras serve it) passes its images through as sent.
+func TestFFmpegHTTPMJPEGStreamPassesImagesThrough(t *testing.T) {
+	needFFmpeg(t)
+	var images [][]byte
+	for i := range 5 {
+		img := image.NewRGBA(image.Rect(0, 0, 96, 64))
+		for p := range img.Pix {
+			img.Pix[p] = uint8(p*(i+3)) | 0x0F
+		}
+		var b bytes.Buffer
+		if err := jpeg.Encode(&b, img, nil); err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, b.Bytes())
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		for i := 0; r.Context().Err() == nil; i++ {
+			img := images[i%len(images)]
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(img))
+			w.Write(img)
+			io.WriteString(w, "\r\n")
+			w.(http.Flusher).Flush()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}))
+	// A cleanup, not a defer: it must run after the source's own cleanup
+	// has stopped ffmpeg, whose connection would keep Close waiting.
+	t.Cleanup(srv.Close)
+	s := openFFmpeg(t, Config{Source: srv.URL + "/mjpg"})
+	got := nextFrames(t, s, 12)
+	for _, f := range got {
+		if f.Format != frame.MJPEG || f.Width != 96 || f.Height != 64 {
+			t.Fatalf("frame %d: %v %dx%d, want mjpeg 96x64", f.Seq, f.Format, f.Width, f.Height)
+		}
+		if !slices.ContainsFunc(images, func(img []byte) bool { return bytes.Equal(img, f.Data) }) {
+			t.Errorf("frame %d (%d bytes) is none of the images served", f.Seq, len(f.Data))
+		}
+	}
+	if st := s.Stats(); st.Corrupt != 0 || st.Restarts != 0 {
+		t.Errorf("stats %+v: want no corrupt image, no restart", st)
 	}
 }
 
