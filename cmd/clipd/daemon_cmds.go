@@ -130,7 +130,9 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, io.EOF) {
+			// A line cut short (ErrUnexpectedEOF) is the daemon going
+			// away while this client was behind: the same end.
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				return errors.New("the daemon closed the connection")
 			}
 			return err
