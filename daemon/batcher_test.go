@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -49,8 +51,10 @@ func TestBatcherPacksWaitingFrames(t *testing.T) {
 	for id := float32(2); id <= 5; id++ {
 		go send(id)
 	}
-	// Give the four requests time to reach the batcher before it is free.
-	time.Sleep(100 * time.Millisecond)
+	// The four callers must be blocked handing over their requests (the
+	// select in Encode) before the encoder is freed; a fixed sleep would
+	// be a guess on a loaded machine.
+	waitFor(t, func() bool { return goroutinesBlocked("[select", "daemon.(*batcher).Encode") == 4 })
 	close(release)
 	for range 5 {
 		r := <-results
@@ -86,4 +90,19 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// goroutinesBlocked counts the goroutines whose state starts with state
+// (as runtime.Stack prints it, e.g. "[select") and whose stack holds fn.
+func goroutinesBlocked(state, fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, " "+state) && strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }
