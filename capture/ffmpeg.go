@@ -40,8 +40,10 @@ import (
 //
 // When Config gives no size the stream's own size is probed with ffprobe
 // before the first start, which keeps CLIP's preprocessing the only
-// resize; restarts keep that size, so a stream that changes resolution is
-// scaled to its first one. Rotation metadata is not applied to the probed
+// resize; decoded streams larger than 720 lines are scaled to a shorter
+// side of 720 (aspect ratio kept) to bound the pipe's bandwidth. Restarts
+// keep that size, so a stream that changes resolution is scaled to its
+// first one. Rotation metadata is not applied to the probed
 // size (a rotated phone video comes out squashed: give Width/Height).
 
 const (
@@ -128,11 +130,28 @@ func chooseOutput(want frame.Format, cfgWidth, cfgHeight int, in streamInfo) (fo
 	}
 	width, height = cfgWidth, cfgHeight
 	if width == 0 {
-		// Chroma-subsampled outputs need even sizes; scaling by at most
-		// a pixel is harmless for RGB too.
-		width, height = in.width&^1, in.height&^1
+		width, height = boundedSize(in.width, in.height)
 	}
 	return want, ffmpegPixFmts[want], width, height, nil
+}
+
+// maxDecodedShortSide bounds the shorter side of frames that ffmpeg decodes
+// at the stream's own size. A 4K stream in RGB24 would push 750 MB/s
+// through the pipe and the conversion at 30 frames/s, for a picture that
+// CLIP shrinks to a few hundred pixels anyway; above this bound ffmpeg
+// scales it down, keeping its aspect ratio.
+const maxDecodedShortSide = 720
+
+// boundedSize is the size to decode a w×h stream to when none is
+// configured: its own, or scaled so that the shorter side is
+// maxDecodedShortSide. Sizes are even, as chroma-subsampled outputs need;
+// losing a pixel is harmless for RGB too.
+func boundedSize(w, h int) (int, int) {
+	if short := min(w, h); short > maxDecodedShortSide {
+		w = (w*maxDecodedShortSide + short/2) / short
+		h = (h*maxDecodedShortSide + short/2) / short
+	}
+	return w &^ 1, h &^ 1
 }
 
 func (s *ffmpegSource) frameBytes() int {

@@ -342,6 +342,15 @@ func TestChooseOutput(t *testing.T) {
 		{0, 1280, 720, mjpeg720, frame.MJPEG, "", 1280, 720, ""},
 		{0, 640, 360, mjpeg720, frame.RGB24, "rgb24", 640, 360, ""},
 		{0, 0, 0, h264odd, frame.RGB24, "rgb24", 640, 478, ""},
+		// Decoded streams above 720 lines come down to 720, aspect kept;
+		// passed-through MJPEG is never scaled.
+		{0, 0, 0, streamInfo{"h264", 3840, 2160}, frame.RGB24, "rgb24", 1280, 720, ""},
+		{0, 0, 0, streamInfo{"hevc", 1440, 1080}, frame.RGB24, "rgb24", 960, 720, ""},
+		{frame.NV12, 0, 0, streamInfo{"h264", 1080, 1920}, frame.NV12, "nv12", 720, 1280, ""},
+		{0, 0, 0, streamInfo{"h264", 2592, 1944}, frame.RGB24, "rgb24", 960, 720, ""},
+		{0, 0, 0, streamInfo{"h264", 1280, 720}, frame.RGB24, "rgb24", 1280, 720, ""},
+		{0, 0, 0, streamInfo{"mjpeg", 3840, 2160}, frame.MJPEG, "", 3840, 2160, ""},
+		{0, 1920, 1080, streamInfo{"h264", 3840, 2160}, frame.RGB24, "rgb24", 1920, 1080, ""},
 		{frame.NV12, 0, 0, mjpeg720, frame.NV12, "nv12", 1280, 720, ""},
 		{frame.YUYV, 64, 48, h264odd, frame.YUYV, "yuyv422", 64, 48, ""},
 		{frame.MJPEG, 0, 0, mjpeg720, frame.MJPEG, "", 1280, 720, ""},
