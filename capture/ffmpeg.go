@@ -503,7 +503,17 @@ func (l *stderrLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// harmlessFFmpegLines are ffmpeg warnings that say nothing a user can act
+// on; swscale prints this one for every JPEG-range (yuvj*) stream it
+// converts, which is every MJPEG camera.
+var harmlessFFmpegLines = []string{"deprecated pixel format used, make sure you did set range correctly"}
+
 func (l *stderrLog) emit(line string) {
+	for _, harmless := range harmlessFFmpegLines {
+		if strings.Contains(line, harmless) {
+			return
+		}
+	}
 	l.last = line
 	now := time.Now()
 	if now.Sub(l.windowStart) >= stderrWindow {
