@@ -31,7 +31,7 @@
 //	width          = 1280                  1..8192, give both or neither; for rtsp/http/file
 //	height         = 720                   sources the default is the stream's own size
 //	                                       (decoded: at most 720 lines, aspect ratio kept)
-//	fps            = 30                    1..240
+//	fps            = 30                    1..240; rtsp/http/file sources: at most 2/classify_every
 //	labels         = "labels/home.labels"     required, label file (path); Load checks that it exists
 //	classify_every = "200ms"               minimum interval between classified frames, a Go duration
 //	                                       string ("200ms", "1s"), or 0 / "0s" for every frame

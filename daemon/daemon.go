@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -168,7 +169,7 @@ func (d *daemon) startCamera(cc config.Camera) error {
 	}
 	src, err := capture.Open(capture.Config{
 		Name: cc.Name, Source: cc.Source, Format: format,
-		Width: cc.Width, Height: cc.Height, FPS: cc.FPS, Loop: cc.Loop,
+		Width: cc.Width, Height: cc.Height, FPS: captureFPS(cc), Loop: cc.Loop,
 	}, log)
 	if err != nil {
 		watcher.Close()
@@ -319,4 +320,24 @@ func (d *daemon) shutdown() {
 	if d.model != nil {
 		d.model.Close()
 	}
+}
+
+// captureFPS is the rate asked of a camera's source. ffmpeg sources are
+// asked for at most twice the classification rate: ffmpeg converts and
+// pipes every frame it outputs, and frames between classifications would
+// only be dropped (twice, so that a frame is never more than half an
+// interval from due). A V4L2 device keeps its rate: a lower one lengthens
+// exposure and latency. The pattern camera keeps it too, as its scenes are
+// counted in frames.
+func captureFPS(cc config.Camera) int {
+	switch cc.SourceKind() {
+	case config.SourceRTSP, config.SourceHTTP, config.SourceFile:
+	default:
+		return cc.FPS
+	}
+	if cc.ClassifyEvery <= 0 {
+		return cc.FPS
+	}
+	perSecond := int(math.Ceil(2 * float64(time.Second) / float64(cc.ClassifyEvery)))
+	return max(1, min(cc.FPS, perSecond))
 }
