@@ -507,7 +507,7 @@ func TestFFmpegArgs(t *testing.T) {
 		return false
 	}
 	rtsp := ffmpegArgs(Config{Source: "rtsp://cam/1", FPS: 5}, 640, 480, "rgb24")
-	for _, want := range [][]string{{"-rtsp_transport", "tcp"}, {"-fflags", "nobuffer"}, {"-flags", "low_delay"}, {"-vf", "scale=640:480,fps=5"}, {"-f", "rawvideo", "pipe:1"}} {
+	for _, want := range [][]string{{"-rtsp_transport", "tcp"}, {"-fflags", "nobuffer"}, {"-flags", "low_delay"}, {"-vf", "fps=5,scale=640:480"}, {"-f", "rawvideo", "pipe:1"}} {
 		if !has(rtsp, want...) {
 			t.Errorf("rtsp args %q lack %q", rtsp, want)
 		}
