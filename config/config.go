@@ -33,8 +33,9 @@
 //	                                       (decoded: at most 720 lines, aspect ratio kept)
 //	fps            = 30                    1..240; rtsp/http/file sources: at most 2/classify_every
 //	labels         = "labels/home.labels"     required, label file (path); Load checks that it exists
-//	classify_every = "200ms"               minimum interval between classified frames, a Go duration
-//	                                       string ("200ms", "1s"), or 0 / "0s" for every frame
+//	classify_every = "200ms"               interval between classified frames (a frame up to 5% early
+//	                                       is taken), a Go duration string ("200ms", "1s"), or 0 / "0s"
+//	                                       for every frame
 //	top_k          = 5                     labels published per result, 1..1000
 //	threshold      = 0.0                   results whose top score is below are not published, 0..1
 //	loop           = false                 replay a file source from the start when it ends

@@ -162,13 +162,25 @@ func (c *camera) nextFrame(ctx context.Context, lastClassified *time.Time) (*fra
 			}
 			continue
 		}
-		if every := c.conf.ClassifyEvery; every > 0 && !lastClassified.IsZero() && f.Time.Sub(*lastClassified) < every {
+		if !classifyDue(*lastClassified, f.Time, c.conf.ClassifyEvery) {
 			c.skipped.Add(1)
 			continue
 		}
 		*lastClassified = f.Time
 		return f, nil
 	}
+}
+
+// classifyDue says whether a frame captured at t is due for classification
+// when the last classified one was captured at last. Frames arrive with
+// jitter: one a few milliseconds short of the interval is taken rather
+// than waiting a whole frame more, which at two frames an interval (what
+// ffmpeg sources deliver) would lengthen the interval by half.
+func classifyDue(last, t time.Time, every time.Duration) bool {
+	if every <= 0 || last.IsZero() {
+		return true
+	}
+	return t.Sub(last) >= every-every/20
 }
 
 // classify encodes one prepared frame, scores it against the current label

@@ -29,3 +29,29 @@ func TestCaptureFPS(t *testing.T) {
 		}
 	}
 }
+
+// At two frames an interval with a few milliseconds of jitter, frames are
+// classified at the configured rate, not at two thirds of it.
+func TestClassifyDueToleratesJitter(t *testing.T) {
+	const every = 200 * time.Millisecond
+	start := time.Unix(1000, 0)
+	var last time.Time
+	classified := 0
+	for i := range 100 { // 10 s at 10 frames/s
+		jitter := time.Duration((i*7919)%9-4) * time.Millisecond // -4..+4 ms
+		at := start.Add(time.Duration(i)*100*time.Millisecond + jitter)
+		if classifyDue(last, at, every) {
+			if !last.IsZero() && at.Sub(last) < every*9/10 {
+				t.Fatalf("frame %d classified %v after the previous one", i, at.Sub(last))
+			}
+			last = at
+			classified++
+		}
+	}
+	if classified != 50 {
+		t.Errorf("classified %d frames in 10 s, want 50 (one per %v)", classified, every)
+	}
+	if !classifyDue(start, start, 0) || !classifyDue(time.Time{}, start, every) {
+		t.Error("classify_every 0, or a first frame, must always be due")
+	}
+}
