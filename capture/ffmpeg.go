@@ -12,9 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/clipd/clipd/frame"
@@ -46,20 +43,9 @@ import (
 // first one. Rotation metadata is not applied to the probed
 // size (a rotated phone video comes out squashed: give Width/Height).
 
-const (
-	// ffmpegKillGrace is how long ffmpeg may take to exit after SIGTERM
-	// before it is killed.
-	ffmpegKillGrace = 2 * time.Second
-	// stderrLinesPerWindow limits how many ffmpeg stderr lines reach the
-	// log per stderrWindow; a broken stream can print one a frame.
-	stderrLinesPerWindow = 10
-	stderrWindow         = 10 * time.Second
-)
-
 type ffmpegSource struct {
-	runner
+	pipeSource
 	cfg Config
-	log *slog.Logger
 	// format and pixFmt are fixed by Config or, for auto, by the probe
 	// before the first start; pixFmt is "" for JPEG passthrough.
 	format frame.Format
@@ -68,10 +54,6 @@ type ffmpegSource struct {
 	decided bool
 	// width and height are fixed by Config or probed before a start.
 	width, height int
-	seq           uint64
-	// pid is the running ffmpeg's process id (0 between runs); tests use
-	// it to kill the process from outside.
-	pid atomic.Int64
 }
 
 func isRTSP(src string) bool {
@@ -84,7 +66,7 @@ func isNetwork(src string) bool {
 }
 
 func newFFmpegSource(cfg Config, log *slog.Logger) (*ffmpegSource, error) {
-	s := &ffmpegSource{runner: newRunner(), cfg: cfg, log: log.With("kind", "ffmpeg"), width: cfg.Width, height: cfg.Height}
+	s := &ffmpegSource{pipeSource: newPipeSource(log.With("kind", "ffmpeg"), cfg.StallTimeout), cfg: cfg, width: cfg.Width, height: cfg.Height}
 	if cfg.Format != 0 && cfg.Format != frame.MJPEG {
 		pixFmt, ok := ffmpegPixFmts[cfg.Format]
 		if !ok {
@@ -154,14 +136,9 @@ func boundedSize(w, h int) (int, int) {
 	return w &^ 1, h &^ 1
 }
 
-func (s *ffmpegSource) frameBytes() int {
-	switch s.format {
-	case frame.YUYV:
-		return s.width * s.height * 2
-	case frame.NV12:
-		return s.width * s.height * 3 / 2
-	}
-	return s.width * s.height * 3
+// rawReader reads the decoded frames of the current run.
+func (s *ffmpegSource) rawReader(r io.Reader) frameReader {
+	return rawFrames(s.format, s.width, s.height)(r)
 }
 
 // ffmpegArgs builds the command line for one run; pixFmt "" copies JPEG
@@ -220,110 +197,21 @@ func (s *ffmpegSource) runOnce() (frames int, err error) {
 	}
 	s.box.setFormat(s.format, s.width, s.height)
 
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.cfg.FFmpegPath, ffmpegArgs(s.cfg, s.width, s.height, s.pixFmt)...)
-	// SIGTERM lets ffmpeg close its input cleanly (an RTSP TEARDOWN);
-	// WaitDelay escalates to SIGKILL.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = ffmpegKillGrace
-	stderr := newStderrLog(s.log)
-	cmd.Stderr = stderr
-	// Our own pipe rather than StdoutPipe: Wait would close StdoutPipe
-	// as soon as ffmpeg exits, losing the frames still buffered in it.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return 0, fmt.Errorf("pipe: %w", err)
-	}
-	cmd.Stdout = pw
-	err = cmd.Start()
-	pw.Close()
-	if err != nil {
-		pr.Close()
-		return 0, fmt.Errorf("start %s: %w", s.cfg.FFmpegPath, err)
-	}
-	s.pid.Store(int64(cmd.Process.Pid))
-	defer s.pid.Store(0)
-
-	var lastFrame atomic.Int64
-	lastFrame.Store(time.Now().UnixNano())
-	var stalled atomic.Bool
-	readerDone := make(chan struct{})
-	var watchdog sync.WaitGroup
-	watchdog.Add(1)
-	go func() {
-		defer watchdog.Done()
-		tick := time.NewTicker(max(s.cfg.StallTimeout/4, 10*time.Millisecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-readerDone:
-				return
-			case <-ctx.Done():
-				// Close, or the reader's cancel; unblock a read that a
-				// lingering grandchild could otherwise hold open.
-				pr.Close()
-				return
-			case <-tick.C:
-				idle := time.Since(time.Unix(0, lastFrame.Load()))
-				if idle >= s.cfg.StallTimeout {
-					stalled.Store(true)
-					s.log.Warn("ffmpeg stalled, killing it", "no_frame_for", idle.Round(time.Millisecond))
-					cancel()
-					pr.Close()
-					return
-				}
-			}
-		}
-	}()
-
-	read := s.rawReader(pr)
+	read := s.rawReader
 	if s.pixFmt == "" {
-		read = s.jpegReader(pr)
+		read = s.jpegReader
 	}
-	gate := newRateGate(s.cfg.FPS, s.pixFmt == "")
-	var spare []byte
-	var readErr error
-	for {
-		var data []byte
-		var width, height int
-		if data, width, height, readErr = read(spare); readErr != nil {
-			break
-		}
-		spare = nil
-		lastFrame.Store(time.Now().UnixNano())
-		if !gate.admit(time.Now()) {
-			spare = data
-			continue
-		}
-		s.seq++
-		f := &frame.Frame{Format: s.format, Width: width, Height: height, Data: data, Seq: s.seq, Time: time.Now()}
-		if old := s.box.put(f); old != nil {
-			spare = old.Data
-		}
-		frames++
-	}
-	close(readerDone)
-	watchdog.Wait()
-	pr.Close()
-	waitErr := cmd.Wait()
-
-	switch {
-	case s.closing():
-		return frames, nil
-	case stalled.Load():
-		return frames, fmt.Errorf("no frame for %v", s.cfg.StallTimeout)
-	case errors.Is(readErr, io.ErrUnexpectedEOF):
-		s.box.corrupt()
-		s.log.Debug("last frame was cut short")
-	}
-	if waitErr != nil {
-		return frames, fmt.Errorf("ffmpeg: %w%s", waitErr, stderr.lastLine())
+	run := s.runPipe(pipeRun{
+		what: "ffmpeg", path: s.cfg.FFmpegPath, args: ffmpegArgs(s.cfg, s.width, s.height, s.pixFmt),
+		format: s.format, read: read, gate: newRateGate(s.cfg.FPS, s.pixFmt == ""),
+	})
+	if decided, err := s.endOf(run); decided {
+		return run.frames, err
 	}
 	if isNetwork(s.cfg.Source) || s.cfg.Loop {
-		return frames, fmt.Errorf("ffmpeg exited although the input should not end%s", stderr.lastLine())
+		return run.frames, fmt.Errorf("ffmpeg exited although the input should not end%s", run.stderr.lastLine())
 	}
-	return frames, nil
+	return run.frames, nil
 }
 
 // decide probes the stream and fixes what ffmpeg delivers. Where the probe
@@ -350,23 +238,10 @@ func (s *ffmpegSource) decide() error {
 	return nil
 }
 
-// rawReader reads fixed-size decoded frames, reusing buf when it has the
-// right size.
-func (s *ffmpegSource) rawReader(r io.Reader) func(buf []byte) ([]byte, int, int, error) {
-	size := s.frameBytes()
-	return func(buf []byte) ([]byte, int, int, error) {
-		if len(buf) != size {
-			buf = make([]byte, size)
-		}
-		_, err := io.ReadFull(r, buf)
-		return buf, s.width, s.height, err
-	}
-}
-
 // jpegReader reads passed-through JPEG images. A malformed image is
 // counted and skipped, as a V4L2 camera's would be; the size of each comes
 // from its own header, which is what the decoder will go by.
-func (s *ffmpegSource) jpegReader(r io.Reader) func(buf []byte) ([]byte, int, int, error) {
+func (s *ffmpegSource) jpegReader(r io.Reader) frameReader {
 	images := newJPEGStream(r)
 	return func(buf []byte) ([]byte, int, int, error) {
 		for {
@@ -466,80 +341,4 @@ func parseProbe(out string) (streamInfo, error) {
 		return streamInfo{}, fmt.Errorf("bad size %sx%s from ffprobe", fields["width"], fields["height"])
 	}
 	return streamInfo{codec: fields["codec_name"], width: w, height: h}, nil
-}
-
-// stderrLog forwards ffmpeg's stderr lines to the log, at most
-// stderrLinesPerWindow a window, and remembers the last line for error
-// messages.
-type stderrLog struct {
-	log *slog.Logger
-
-	mu          sync.Mutex
-	partial     []byte
-	last        string
-	windowStart time.Time
-	inWindow    int
-	suppressed  int
-}
-
-func newStderrLog(log *slog.Logger) *stderrLog { return &stderrLog{log: log} }
-
-func (l *stderrLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexAny(l.partial, "\r\n")
-		if i < 0 {
-			break
-		}
-		line := strings.TrimSpace(string(l.partial[:i]))
-		l.partial = l.partial[i+1:]
-		if line != "" {
-			l.emit(line)
-		}
-	}
-	// A process printing without newlines must not grow this forever.
-	if len(l.partial) > 4096 {
-		l.emit(string(l.partial))
-		l.partial = l.partial[:0]
-	}
-	return len(p), nil
-}
-
-// harmlessFFmpegLines are ffmpeg warnings that say nothing a user can act
-// on; swscale prints this one for every JPEG-range (yuvj*) stream it
-// converts, which is every MJPEG camera.
-var harmlessFFmpegLines = []string{"deprecated pixel format used, make sure you did set range correctly"}
-
-func (l *stderrLog) emit(line string) {
-	for _, harmless := range harmlessFFmpegLines {
-		if strings.Contains(line, harmless) {
-			return
-		}
-	}
-	l.last = line
-	now := time.Now()
-	if now.Sub(l.windowStart) >= stderrWindow {
-		if l.suppressed > 0 {
-			l.log.Warn("ffmpeg output suppressed", "lines", l.suppressed)
-		}
-		l.windowStart, l.inWindow, l.suppressed = now, 0, 0
-	}
-	if l.inWindow >= stderrLinesPerWindow {
-		l.suppressed++
-		return
-	}
-	l.inWindow++
-	l.log.Warn("ffmpeg", "stderr", line)
-}
-
-// lastLine returns ": <last stderr line>" or "".
-func (l *stderrLog) lastLine() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.last == "" {
-		return ""
-	}
-	return ": " + l.last
 }

@@ -561,7 +561,7 @@ func TestParseProbe(t *testing.T) {
 
 func TestStderrLogIsRateLimited(t *testing.T) {
 	var logged bytes.Buffer
-	l := newStderrLog(slog.New(slog.NewTextHandler(&logged, nil)))
+	l := newStderrLog("ffmpeg", slog.New(slog.NewTextHandler(&logged, nil)))
 	// Dropped before it could count against the window.
 	l.Write([]byte("[swscaler @ 0x5] deprecated pixel format used, make sure you did set range correctly\n"))
 	for i := range 30 {
