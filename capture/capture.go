@@ -86,7 +86,8 @@ type Stats struct {
 type Config struct {
 	// Name labels the source in logs.
 	Name string
-	// Source is a device path, URL, file path or "pattern[?hold=K&seed=S]".
+	// Source is a device path, URL, file path, "gst:" and a GStreamer
+	// pipeline, or "pattern[?hold=K&seed=S]".
 	Source string
 	// Format is the wanted pixel format; 0 picks one (see each source).
 	Format frame.Format
@@ -107,6 +108,9 @@ type Config struct {
 	// FFmpegPath is the ffmpeg binary ("ffmpeg" from PATH when empty);
 	// ffprobe is looked up next to it.
 	FFmpegPath string
+	// GStreamerPath is the gst-launch binary ("gst-launch-1.0" from PATH
+	// when empty).
+	GStreamerPath string
 
 	// StallTimeout is how long a running source may go without a frame
 	// before it is closed and reopened (default 5s).
@@ -133,6 +137,7 @@ const (
 	KindV4L2 Kind = iota + 1
 	KindFFmpeg
 	KindPattern
+	KindGStreamer
 )
 
 func (k Kind) String() string {
@@ -143,6 +148,8 @@ func (k Kind) String() string {
 		return "ffmpeg"
 	case KindPattern:
 		return "pattern"
+	case KindGStreamer:
+		return "gstreamer"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }
@@ -154,6 +161,8 @@ func KindOf(source string) Kind {
 		return KindPattern
 	case strings.HasPrefix(source, "/dev/"):
 		return KindV4L2
+	case strings.HasPrefix(source, GStreamerPrefix):
+		return KindGStreamer
 	}
 	return KindFFmpeg
 }
@@ -217,6 +226,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.FFmpegPath == "" {
 		cfg.FFmpegPath = "ffmpeg"
 	}
+	if cfg.GStreamerPath == "" {
+		cfg.GStreamerPath = "gst-launch-1.0"
+	}
 	return cfg, nil
 }
 
@@ -279,6 +291,8 @@ func Open(cfg Config, log *slog.Logger) (Source, error) {
 		return newPatternSource(cfg, log)
 	case KindV4L2:
 		return newV4L2Source(cfg, log, openWebcam)
+	case KindGStreamer:
+		return newGStreamerSource(cfg, log)
 	default:
 		return newFFmpegSource(cfg, log)
 	}

@@ -65,18 +65,25 @@ func decodeAll(t *testing.T, path, pixFmt, size string) []byte {
 	return out
 }
 
-func openFFmpeg(t *testing.T, cfg Config) *ffmpegSource {
+// openSource starts a source of one implementation, closed at the end of
+// the test.
+func openSource[S Source](t *testing.T, cfg Config, open func(Config, *slog.Logger) (S, error)) S {
 	t.Helper()
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := newFFmpegSource(cfg, testLogger(t))
+	s, err := open(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+func openFFmpeg(t *testing.T, cfg Config) *ffmpegSource {
+	t.Helper()
+	return openSource(t, cfg, newFFmpegSource)
 }
 
 // drain takes frames until Next fails and returns them with the error.

@@ -606,6 +606,7 @@ func TestOpenPicksTheImplementation(t *testing.T) {
 		"pattern":                            KindPattern,
 		"pattern?hold=15":                    KindPattern,
 		"patterns.mp4":                       KindFFmpeg,
+		"gst:videotestsrc":                   KindGStreamer,
 	}
 	for src, want := range cases {
 		if got := KindOf(src); got != want {
@@ -634,6 +635,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{Config{Source: t.TempDir() + "/missing.mp4"}, "no such file"},
 		{Config{Source: "clip.mp4", FFmpegPath: "/nonexistent/ffmpeg"}, "ffmpeg"},
 		{Config{Source: "rtsp://x/y", Format: frame.Format(42)}, "format"},
+		{Config{Source: "gst:videotestsrc", Format: frame.MJPEG, Width: 64, Height: 48}, "nv12, yuyv or rgb24"},
+		{Config{Source: "gst:videotestsrc"}, "width/height: required"},
+		{Config{Source: "gst: ", Width: 64, Height: 48}, "empty"},
+		{Config{Source: "gst:videotestsrc", Width: 64, Height: 48, GStreamerPath: "/nonexistent/gst-launch-1.0"}, "gstreamer1.0-tools"},
 	}
 	for _, c := range cases {
 		s, err := Open(c.cfg, testLogger(t))

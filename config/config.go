@@ -26,7 +26,8 @@
 //
 //	[[camera]]
 //	name           = "front"               required, unique, [a-z0-9_-]+, at most 64 bytes
-//	source         = "/dev/video0"         required: /dev/… device, rtsp(s)://, http(s)://, a file path, or "pattern"
+//	source         = "/dev/video0"         required: /dev/… device, rtsp(s)://, http(s)://, a file path,
+//	                                       "gst:" and a GStreamer pipeline, or "pattern"
 //	format         = "auto"                auto | mjpeg | yuyv | nv12 | rgb24
 //	width          = 1280                  1..8192, give both or neither; for rtsp/http/file
 //	height         = 720                   sources the default is the stream's own size
@@ -54,6 +55,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/frame"
 )
 
@@ -124,6 +126,7 @@ const (
 	SourceHTTP
 	SourceFile
 	SourcePattern
+	SourceGStreamer
 )
 
 func (k SourceKind) String() string {
@@ -138,6 +141,8 @@ func (k SourceKind) String() string {
 		return "file"
 	case SourcePattern:
 		return "pattern"
+	case SourceGStreamer:
+		return "gstreamer"
 	}
 	return "unknown"
 }
@@ -166,6 +171,11 @@ func classifySource(s string) (SourceKind, error) {
 		return SourcePattern, nil
 	case strings.HasPrefix(s, "/dev/"):
 		return SourceDevice, nil
+	case strings.HasPrefix(s, capture.GStreamerPrefix):
+		if _, err := capture.SplitPipeline(strings.TrimPrefix(s, capture.GStreamerPrefix)); err != nil {
+			return 0, err
+		}
+		return SourceGStreamer, nil
 	}
 	if scheme, _, found := strings.Cut(s, "://"); found {
 		switch strings.ToLower(scheme) {

@@ -89,12 +89,16 @@ classify_every = 0
 name = "f"
 source = "pattern?hold=3&seed=9"
 labels = "l.txt"
+[[camera]]
+name = "g"
+source = "gst:nvarguscamerasrc sensor-id=0 ! nvvidconv"
+labels = "l.txt"
 `
 	cfg, err := Parse([]byte(doc), "/srv/c/clipd.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := []SourceKind{SourceDevice, SourceRTSP, SourceHTTP, SourceFile, SourcePattern, SourcePattern}
+	kinds := []SourceKind{SourceDevice, SourceRTSP, SourceHTTP, SourceFile, SourcePattern, SourcePattern, SourceGStreamer}
 	for i, k := range kinds {
 		if got := cfg.Cameras[i].SourceKind(); got != k {
 			t.Errorf("camera %s: kind %v, want %v", cfg.Cameras[i].Name, got, k)
@@ -120,7 +124,7 @@ labels = "l.txt"
 	}
 	// Without width/height a device and the pattern get the default size,
 	// streams and files their own (0x0 here, probed at start).
-	for i, want := range [][2]int{{1280, 720}, {0, 0}, {0, 0}, {0, 0}, {1280, 720}, {1280, 720}} {
+	for i, want := range [][2]int{{1280, 720}, {0, 0}, {0, 0}, {0, 0}, {1280, 720}, {1280, 720}, {1280, 720}} {
 		if got := [2]int{cfg.Cameras[i].Width, cfg.Cameras[i].Height}; got != want {
 			t.Errorf("camera %s (%v): size %v, want %v", cfg.Cameras[i].Name, kinds[i], got, want)
 		}
@@ -179,6 +183,10 @@ func TestInvalid(t *testing.T) {
 		{"threshold", camHead + "threshold = 1.5\n", `clipd.toml:5: camera[0].threshold: must be between 0 and 1, got 1.5`},
 		{"loop on a device", camHead + "loop = true\n", `clipd.toml:5: camera[0].loop: only applies to file sources`},
 		{"loop not a bool", camHead + "loop = 1\n", `clipd.toml:5: camera[0].loop:`},
+		{"gst quote", "[[camera]]\nname = \"a\"\nsource = 'gst:filesrc location=\"x ! decodebin'\nlabels = \"l\"\n",
+			`clipd.toml:3: camera[0].source: GStreamer pipeline: unterminated " quote`},
+		{"gst empty", "[[camera]]\nname = \"a\"\nsource = \"gst:\"\nlabels = \"l\"\n",
+			`clipd.toml:3: camera[0].source: GStreamer pipeline: empty`},
 		{"width alone", camHead + "width = 640\n", `clipd.toml:1: camera[0].height: is required when width is given (give both, or neither)`},
 		{"height alone", camHead + "height = 480\n", `clipd.toml:1: camera[0].width: is required when height is given`},
 		{"width out of range", camHead + "width = 0\nheight = 480\n", `clipd.toml:5: camera[0].width: must be between 1 and 8192, got 0`},

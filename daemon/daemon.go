@@ -322,16 +322,16 @@ func (d *daemon) shutdown() {
 	}
 }
 
-// captureFPS is the rate asked of a camera's source. ffmpeg sources are
-// asked for at most twice the classification rate: ffmpeg converts and
-// pipes every frame it outputs, and frames between classifications would
-// only be dropped (twice, so that a frame is never more than half an
-// interval from due). A V4L2 device keeps its rate: a lower one lengthens
-// exposure and latency. The pattern camera keeps it too, as its scenes are
-// counted in frames.
+// captureFPS is the rate asked of a camera's source. ffmpeg and GStreamer
+// sources are asked for at most twice the classification rate: the helper
+// converts and pipes every frame it outputs, and frames between
+// classifications would only be dropped (twice, so that a frame is never
+// more than half an interval from due). A V4L2 device keeps its rate: a
+// lower one lengthens exposure and latency. The pattern camera keeps it
+// too, as its scenes are counted in frames.
 func captureFPS(cc config.Camera) int {
 	switch cc.SourceKind() {
-	case config.SourceRTSP, config.SourceHTTP, config.SourceFile:
+	case config.SourceRTSP, config.SourceHTTP, config.SourceFile, config.SourceGStreamer:
 	default:
 		return cc.FPS
 	}

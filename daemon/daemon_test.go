@@ -20,8 +20,9 @@ func TestCaptureFPS(t *testing.T) {
 		{"rtsp://cam/1", 30, time.Minute, 1},
 		{"rtsp://cam/1", 8, 100 * time.Millisecond, 8}, // never above the configured rate
 		{"rtsp://cam/1", 30, 0, 30},                    // every frame classified
-		{"/dev/video0", 30, time.Second, 30},           // devices keep their rate
-		{"pattern?hold=10", 15, time.Second, 15},       // scenes are counted in frames
+		{"gst:nvarguscamerasrc ! nvvidconv", 30, 500 * time.Millisecond, 4},
+		{"/dev/video0", 30, time.Second, 30},     // devices keep their rate
+		{"pattern?hold=10", 15, time.Second, 15}, // scenes are counted in frames
 	} {
 		cc := config.Camera{Source: c.source, FPS: c.fps, ClassifyEvery: c.every}
 		if got := captureFPS(cc); got != c.want {

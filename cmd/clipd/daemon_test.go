@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -445,6 +446,55 @@ classify_every = 0
 	if stuckDropped == 0 {
 		t.Errorf("the client that never reads lost nothing; its queue should have overflowed: %+v", st.Clients)
 	}
+	d.stop()
+}
+
+// A GStreamer pipeline camera (how a Jetson's CSI cameras are read), with
+// videotestsrc standing in for nvarguscamerasrc.
+func TestDaemonGStreamerCamera(t *testing.T) {
+	if _, err := exec.LookPath("gst-launch-1.0"); err != nil {
+		t.Skip("gst-launch-1.0 is not installed (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base)")
+	}
+	dir := testDir(t)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, fmt.Sprintf(`
+[[camera]]
+name = "csi"
+source = "gst:videotestsrc is-live=true pattern=smpte75 ! video/x-raw,width=640,height=480,framerate=30/1"
+width = 320
+height = 240
+labels = %q
+classify_every = "100ms"
+`, labels)))
+	c := d.dial()
+	if err := c.Subscribe([]string{"csi"}); err != nil {
+		t.Fatal(err)
+	}
+	var last resultLine
+	for range 5 {
+		last = decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+		if last.Camera != "csi" || len(last.Top) == 0 {
+			t.Fatalf("result %+v", last)
+		}
+	}
+	reply, err := c.Command(server.Command{Cmd: "status"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type cameraStatus struct {
+		Name, Format  string
+		Width, Height int
+	}
+	var st struct{ Cameras []cameraStatus }
+	if err := json.Unmarshal(reply.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(st.Cameras, func(cam cameraStatus) bool { return cam.Name == "csi" })
+	if i < 0 || st.Cameras[i].Format != "nv12" || st.Cameras[i].Width != 320 || st.Cameras[i].Height != 240 {
+		t.Errorf("cameras in status: %+v, want csi as nv12 320x240", st.Cameras)
+	}
+	t.Logf("5 results from the GStreamer camera, last seq %d; status %+v", last.Seq, st.Cameras)
 	d.stop()
 }
 
