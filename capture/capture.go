@@ -13,16 +13,20 @@
 //     change across reboots and re-plugs (a reopened device keeps its by-id
 //     name).
 //   - rtsp://, rtsps://, http://, https:// URLs and any other path: an
-//     ffmpeg subprocess writing raw frames to a pipe.
+//     ffmpeg subprocess writing raw frames (or an MJPEG stream's own JPEG
+//     images) to a pipe.
+//   - "gst:" and a GStreamer pipeline: a gst-launch-1.0 subprocess writing
+//     raw frames to a pipe (a Jetson's CSI cameras, via nvarguscamerasrc).
 //   - "pattern" or "pattern?hold=15&seed=7&shapes=1": the synthetic camera (package
 //     synth), whose frames carry their ground truth in Frame.Meta.
 //
 // What has been verified where: the V4L2 capture loop (negotiation,
 // timeouts, EAGAIN, device loss and reopen, corrupt MJPEG) is tested
 // against scripted fake devices only; the thin adapter over
-// *webcam.Webcam has NOT yet been run against a real camera. The ffmpeg
-// and pattern sources are tested with the real ffmpeg binary and the real
-// synth package.
+// *webcam.Webcam has NOT yet been run against a real camera. The ffmpeg,
+// GStreamer and pattern sources are tested with the real ffmpeg and
+// gst-launch-1.0 binaries (videotestsrc; nvarguscamerasrc on a Jetson has
+// NOT been run) and the real synth package.
 package capture
 
 import (
