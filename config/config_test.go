@@ -279,7 +279,7 @@ func TestLoadMissingFile(t *testing.T) {
 func TestLoadSameDeviceThroughSymlink(t *testing.T) {
 	linkDir, err := os.MkdirTemp("/dev/shm", "clipd-config-test-")
 	if err != nil {
-		t.Skipf("need a writable directory under /dev for a device symlink: %v", err)
+		t.Skipf("environment: need a writable directory under /dev for a device symlink: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(linkDir) })
 	link := filepath.Join(linkDir, "usb-cam-video-index0")

@@ -442,7 +442,7 @@ func TestSocketModeGroupAndRemoval(t *testing.T) {
 	path := filepath.Join(dir, "c.sock")
 	g, err := user.LookupGroupId(strconv.Itoa(os.Getgid()))
 	if err != nil {
-		t.Skipf("no name for own group %d: %v", os.Getgid(), err)
+		t.Skipf("environment: no name for own group %d: %v", os.Getgid(), err)
 	}
 	s, err := New(Config{Path: path, Group: g.Name})
 	if err != nil {
