@@ -1,14 +1,15 @@
 package telemetry
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/clipd/clipd/internal/procfs"
+	"github.com/clipd/clipd/internal/safefile"
 )
 
 // jetsonGPUNodeNames are the device-tree node names of Tegra integrated GPUs
@@ -34,16 +35,14 @@ func readJetson(root string) (gpu GPU, board string, ok bool) {
 	if t, ok := gpuTemperature(root); ok {
 		gpu.TemperatureC = &t
 	}
-	if data, err := os.ReadFile(filepath.Join(root, "proc/meminfo")); err == nil {
-		if total, avail, err := parseMeminfo(string(data)); err == nil {
-			used := total - avail
-			gpu.MemoryTotalBytes, gpu.MemoryUsedBytes = &total, &used
-		}
+	if mem, err := procfs.ReadMeminfo(root); err == nil {
+		total, used := mem.Total, mem.Total-mem.Available
+		gpu.MemoryTotalBytes, gpu.MemoryUsedBytes = &total, &used
 	}
 	if w, ok := gpuPower(root); ok {
 		gpu.PowerW = &w
 	}
-	if model, err := os.ReadFile(filepath.Join(root, "proc/device-tree/model")); err == nil {
+	if model, err := safefile.ReadFile(filepath.Join(root, "proc/device-tree/model"), maxSysfsBytes); err == nil {
 		board = strings.TrimRight(string(model), "\x00\n ")
 	}
 	return gpu, board, true
@@ -117,8 +116,11 @@ func gpuPower(root string) (float64, bool) {
 	return 0, false
 }
 
+// maxSysfsBytes bounds reads of sysfs attributes, which hold a page at most.
+const maxSysfsBytes = 64 << 10
+
 func readTrimmed(path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, maxSysfsBytes)
 	return strings.TrimSpace(string(data)), err
 }
 
@@ -147,36 +149,4 @@ func parsePowerW(millivolts, milliamps string) (float64, error) {
 		return 0, fmt.Errorf("INA3221 reading %q mV, %q mA is not numeric", millivolts, milliamps)
 	}
 	return float64(mv) * float64(ma) / 1e6, nil
-}
-
-// parseMeminfo returns MemTotal and MemAvailable in bytes.
-func parseMeminfo(text string) (total, available uint64, err error) {
-	var haveTotal, haveAvail bool
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		key, rest, found := strings.Cut(sc.Text(), ":")
-		if !found || (key != "MemTotal" && key != "MemAvailable") {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, 0, fmt.Errorf("meminfo %s: unexpected value %q", key, rest)
-		}
-		kb, err := strconv.ParseUint(fields[0], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("meminfo %s: %w", key, err)
-		}
-		if key == "MemTotal" {
-			total, haveTotal = kb*1024, true
-		} else {
-			available, haveAvail = kb*1024, true
-		}
-	}
-	if !haveTotal || !haveAvail {
-		return 0, 0, errors.New("meminfo lacks MemTotal or MemAvailable")
-	}
-	if available > total {
-		return 0, 0, errors.New("meminfo MemAvailable exceeds MemTotal")
-	}
-	return total, available, nil
 }

@@ -187,11 +187,6 @@ func TestParsers(t *testing.T) {
 	if v, err := parseMilli("-5500"); err != nil || v != -5.5 {
 		t.Errorf("parseMilli(-5500) = %v, %v", v, err)
 	}
-	for _, bad := range []string{"", "MemTotal: 10 kB\n", "MemTotal: x kB\nMemAvailable: 1 kB\n", "MemTotal: 1 kB\nMemAvailable: 2 kB\n", "MemTotal: 1 MB\nMemAvailable: 1 kB\n"} {
-		if _, _, err := parseMeminfo(bad); err == nil {
-			t.Errorf("meminfo %q accepted", bad)
-		}
-	}
 }
 
 func BenchmarkReadJetson(b *testing.B) {

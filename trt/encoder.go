@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/clipd/clipd/internal/procfs"
+
 	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/engine/onnxrt"
@@ -161,10 +163,11 @@ func openEngines(b *bundle.Bundle, opts Options, log *slog.Logger) (*Encoder, er
 	if err != nil {
 		return nil, err
 	}
-	avail, err := ReadMemAvailable(root)
+	mem, err := procfs.ReadMeminfo(root)
 	if err != nil {
 		return nil, fmt.Errorf("trt: workspace limit: %w", err)
 	}
+	avail := mem.Available
 	gpuFree := device.FreeMemory
 	if device.Integrated {
 		gpuFree = 0 // the same DRAM that MemAvailable already counts

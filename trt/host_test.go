@@ -7,12 +7,6 @@ import (
 	"testing"
 )
 
-const sampleMeminfo = `MemTotal:       31776196 kB
-MemFree:         1269164 kB
-MemAvailable:    4194304 kB
-Buffers:          345224 kB
-`
-
 func writeRoot(t *testing.T, files map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -26,27 +20,6 @@ func writeRoot(t *testing.T, files map[string]string) string {
 		}
 	}
 	return root
-}
-
-func TestReadMemAvailable(t *testing.T) {
-	root := writeRoot(t, map[string]string{"proc/meminfo": sampleMeminfo})
-	got, err := ReadMemAvailable(root)
-	if err != nil || got != 4194304*1024 {
-		t.Fatalf("ReadMemAvailable = %d, %v", got, err)
-	}
-	for _, tc := range []struct{ data, want string }{
-		{"MemTotal: 1 kB\n", "no MemAvailable line"},
-		{"MemTotal: 1 kB\nMemAvailable: lots kB\n", "meminfo:2: MemAvailable"},
-		{"MemAvailable: 12 MB\n", `want "<number> kB"`},
-	} {
-		_, err := ParseMemAvailable("/proc/meminfo", []byte(tc.data))
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %v, want %q", tc.data, err, tc.want)
-		}
-	}
-	if _, err := ReadMemAvailable(t.TempDir()); err == nil {
-		t.Error("missing meminfo accepted")
-	}
 }
 
 func TestWorkspaceLimit(t *testing.T) {
