@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+
+	"github.com/clipd/clipd/internal/safefile"
 )
 
 // TokenizerKind says which files describe the tokenizer.
@@ -168,8 +170,12 @@ func FindTokenizer(names []string) (TokenizerKind, []string, error) {
 	return 0, nil, errors.New("no tokenizer: expected tokenizer.json, vocab.json and merges.txt, or bpe_simple_vocab_16e6.txt.gz")
 }
 
+// maxMetadataBytes bounds the JSON files of a bundle; the largest,
+// tokenizer.json, is about 3.5 MB for CLIP's vocabulary.
+const maxMetadataBytes = 64 << 20
+
 func readFile(dir, name string) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+	data, err := safefile.ReadFile(filepath.Join(dir, filepath.FromSlash(name)), maxMetadataBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, unwrapPath(err))
 	}

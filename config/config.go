@@ -55,6 +55,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipd/clipd/internal/safefile"
+
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/frame"
 )
@@ -265,11 +267,14 @@ func (l ErrorList) Unwrap() []error {
 	return errs
 }
 
+// MaxFileBytes bounds a configuration file; real ones are a few KiB.
+const MaxFileBytes = 1 << 20
+
 // Load reads and parses the file at path, then checks what only the
 // filesystem can tell: that label files exist and that two device paths
 // (e.g. a /dev/v4l/by-id link and /dev/video0) are not the same device.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}

@@ -159,7 +159,7 @@ func (d *daemon) initialize() error {
 func (d *daemon) startCamera(cc config.Camera) error {
 	log := d.log.With("camera", cc.Name)
 	format, _ := cc.PixelFormat()
-	watcher, err := labels.NewWatcher(labels.WatcherConfig{
+	watcher, err := labels.NewWatcher(context.TODO(), labels.WatcherConfig{
 		Files:    []string{cc.Labels},
 		Embedder: d.embedder,
 		OnEvent:  func(ev labels.Event) { d.labelsEvent(cc.Name, log, ev) },

@@ -64,7 +64,7 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 		if err != nil {
 			return nil, err
 		}
-		if err := d.embedder.Embed(s); err != nil {
+		if err := d.embedder.Embed(ctx, s); err != nil {
 			return nil, err
 		}
 		set = s

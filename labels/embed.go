@@ -1,6 +1,7 @@
 package labels
 
 import (
+	"context"
 	"fmt"
 	"sync"
 
@@ -12,7 +13,7 @@ import (
 // interface so that it never imports model code.
 type PromptEncoder interface {
 	// EncodePrompts returns one L2-normalized embedding per prompt.
-	EncodePrompts(prompts []string) ([][]float32, error)
+	EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error)
 }
 
 // Embedder computes label weights and remembers prompt embeddings by prompt
@@ -35,8 +36,8 @@ func NewEmbedder(enc PromptEncoder) *Embedder {
 
 // Embed fills the Weight of every label of s. Only prompts not already
 // cached are sent to the encoder, in one batch. s must not yet be visible to
-// readers.
-func (e *Embedder) Embed(s *Set) error {
+// readers. Encoding stops early, with ctx's error, when ctx ends.
+func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
@@ -47,7 +48,7 @@ func (e *Embedder) Embed(s *Set) error {
 		}
 	}
 	if len(missing) > 0 {
-		embs, err := e.enc.EncodePrompts(missing)
+		embs, err := e.enc.EncodePrompts(ctx, missing)
 		if err != nil {
 			return fmt.Errorf("%s: encoding %d prompts: %w", s.File, len(missing), err)
 		}

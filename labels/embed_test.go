@@ -2,6 +2,7 @@ package labels
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,10 +17,10 @@ import (
 func TestEmbedWeightIsNormalizedMeanOfPrompts(t *testing.T) {
 	enc := &hashEncoder{dim: 16}
 	set := parseString(t, "dog: a photo of a dog | a drawing of a dog\n")
-	if err := NewEmbedder(enc).Embed(set); err != nil {
+	if err := NewEmbedder(enc).Embed(context.Background(), set); err != nil {
 		t.Fatal(err)
 	}
-	embs, _ := enc.EncodePrompts([]string{"a photo of a dog", "a drawing of a dog"})
+	embs, _ := enc.EncodePrompts(context.Background(), []string{"a photo of a dog", "a drawing of a dog"})
 	var norm float64
 	mean := make([]float64, 16)
 	for k := range mean {
@@ -40,7 +41,7 @@ func TestEmbedEncodesOnlyNewPrompts(t *testing.T) {
 	enc := &hashEncoder{dim: 8}
 	e := NewEmbedder(enc)
 	first := parseString(t, "template: a photo of a {}.\ntemplate: a drawing of a {}.\ndog\ncat\n")
-	if err := e.Embed(first); err != nil {
+	if err := e.Embed(context.Background(), first); err != nil {
 		t.Fatal(err)
 	}
 	if !first.Embedded() {
@@ -54,7 +55,7 @@ func TestEmbedEncodesOnlyNewPrompts(t *testing.T) {
 		t.Errorf("weight norm² = %v, want 1", norm)
 	}
 	second := parseString(t, "template: a photo of a {}.\ntemplate: a drawing of a {}.\ndog\ncat\nbird\n")
-	if err := e.Embed(second); err != nil {
+	if err := e.Embed(context.Background(), second); err != nil {
 		t.Fatal(err)
 	}
 	calls, encoded := enc.stats()
@@ -77,10 +78,12 @@ func TestEmbedEncodesOnlyNewPrompts(t *testing.T) {
 
 type failingEncoder struct{}
 
-func (failingEncoder) EncodePrompts([]string) ([][]float32, error) { return [][]float32{{1}}, nil }
+func (failingEncoder) EncodePrompts(context.Context, []string) ([][]float32, error) {
+	return [][]float32{{1}}, nil
+}
 
 func TestEmbedRejectsShortEncoderAnswer(t *testing.T) {
-	err := NewEmbedder(failingEncoder{}).Embed(parseString(t, "dog\ncat\n"))
+	err := NewEmbedder(failingEncoder{}).Embed(context.Background(), parseString(t, "dog\ncat\n"))
 	if err == nil || !strings.Contains(err.Error(), "1 embeddings for 2 prompts") {
 		t.Errorf("err = %v", err)
 	}
@@ -98,7 +101,7 @@ func BenchmarkReloadCachedCIFAR10(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.Embed(first); err != nil {
+	if err := e.Embed(context.Background(), first); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
@@ -106,7 +109,7 @@ func BenchmarkReloadCachedCIFAR10(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := e.Embed(set); err != nil {
+		if err := e.Embed(context.Background(), set); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package labels
 
 import (
+	"context"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -18,7 +19,7 @@ type hashEncoder struct {
 	encoded []string
 }
 
-func (h *hashEncoder) EncodePrompts(prompts []string) ([][]float32, error) {
+func (h *hashEncoder) EncodePrompts(_ context.Context, prompts []string) ([][]float32, error) {
 	h.mu.Lock()
 	h.calls++
 	h.encoded = append(h.encoded, prompts...)

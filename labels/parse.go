@@ -144,8 +144,16 @@ func Parse(r io.Reader, name string) (*Set, error) {
 	for sc.Scan() {
 		lineNo++
 		raw := sc.Text()
+		if lineNo == 1 {
+			// Windows editors start UTF-8 files with a byte-order mark;
+			// it is not part of the first label.
+			raw = strings.TrimPrefix(raw, "\uFEFF")
+		}
 		if !utf8.ValidString(raw) {
 			return nil, fail(lineNo, "not valid UTF-8")
+		}
+		if col, r, found := controlChar(raw); found {
+			return nil, fail(lineNo, "column %d: control character %U (a binary file, or an editor's stray byte?)", col, r)
 		}
 		text := raw
 		if i := strings.IndexByte(text, '#'); i >= 0 {
@@ -312,6 +320,19 @@ func splitList(s string, sep byte) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// controlChar finds the first character that has no place in a labels
+// file (C0 and C1 controls other than tab, DEL, and a byte-order mark past
+// the start), with its 1-based column in characters.
+func controlChar(line string) (col int, r rune, found bool) {
+	for _, r := range line {
+		col++
+		if (r < 0x20 && r != '\t') || (r >= 0x7f && r <= 0x9f) || r == '\uFEFF' {
+			return col, r, true
+		}
+	}
+	return 0, 0, false
 }
 
 // isWord reports whether s looks like a directive keyword, so that a typo

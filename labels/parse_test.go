@@ -91,6 +91,11 @@ func TestParseErrors(t *testing.T) {
 		{"no labels", "# only\ntemplate: a {}.\n", 0, "no labels"},
 		{"bad utf8", "dog\n\xff\xfe\n", 2, "UTF-8"},
 		{"long line", "dog\n" + strings.Repeat("x", maxLineBytes+10) + "\n", 2, "longer than"},
+		{"NUL bytes", strings.Repeat("\x00", 4096), 1, "column 1: control character U+0000"},
+		{"control character in a label", "dog\nc\x1bat\n", 2, "column 2: control character U+001B"},
+		{"carriage return inside a line", "dog\rcat\n", 1, "U+000D"},
+		{"C1 control", "dog\u0085\n", 1, "U+0085"},
+		{"byte-order mark past the start", "dog\n\uFEFFcat\n", 2, "U+FEFF"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -106,6 +111,18 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q does not start with file:line", err)
 			}
 		})
+	}
+}
+
+func TestParseCleansWhatEditorsAdd(t *testing.T) {
+	// A byte-order mark at the start (Windows Notepad), CRLF line ends and
+	// tabs are the editor's, not the labels'.
+	set := parseString(t, "\uFEFFdog\r\ncat =\tkitten\r\n")
+	if got := set.Names(); !reflect.DeepEqual(got, []string{"dog", "cat"}) {
+		t.Fatalf("names = %q", got)
+	}
+	if got := set.Labels[1].Prompts; !reflect.DeepEqual(got, []string{"a photo of a cat.", "a photo of a kitten."}) {
+		t.Errorf("prompts = %q", got)
 	}
 }
 

@@ -2,15 +2,17 @@ package labels
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/clipd/clipd/internal/safefile"
 	"github.com/fsnotify/fsnotify"
 )
 
@@ -18,6 +20,14 @@ import (
 // directory before reloading. Editors save in several steps (write a temp
 // file, fsync, rename, chmod); waiting for quiet avoids loading half a save.
 const DefaultDebounce = 100 * time.Millisecond
+
+// DefaultPollInterval is how often watched paths are stat'ed besides
+// inotify, as mediamtx polls its configuration every second.
+const DefaultPollInterval = time.Second
+
+// MaxFileBytes bounds a labels file. ImageNet's 1,000 classes with all 80
+// of CLIP's templates written out are about 4 MB.
+const MaxFileBytes = 16 << 20
 
 // EventKind says what happened to a labels file.
 type EventKind int
@@ -67,6 +77,11 @@ type WatcherConfig struct {
 	Embedder *Embedder
 	// Debounce defaults to DefaultDebounce.
 	Debounce time.Duration
+	// PollInterval is how often the files and their directories are also
+	// checked with stat, the backstop for what inotify cannot see (bind
+	// mounts, network filesystems) and for directories that were replaced
+	// wholesale; DefaultPollInterval if zero.
+	PollInterval time.Duration
 	// OnEvent, if set, is called from the watcher goroutine after every
 	// reload attempt. It should return quickly.
 	OnEvent func(Event)
@@ -75,17 +90,47 @@ type WatcherConfig struct {
 // Watcher keeps the current Set of each labels file, reloading it when the
 // file changes. Readers call Current, which never blocks on a reload.
 type Watcher struct {
-	conf    WatcherConfig
-	files   []*watchedFile
-	byPath  map[string]*watchedFile
-	fsw     *fsnotify.Watcher
-	watched map[string]bool // directories under watch
+	conf   WatcherConfig
+	files  []*watchedFile
+	byPath map[string]*watchedFile
+	fsw    *fsnotify.Watcher
+	// watched maps each directory under watch to the identity it had when
+	// the watch was added: an inotify watch follows an inode, so a
+	// directory deleted and recreated, or renamed over, needs a new one.
+	watched map[string]fileID
+	// fileDirs are the directories holding the files or their symlink
+	// targets; events elsewhere (in the parents, watched so that a
+	// directory's re-creation is seen) matter only when they name one.
+	fileDirs map[string]bool
 
+	// ctx ends at Close, stopping an embedding in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
 	reload chan struct{}
-	done   chan struct{}
 	wg     sync.WaitGroup
 	closed sync.Once
 }
+
+// fileID tells whether a path still names the same file, and whether that
+// file changed.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+}
+
+func statID(path string) (fileID, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileID{}, false
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size,
+		mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}, true
+}
+
+// sameInode ignores the change times, which every write in a watched
+// directory updates.
+func (a fileID) sameInode(b fileID) bool { return a.dev == b.dev && a.ino == b.ino }
 
 type watchedFile struct {
 	path    string // as configured
@@ -94,12 +139,21 @@ type watchedFile struct {
 	// event that did not change the bytes (touch, chmod, a sibling file)
 	// neither bumps the version nor repeats an error.
 	lastSeen []byte
-	removed  bool
+	// seen is the file's identity at the last read; a poll that finds
+	// another reloads.
+	seen    fileID
+	removed bool
+	// unreadable: the path names something that cannot be read as a
+	// labels file (a FIFO, a device, a file over the limit). Its times may
+	// change all the time (a device's do), so only a new inode or size
+	// counts as a change.
+	unreadable bool
 }
 
 // NewWatcher loads every file, failing if one cannot be used, and then
-// watches them until Close.
-func NewWatcher(conf WatcherConfig) (*Watcher, error) {
+// watches them until Close. ctx bounds the first load (the embedding of a
+// large set can take minutes); it is not kept.
+func NewWatcher(ctx context.Context, conf WatcherConfig) (*Watcher, error) {
 	if len(conf.Files) == 0 {
 		return nil, errors.New("labels: no files to watch")
 	}
@@ -109,17 +163,20 @@ func NewWatcher(conf WatcherConfig) (*Watcher, error) {
 	if conf.Debounce <= 0 {
 		conf.Debounce = DefaultDebounce
 	}
+	if conf.PollInterval <= 0 {
+		conf.PollInterval = DefaultPollInterval
+	}
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("labels: starting file watch: %w", err)
 	}
 	w := &Watcher{
-		conf:    conf,
-		byPath:  make(map[string]*watchedFile),
-		fsw:     fsw,
-		watched: make(map[string]bool),
-		reload:  make(chan struct{}, 1),
-		done:    make(chan struct{}),
+		conf:     conf,
+		byPath:   make(map[string]*watchedFile),
+		fsw:      fsw,
+		watched:  make(map[string]fileID),
+		fileDirs: make(map[string]bool),
+		reload:   make(chan struct{}, 1),
 	}
 	for _, p := range conf.Files {
 		if w.lookup(p) != nil {
@@ -135,31 +192,57 @@ func NewWatcher(conf WatcherConfig) (*Watcher, error) {
 	}
 	// Watch before the first read so that an edit made during startup is
 	// not lost; the extra event just finds unchanged content.
+	w.syncWatches()
 	for _, f := range w.files {
-		if err := w.watchDirsOf(f.path); err != nil {
+		data, id, err := readFile(f.path)
+		if err != nil {
 			fsw.Close()
 			return nil, err
 		}
-	}
-	for _, f := range w.files {
-		data, err := os.ReadFile(f.path)
-		if err != nil {
-			fsw.Close()
-			return nil, fmt.Errorf("labels: %w", err)
-		}
-		set, err := w.build(f.path, data)
+		set, err := w.build(ctx, f.path, data)
 		if err != nil {
 			fsw.Close()
 			return nil, err
 		}
 		set.Version = 1
-		f.lastSeen = data
+		f.lastSeen, f.seen = data, id
 		f.current.Store(set)
 	}
 	w.publishLive()
+	w.ctx, w.cancel = context.WithCancel(context.Background())
 	w.wg.Add(1)
 	go w.run()
 	return w, nil
+}
+
+// readFile reads a labels file the way every reader of one must: never
+// blocking on a FIFO, never following a path to a device, never reading
+// more than MaxFileBytes.
+func readFile(path string) ([]byte, fileID, error) {
+	f, fi, err := safefile.Open(path)
+	if err != nil {
+		return nil, fileID{}, fmt.Errorf("labels: %w", err)
+	}
+	defer f.Close()
+	data, err := safefile.ReadAll(f, fi, MaxFileBytes)
+	if err != nil {
+		return nil, fileID{}, fmt.Errorf("labels: %w", err)
+	}
+	var id fileID
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id = fileID{dev: uint64(st.Dev), ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+	}
+	return data, id, nil
+}
+
+// Load reads and parses one labels file, for one-shot commands and
+// `clipd check`; the daemon's files go through a Watcher.
+func Load(path string) (*Set, error) {
+	data, _, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(bytes.NewReader(data), path)
 }
 
 // Current returns the set in use for file (as given in the config, or its
@@ -194,7 +277,7 @@ func (w *Watcher) Reload() {
 func (w *Watcher) Close() error {
 	var err error
 	w.closed.Do(func() {
-		close(w.done)
+		w.cancel()
 		w.wg.Wait()
 		err = w.fsw.Close()
 		w.conf.Embedder.setLive(w, nil)
@@ -212,38 +295,92 @@ func (w *Watcher) lookup(file string) *watchedFile {
 	return nil
 }
 
-// watchDirsOf watches the directory holding path and, when path is a
-// symlink, the directory holding its final target, so that both a swapped
-// link (Kubernetes ConfigMap "..data") and an edit of the target are seen.
-// Watching directories rather than files is what makes rename-over saves
-// visible: a watch on the file would follow the old inode.
-func (w *Watcher) watchDirsOf(path string) error {
-	dirs := []string{filepath.Dir(path)}
-	if target, err := filepath.EvalSymlinks(path); err == nil {
-		dirs = append(dirs, filepath.Dir(target))
-	}
-	for _, d := range dirs {
-		abs, err := filepath.Abs(d)
-		if err != nil {
-			return fmt.Errorf("labels: %s: %w", d, err)
+// syncWatches makes the inotify watches match the files' paths as they
+// are now. Each file's directory is watched, and when the file is a
+// symlink the directory of its final target too, so that both a swapped
+// link (Kubernetes ConfigMap "..data") and an edit of the target are seen;
+// watching directories rather than files is what makes rename-over saves
+// visible, since a watch on the file would follow the old inode. The
+// parents of those directories are watched as well, so that a directory
+// deleted and recreated, or another renamed into its place, is seen and
+// watched afresh. What cannot be watched now (a directory that does not
+// exist yet) is retried at the next poll.
+func (w *Watcher) syncWatches() {
+	want := make(map[string]bool)
+	fileDirs := make(map[string]bool)
+	for _, f := range w.files {
+		dirs := []string{filepath.Dir(f.path)}
+		if target, err := filepath.EvalSymlinks(f.path); err == nil {
+			dirs = append(dirs, filepath.Dir(target))
 		}
-		if w.watched[abs] {
+		for _, d := range dirs {
+			abs, err := filepath.Abs(d)
+			if err != nil {
+				continue
+			}
+			fileDirs[abs] = true
+			want[abs] = true
+			want[filepath.Dir(abs)] = true
+		}
+	}
+	w.fileDirs = fileDirs
+	for dir := range want {
+		id, exists := statID(dir)
+		old, watched := w.watched[dir]
+		switch {
+		case watched && exists && old.sameInode(id):
 			continue
+		case watched:
+			// Gone or replaced: the kernel may already have dropped the
+			// watch, so an error here says nothing.
+			w.fsw.Remove(dir)
+			delete(w.watched, dir)
 		}
-		if err := w.fsw.Add(abs); err != nil {
-			return fmt.Errorf("labels: watching directory %s of %s: %w", abs, path, err)
+		if exists {
+			if err := w.fsw.Add(dir); err == nil {
+				w.watched[dir] = id
+			}
 		}
-		w.watched[abs] = true
 	}
-	return nil
+	for dir := range w.watched {
+		if !want[dir] {
+			w.fsw.Remove(dir)
+			delete(w.watched, dir)
+		}
+	}
 }
 
-func (w *Watcher) build(path string, data []byte) (*Set, error) {
+// relevant says whether an event at path may concern a watched file.
+func (w *Watcher) relevant(path string) bool {
+	return w.fileDirs[filepath.Dir(path)] || w.fileDirs[path]
+}
+
+// changedOnDisk reports whether any file's identity differs from the one
+// it had at its last read: the poll's test for a change inotify missed.
+func (w *Watcher) changedOnDisk() bool {
+	for _, f := range w.files {
+		id, exists := statID(f.path)
+		switch {
+		case exists == f.removed:
+			return true
+		case !exists:
+		case f.unreadable:
+			if !id.sameInode(f.seen) || id.size != f.seen.size {
+				return true
+			}
+		case id != f.seen:
+			return true
+		}
+	}
+	return false
+}
+
+func (w *Watcher) build(ctx context.Context, path string, data []byte) (*Set, error) {
 	set, err := Parse(bytes.NewReader(data), path)
 	if err != nil {
 		return nil, err
 	}
-	if err := w.conf.Embedder.Embed(set); err != nil {
+	if err := w.conf.Embedder.Embed(ctx, set); err != nil {
 		return nil, fmt.Errorf("labels: %w", err)
 	}
 	return set, nil
@@ -253,12 +390,22 @@ func (w *Watcher) run() {
 	defer w.wg.Done()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	defer timer.Stop()
+	poll := time.NewTicker(w.conf.PollInterval)
+	defer poll.Stop()
+	// pending: the debounce timer runs. Events restart it (the burst is
+	// not over); a poll only starts it, or a poll interval shorter than the
+	// debounce would postpone the reload forever.
+	pending := false
+	settle := func() {
+		timer.Reset(w.conf.Debounce)
+		pending = true
+	}
 	for {
 		select {
-		case <-w.done:
-			timer.Stop()
+		case <-w.ctx.Done():
 			return
-		case _, ok := <-w.fsw.Events:
+		case ev, ok := <-w.fsw.Events:
 			if !ok {
 				return
 			}
@@ -266,16 +413,27 @@ func (w *Watcher) run() {
 			// itself, a temp file renamed over it, or a symlink component.
 			// Reading all files after the burst is cheap and needs no
 			// guessing about editors.
-			timer.Reset(w.conf.Debounce)
+			if w.relevant(ev.Name) {
+				settle()
+			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
 			}
+			// Typically an inotify queue overflow: events were lost, so
+			// look at everything again.
 			w.emit(Event{Kind: Failed, Err: fmt.Errorf("labels: file watch: %w", err)})
-			timer.Reset(w.conf.Debounce)
+			settle()
+		case <-poll.C:
+			w.syncWatches()
+			if !pending && w.changedOnDisk() {
+				settle()
+			}
 		case <-w.reload:
 			w.reloadAll(true)
 		case <-timer.C:
+			pending = false
+			w.syncWatches()
 			w.reloadAll(false)
 		}
 	}
@@ -306,32 +464,35 @@ func (w *Watcher) reloadAll(force bool) {
 // reloadFile reports whether a new set was swapped in.
 func (w *Watcher) reloadFile(f *watchedFile, force bool) bool {
 	old := f.current.Load()
-	data, err := os.ReadFile(f.path)
+	data, id, err := readFile(f.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			if !f.removed {
-				f.removed = true
-				f.lastSeen = nil
+				f.removed, f.unreadable = true, false
+				f.lastSeen, f.seen = nil, fileID{}
 				w.emit(Event{Kind: Removed, File: f.path, Version: old.Version,
 					Err: fmt.Errorf("%s: removed; keeping version %d", f.path, old.Version)})
 			}
 			return false
 		}
-		f.lastSeen = nil
-		w.emit(Event{Kind: Failed, File: f.path, Version: old.Version, Err: fmt.Errorf("labels: %w", err)})
+		// Remember what was seen, so that the poll does not report the
+		// same unreadable file every second.
+		f.removed, f.unreadable = false, true
+		f.lastSeen, f.seen = nil, statIDOrZero(f.path)
+		w.emit(Event{Kind: Failed, File: f.path, Version: old.Version, Err: err})
 		return false
 	}
-	f.removed = false
+	f.removed, f.unreadable = false, false
+	f.seen = id
 	if !force && f.lastSeen != nil && bytes.Equal(data, f.lastSeen) {
 		return false
 	}
 	f.lastSeen = data
-	// A symlink may now point somewhere new; keep following its target.
-	if err := w.watchDirsOf(f.path); err != nil {
-		w.emit(Event{Kind: Failed, File: f.path, Version: old.Version, Err: err})
-	}
-	set, err := w.build(f.path, data)
+	set, err := w.build(w.ctx, f.path, data)
 	if err != nil {
+		if w.ctx.Err() != nil {
+			return false
+		}
 		ev := Event{Kind: Failed, File: f.path, Version: old.Version, Err: err}
 		var pe *ParseError
 		if errors.As(err, &pe) {
@@ -344,6 +505,11 @@ func (w *Watcher) reloadFile(f *watchedFile, force bool) bool {
 	f.current.Store(set)
 	w.emit(Event{Kind: Loaded, File: f.path, Version: set.Version, Set: set})
 	return true
+}
+
+func statIDOrZero(path string) fileID {
+	id, _ := statID(path)
+	return id
 }
 
 func (w *Watcher) emit(ev Event) {

@@ -1,6 +1,8 @@
 package labels
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -46,11 +49,14 @@ func newHarnessDebounce(t *testing.T, content string, debounce time.Duration) *h
 func startHarness(t *testing.T, dir, path string, debounce time.Duration) *harness {
 	t.Helper()
 	h := &harness{t: t, debounce: debounce, dir: dir, path: path, enc: &hashEncoder{dim: 8}, events: make(chan Event, 1000)}
-	w, err := NewWatcher(WatcherConfig{
+	w, err := NewWatcher(context.Background(), WatcherConfig{
 		Files:    []string{path},
 		Debounce: debounce,
-		Embedder: NewEmbedder(h.enc),
-		OnEvent:  func(ev Event) { h.events <- ev },
+		// Polls far more often than the default, so that every test also
+		// checks that the poll does not add loads or repeat errors.
+		PollInterval: 50 * time.Millisecond,
+		Embedder:     NewEmbedder(h.enc),
+		OnEvent:      func(ev Event) { h.events <- ev },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +121,7 @@ func TestNewWatcherRejectsBrokenFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.labels")
 	os.WriteFile(path, []byte("dog\ndog\n"), 0o644)
-	_, err := NewWatcher(WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(&hashEncoder{dim: 4})})
+	_, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(&hashEncoder{dim: 4})})
 	if err == nil || !strings.Contains(err.Error(), path+":2:") {
 		t.Errorf("err = %v, want one naming %s:2", err, path)
 	}
@@ -350,7 +356,7 @@ func BenchmarkCurrent(b *testing.B) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "x.labels")
 	os.WriteFile(path, []byte("dog\n"), 0o644)
-	w, err := NewWatcher(WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(&hashEncoder{dim: 8})})
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(&hashEncoder{dim: 8})})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -374,12 +380,12 @@ func TestWatchersSharingEmbedderKeepEachOthersPrompts(t *testing.T) {
 	enc := &hashEncoder{dim: 8}
 	e := NewEmbedder(enc)
 	events := make(chan Event, 10)
-	wa, err := NewWatcher(WatcherConfig{Files: []string{a}, Embedder: e, OnEvent: func(ev Event) { events <- ev }})
+	wa, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{a}, Embedder: e, OnEvent: func(ev Event) { events <- ev }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer wa.Close()
-	wb, err := NewWatcher(WatcherConfig{Files: []string{b}, Embedder: e})
+	wb, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{b}, Embedder: e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,4 +406,251 @@ func TestWatchersSharingEmbedderKeepEachOthersPrompts(t *testing.T) {
 	if got := e.Cached(); got != 2 {
 		t.Errorf("after the other watcher closed, cache holds %d prompts, want 2", got)
 	}
+}
+
+// newNestedHarness puts the labels file in a directory of its own, so that
+// tests can delete or replace that directory.
+func newNestedHarness(t *testing.T, content string) (h *harness, labelsDir string) {
+	t.Helper()
+	root := t.TempDir()
+	labelsDir = filepath.Join(root, "labels")
+	if err := os.Mkdir(labelsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(labelsDir, "cams.labels")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startHarness(t, labelsDir, path, DefaultDebounce), labelsDir
+}
+
+// expectLoaded skips the Removed and Failed events that a replacement may
+// pass through and returns the next load.
+func (h *harness) expectLoaded(version uint64, names ...string) {
+	h.t.Helper()
+	for {
+		ev := h.next()
+		if ev.Kind != Loaded {
+			continue
+		}
+		if ev.Version != version || !reflect.DeepEqual(ev.Set.Names(), names) {
+			h.t.Fatalf("loaded v%d %q, want v%d %q", ev.Version, ev.Set.Names(), version, names)
+		}
+		return
+	}
+}
+
+// `rm -rf labels; mkdir labels; ...` ends the inotify watch of the old
+// directory; reloading must go on for every later edit.
+func TestWatcherDirectoryDeletedAndRecreated(t *testing.T) {
+	h, dir := newNestedHarness(t, "dog\n")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ev := h.next(); ev.Kind != Removed {
+		t.Fatalf("after rm -rf: %+v, want removed", ev)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFileT(t, h.path, "cat\n")
+	h.expectLoaded(2, "cat")
+	for i, name := range []string{"owl", "yak", "emu"} {
+		replace(t, h.path, name+"\n")
+		h.expectLoaded(uint64(3+i), name)
+	}
+}
+
+// A new directory renamed into place (`mv labels labels.old; mv new labels`)
+// leaves the old watch on the directory that moved away.
+func TestWatcherDirectoryRenamedOver(t *testing.T) {
+	h, dir := newNestedHarness(t, "dog\n")
+	next := dir + ".new"
+	if err := os.Mkdir(next, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFileT(t, filepath.Join(next, "cams.labels"), "cat\n")
+	if err := os.Rename(dir, dir+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, dir); err != nil {
+		t.Fatal(err)
+	}
+	h.expectLoaded(2, "cat")
+	// Edits in the directory that moved away are no longer ours.
+	writeFileT(t, filepath.Join(dir+".old", "cams.labels"), "bee\n")
+	replace(t, h.path, "owl\n")
+	h.expectLoaded(3, "owl")
+	replace(t, h.path, "yak\n")
+	h.expectLoaded(4, "yak")
+}
+
+// A write inotify does not report, as on a network filesystem changed by
+// another machine: here, through a hard link in an unwatched directory,
+// which notifies that directory and not ours. The poll still finds it.
+func TestWatcherPollFindsChangesInotifyMisses(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cams.labels")
+	writeFileT(t, path, "dog\n")
+	elsewhere := filepath.Join(t.TempDir(), "link")
+	if err := os.Link(path, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, debounce: DefaultDebounce, dir: dir, path: path, enc: &hashEncoder{dim: 8}, events: make(chan Event, 100)}
+	w, err := NewWatcher(context.Background(), WatcherConfig{
+		Files: []string{path}, Embedder: NewEmbedder(h.enc), PollInterval: 200 * time.Millisecond,
+		OnEvent: func(ev Event) { h.events <- ev },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	h.w = w
+	f, err := os.OpenFile(elsewhere, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("dog\ncat\n")
+	f.Close()
+	h.expectLoaded(2, "dog", "cat")
+}
+
+// A labels path that turns into a FIFO, or a symlink to /dev/zero or
+// /dev/urandom, is refused at once (no blocking open, no unbounded read),
+// the last good set stays, Close returns promptly, and a real file later
+// loads again.
+func TestWatcherRefusesFIFOsAndDevices(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"dev-zero", func(p string) error { return os.Symlink("/dev/zero", p) }},
+		{"dev-urandom", func(p string) error { return os.Symlink("/dev/urandom", p) }},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, "dog\n")
+			tmp := filepath.Join(h.dir, "swap")
+			if err := tc.make(tmp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, h.path); err != nil && tc.name != "directory" {
+				t.Fatal(err)
+			} else if err != nil {
+				os.Remove(h.path)
+				if err := os.Rename(tmp, h.path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ev Event
+			for ev = h.next(); ev.Kind == Removed; ev = h.next() {
+			}
+			if ev.Kind != Failed || !strings.Contains(ev.Err.Error(), "not a regular file") || ev.Version != 1 {
+				t.Fatalf("event = %v %v (v%d), want failed: not a regular file, keeping v1", ev.Kind, ev.Err, ev.Version)
+			}
+			if got := h.names(); !reflect.DeepEqual(got, []string{"dog"}) {
+				t.Fatalf("names = %q, want the last good set", got)
+			}
+			// The poll must not report the same unreadable path again and again.
+			h.quiet()
+			os.RemoveAll(h.path)
+			replace(t, h.path, "cat\n")
+			h.expectLoaded(2, "cat")
+		})
+	}
+}
+
+func TestWatcherRefusesOversizedFile(t *testing.T) {
+	h := newHarness(t, "dog\n")
+	big := strings.Repeat("a label\n", MaxFileBytes/8+1)
+	replace(t, h.path, big)
+	ev := h.next()
+	if ev.Kind != Failed || !strings.Contains(ev.Err.Error(), "file too large") {
+		t.Fatalf("event = %v %v, want failed: too large", ev.Kind, ev.Err)
+	}
+}
+
+func TestLoadRefusesWhatIsNotALabelsFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	syscall.Mkfifo(fifo, 0o644)
+	nul := filepath.Join(dir, "nul.labels")
+	writeFileT(t, nul, strings.Repeat("\x00", 100))
+	for path, want := range map[string]string{
+		fifo:        "not a regular file (a FIFO)",
+		"/dev/zero": "not a regular file (a character device)",
+		nul:         nul + ":1: column 1: control character U+0000",
+	} {
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) = %v, want %q", path, err, want)
+		}
+	}
+}
+
+func writeFileT(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stallingEncoder is a text encoder that never finishes a batch until its
+// context ends, like a CPU encoding thousands of prompts.
+type stallingEncoder struct{ started chan struct{} }
+
+func (s stallingEncoder) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// Stopping must never wait for label embedding: NewWatcher gives up when
+// its context ends, and Close ends a reload's embedding.
+func TestWatcherEmbeddingStopsWhenAsked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cams.labels")
+	writeFileT(t, path, "dog\n")
+	enc := stallingEncoder{started: make(chan struct{}, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := NewWatcher(ctx, WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(enc)}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("NewWatcher with a stalled encoder: %v, want the context's deadline", err)
+	}
+
+	// A watcher whose first set is embedded, then a reload that stalls.
+	mixed := &switchEncoder{fast: &hashEncoder{dim: 4}, slow: enc}
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, Embedder: NewEmbedder(mixed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed.stall.Store(true)
+	replace(t, path, "cat\n")
+	select {
+	case <-enc.started:
+	case <-time.After(eventWait):
+		t.Fatal("the reload never started encoding")
+	}
+	closed := make(chan error)
+	go func() { closed <- w.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(eventWait):
+		t.Fatal("Close waited for a stalled embedding")
+	}
+}
+
+type switchEncoder struct {
+	fast  PromptEncoder
+	slow  PromptEncoder
+	stall atomic.Bool
+}
+
+func (s *switchEncoder) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
+	if s.stall.Load() {
+		return s.slow.EncodePrompts(ctx, prompts)
+	}
+	return s.fast.EncodePrompts(ctx, prompts)
 }

@@ -5,6 +5,7 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -141,10 +142,15 @@ func (m *Model) Tokenize(text string) []int32 {
 }
 
 // EncodePrompts returns one L2-normalized text embedding per prompt. It
-// implements labels.PromptEncoder.
-func (m *Model) EncodePrompts(prompts []string) ([][]float32, error) {
+// implements labels.PromptEncoder. ctx is checked between batches: a label
+// set of thousands of prompts takes minutes on a CPU, and a daemon asked
+// to stop must not wait for it.
+func (m *Model) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
 	out := make([][]float32, 0, len(prompts))
 	for start := 0; start < len(prompts); start += textBatch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		end := min(start+textBatch, len(prompts))
 		tokens := make([][]int32, 0, end-start)
 		for _, p := range prompts[start:end] {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/clipd/clipd/internal/safefile"
 )
 
 // cacheLimit bounds the BPE cache; the CLIP paper's 26 label sets with all
@@ -45,10 +47,15 @@ func byteSymbols() (order [256]byte, symbol [256]string) {
 	return order, symbol
 }
 
+// maxFileBytes bounds each tokenizer file, and a gzip file once
+// decompressed (a gzip bomb would otherwise expand without limit). CLIP's
+// merges file is 1.3 MB, 4 MB unpacked; tokenizer.json about 3.5 MB.
+const maxFileBytes = 64 << 20
+
 // LoadBPE reads a CLIP merges file such as bpe_simple_vocab_16e6.txt.gz,
 // gzip-compressed or plain.
 func LoadBPE(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, maxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
@@ -57,7 +64,7 @@ func LoadBPE(path string) (*Tokenizer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: %s: bad gzip: %w", path, err)
 		}
-		data, err = io.ReadAll(zr)
+		data, err = io.ReadAll(safefile.LimitReader(zr, maxFileBytes, "decompressed"))
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: %s: bad gzip: %w", path, err)
 		}
@@ -182,7 +189,7 @@ func build(ids map[string]int32, vocabSize int, merges []merge, name string) (*T
 // dir/merges.txt.
 func LoadHF(dir string) (*Tokenizer, error) {
 	jsonPath := filepath.Join(dir, "tokenizer.json")
-	data, err := os.ReadFile(jsonPath)
+	data, err := safefile.ReadFile(jsonPath, maxFileBytes)
 	if err == nil {
 		return ParseHFTokenizerJSON(data, jsonPath)
 	}
@@ -191,11 +198,11 @@ func LoadHF(dir string) (*Tokenizer, error) {
 	}
 	vocabPath := filepath.Join(dir, "vocab.json")
 	mergesPath := filepath.Join(dir, "merges.txt")
-	vocabData, err := os.ReadFile(vocabPath)
+	vocabData, err := safefile.ReadFile(vocabPath, maxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: no tokenizer.json in %s, and %w", dir, err)
 	}
-	mergesData, err := os.ReadFile(mergesPath)
+	mergesData, err := safefile.ReadFile(mergesPath, maxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/clipd/clipd/internal/safefile"
 )
 
 // cacheFormat is bumped when the key encoding or the sidecar changes, so
@@ -121,9 +123,16 @@ func (k KeyInputs) equal(o KeyInputs) bool {
 	return string(k.canonical()) == string(o.canonical())
 }
 
+// Bounds of what the cache reads back: a ViT-L/14 FP16 plan is about 1 GB,
+// and a sidecar a few hundred bytes.
+const (
+	maxEngineBytes  = 8 << 30
+	maxSidecarBytes = 1 << 20
+)
+
 // FileSHA256 hashes a file's contents.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	f, _, err := safefile.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -173,7 +182,7 @@ type Outcome struct {
 func (c *Cache) GetOrBuild(k KeyInputs, build func() ([]byte, error), load func([]byte) error) (Outcome, error) {
 	enginePath, sidecarPath := c.Paths(k)
 	out := Outcome{Path: enginePath}
-	if plan, err := os.ReadFile(enginePath); err == nil {
+	if plan, err := safefile.ReadFile(enginePath, maxEngineBytes); err == nil {
 		reason := c.checkSidecar(sidecarPath, k)
 		if reason == "" {
 			if err := load(plan); err == nil {
@@ -216,7 +225,7 @@ func (c *Cache) GetOrBuild(k KeyInputs, build func() ([]byte, error), load func(
 
 // checkSidecar returns why the sidecar does not vouch for the engine, or "".
 func (c *Cache) checkSidecar(path string, want KeyInputs) string {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, maxSidecarBytes)
 	if err != nil {
 		return "its sidecar is unreadable: " + err.Error()
 	}
@@ -259,7 +268,7 @@ func (c *Cache) timingCachePath(k KeyInputs) string {
 
 // LoadTimingCache returns the saved timing cache for k's GPU, or nil.
 func (c *Cache) LoadTimingCache(k KeyInputs) []byte {
-	data, err := os.ReadFile(c.timingCachePath(k))
+	data, err := safefile.ReadFile(c.timingCachePath(k), maxEngineBytes)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			c.log().Warn("ignoring unreadable timing cache", "err", err)

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/clipd/clipd/internal/safefile"
 )
 
 // ParseTegraRelease extracts the L4T release ("35.3.1") from the first line
@@ -37,7 +38,7 @@ func ParseTegraRelease(name string, data []byte) (string, error) {
 // when the file does not exist, as on every non-Jetson machine.
 func L4TRelease(root string) (string, error) {
 	path := filepath.Join(root, "etc", "nv_tegra_release")
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, 64<<10)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

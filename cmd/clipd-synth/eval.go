@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -248,7 +249,7 @@ func classifier(embedder *labels.Embedder, names, templates []string, scale floa
 	if err != nil {
 		return nil, err
 	}
-	if err := embedder.Embed(set); err != nil {
+	if err := embedder.Embed(context.Background(), set); err != nil {
 		return nil, err
 	}
 	return set.Classifier(scale), nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/daemon"
+	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/server"
 )
@@ -86,7 +87,7 @@ func cmdCheck(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		errs = append(errs, fmt.Errorf("%s: model.bundle: %w", *path, err))
 	}
 	for _, cam := range conf.Cameras {
-		if _, err := readLabels(cam.Labels); err != nil {
+		if _, err := labels.Load(cam.Labels); err != nil {
 			errs = append(errs, fmt.Errorf("camera %q: %w", cam.Name, err))
 		}
 	}

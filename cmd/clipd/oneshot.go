@@ -149,7 +149,7 @@ func (f inputFlag) Set(v string) error {
 	return nil
 }
 
-func cmdEmbed(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func cmdEmbed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("embed", "--model DIR [--image PATH]... [--text STRING]...", stderr)
 	var mf modelFlags
 	mf.register(fs)
@@ -189,7 +189,7 @@ func cmdEmbed(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 				Embedding []float32 `json:"embedding"`
 			}{in.image, emb[0]}
 		} else {
-			if emb, err = m.EncodePrompts([]string{in.text}); err != nil {
+			if emb, err = m.EncodePrompts(ctx, []string{in.text}); err != nil {
 				return err
 			}
 			line = struct {
@@ -204,7 +204,7 @@ func cmdEmbed(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	return nil
 }
 
-func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("classify", "--model DIR --labels FILE [--top-k K] IMAGE...", stderr)
 	var mf modelFlags
 	mf.register(fs)
@@ -221,7 +221,7 @@ func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	if *topK < 0 {
 		return fmt.Errorf("--top-k must be 0 or more, got %d", *topK)
 	}
-	set, err := readLabels(*labelsPath)
+	set, err := labels.Load(*labelsPath)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer m.Close()
-	if err := labels.NewEmbedder(m).Embed(set); err != nil {
+	if err := labels.NewEmbedder(m).Embed(ctx, set); err != nil {
 		return err
 	}
 	clf := set.Classifier(m.LogitScale())
@@ -260,22 +260,6 @@ func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		}
 	}
 	return nil
-}
-
-func readLabels(path string) (*labels.Set, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	set, err := labels.Parse(f, path)
-	if err != nil {
-		return nil, err
-	}
-	if len(set.Labels) == 0 {
-		return nil, fmt.Errorf("%s: no labels", path)
-	}
-	return set, nil
 }
 
 func writeJSONLine(w io.Writer, v any) error {
