@@ -244,7 +244,7 @@ func TestBadInputErrors(t *testing.T) {
 		{"missing file", func() error { return p.FileUint8(filepath.Join(dir, "nope.png"), dst) }, "nope.png"},
 		{"palette PNG", func() error { return p.FileUint8(palette, dst) }, "palette.png: PNG: palette"},
 		{"truncated PNG", func() error { return p.FileUint8(corrupt, dst) }, "corrupt.png"},
-		{"not an image", func() error { return p.ImageUint8([]byte("GIF89a......"), dst) }, "not PNG or JPEG"},
+		{"not an image", func() error { return p.ImageUint8([]byte("GIF89a......"), dst) }, "not a PNG or JPEG image"},
 		{"short destination", func() error { return p.Image(nil, make([]float32, 10)) }, "destination holds 10"},
 		{"truncated YUYV", func() error {
 			return p.FrameUint8(&frame.Frame{Format: frame.YUYV, Width: 640, Height: 480, Data: make([]byte, 640*2*479)}, dst)

@@ -18,17 +18,20 @@ type pngImage struct {
 // pngHeader reads IHDR's bit depth and colour type, which decide Pillow's
 // mode; Go's decoder folds them into fewer image types (for instance
 // grayscale with a tRNS chunk becomes NRGBA while Pillow keeps L).
-func pngHeader(data []byte) (depth, colorType byte, err error) {
+func pngHeader(data []byte) (width, height uint32, depth, colorType byte, err error) {
 	if len(data) < 33 || string(data[12:16]) != "IHDR" || binary.BigEndian.Uint32(data[8:12]) != 13 {
-		return 0, 0, fmt.Errorf("PNG: missing or short IHDR chunk")
+		return 0, 0, 0, 0, fmt.Errorf("PNG: missing or short IHDR chunk")
 	}
-	return data[24], data[25], nil
+	return binary.BigEndian.Uint32(data[16:20]), binary.BigEndian.Uint32(data[20:24]), data[24], data[25], nil
 }
 
-func decodePNG(data []byte) (*pngImage, error) {
-	depth, colorType, err := pngHeader(data)
+func decodePNG(data []byte, maxPixels int) (*pngImage, error) {
+	width, height, depth, colorType, err := pngHeader(data)
 	if err != nil {
 		return nil, err
+	}
+	if uint64(width)*uint64(height) > uint64(maxPixels) {
+		return nil, fmt.Errorf("PNG: image %dx%d exceeds the limit of %d pixels", width, height, maxPixels)
 	}
 	var mode pixelMode
 	switch {

@@ -43,9 +43,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/safefile"
 	"github.com/clipd/clipd/jpegturbo"
 )
 
@@ -56,7 +56,17 @@ type Config struct {
 	Size int
 	// Mean and Std normalise each RGB channel after scaling to [0,1].
 	Mean, Std [3]float32
+	// MaxPixels refuses PNG and JPEG images whose header declares more
+	// pixels, before anything is decoded: a 1.5 MB PNG may declare
+	// 20000x20000 and cost gigabytes. DefaultMaxPixels if zero.
+	MaxPixels int
 }
+
+// DefaultMaxPixels is 100 megapixels, more than any camera or phone photo.
+const DefaultMaxPixels = 100_000_000
+
+// MaxFileBytes bounds an image file read by File and FileUint8.
+const MaxFileBytes = 256 << 20
 
 // DefaultConfig is CLIP's: 224 pixels and the mean and std of clip._transform.
 func DefaultConfig() Config {
@@ -101,6 +111,9 @@ func New(cfg Config) *Preprocessor {
 	}
 	if cfg.Std == ([3]float32{}) {
 		cfg.Mean, cfg.Std = def.Mean, def.Std
+	}
+	if cfg.MaxPixels <= 0 {
+		cfg.MaxPixels = DefaultMaxPixels
 	}
 	p := &Preprocessor{cfg: cfg, u8: make([]uint8, 3*cfg.Size*cfg.Size)}
 	for c := 0; c < 3; c++ {
@@ -178,7 +191,7 @@ func (p *Preprocessor) RGB(rgb []byte, width, height, stride int, dst []float32)
 // FileUint8 writes the CHW uint8 pixels (before ToTensor and Normalize) of a
 // PNG or JPEG file to dst.
 func (p *Preprocessor) FileUint8(path string, dst []uint8) error {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return fmt.Errorf("preprocess: %w", err)
 	}
@@ -192,7 +205,7 @@ func (p *Preprocessor) FileUint8(path string, dst []uint8) error {
 func (p *Preprocessor) ImageUint8(data []byte, dst []uint8) error {
 	switch {
 	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
-		img, err := decodePNG(data)
+		img, err := decodePNG(data, p.cfg.MaxPixels)
 		if err != nil {
 			return err
 		}
@@ -201,7 +214,9 @@ func (p *Preprocessor) ImageUint8(data []byte, dst []uint8) error {
 	case bytes.HasPrefix(data, []byte{0xFF, 0xD8}):
 		return p.jpeg(data, dst)
 	}
-	return fmt.Errorf("unsupported image format (not PNG or JPEG; %d bytes starting % x)", len(data), data[:min(len(data), 8)])
+	// Neither the size nor any byte of the data goes into the message: it
+	// reaches socket clients, and the file may be anything they named.
+	return errors.New("not a PNG or JPEG image")
 }
 
 func (p *Preprocessor) ensureDecoder() error {
@@ -210,6 +225,7 @@ func (p *Preprocessor) ensureDecoder() error {
 		if err != nil {
 			return err
 		}
+		dec.MaxPixels = p.cfg.MaxPixels
 		p.dec = dec
 	}
 	return nil
