@@ -13,11 +13,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // lastWordTimeout bounds how long a client being disconnected for a protocol
 // violation gets to read the error explaining why.
 const lastWordTimeout = 2 * time.Second
+
+// maxIDBytes bounds a command's id: it is echoed in the reply, and an
+// unbounded echo lets a client that never reads make the daemon hold
+// megabytes per command.
+const maxIDBytes = 128
+
+// maxMessageBytes bounds the text of an error sent to a client.
+const maxMessageBytes = 4096
 
 type queued struct {
 	line      []byte
@@ -42,10 +51,14 @@ type conn struct {
 
 	mu           sync.Mutex
 	queue        []queued
+	queueBytes   int
 	dropped      uint64 // since the last notice
 	droppedTotal uint64
 	closed       bool
-	wake         chan struct{}
+	// finishing: the client has closed its side; what is queued is still
+	// written, nothing more is queued, then the connection closes.
+	finishing bool
+	wake      chan struct{}
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -62,21 +75,23 @@ func (c *conn) wants(camera string) bool {
 	return f == nil || camera == "" || (*f)[camera]
 }
 
-// enqueue never blocks. When the queue is full the oldest droppable message
-// makes room; if none is droppable the oldest message does.
+// enqueue never blocks. When the queue is full, in messages or in bytes,
+// the oldest droppable message makes room; if none is droppable the oldest
+// message does.
 func (c *conn) enqueue(line []byte, droppable bool) {
 	c.push(queued{line: line, droppable: droppable})
 }
 
 func (c *conn) push(q queued) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.finishing {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue) >= c.s.conf.ClientQueue {
-		victim := slices.IndexFunc(c.queue, func(q queued) bool { return q.droppable })
-		if victim <= 0 {
+	for len(c.queue) > 0 && (len(c.queue) >= c.s.conf.ClientQueue || c.queueBytes+len(q.line) > c.s.conf.ClientQueueBytes) {
+		victim := max(slices.IndexFunc(c.queue, func(q queued) bool { return q.droppable }), 0)
+		c.queueBytes -= len(c.queue[victim].line)
+		if victim == 0 {
 			// The usual case: the head is the oldest result. Reslicing
 			// instead of shifting keeps a stalled client's eviction O(1).
 			c.queue[0] = queued{}
@@ -88,6 +103,10 @@ func (c *conn) push(q queued) {
 		c.droppedTotal++
 	}
 	c.queue = append(c.queue, q)
+	c.queueBytes += len(q.line)
+	if q.last {
+		c.finishing = true
+	}
 	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
@@ -111,6 +130,7 @@ func (c *conn) next() (queued, bool) {
 	q := c.queue[0]
 	c.queue[0] = queued{}
 	c.queue = c.queue[1:]
+	c.queueBytes -= len(q.line)
 	return q, true
 }
 
@@ -133,7 +153,7 @@ func (c *conn) writeLoop() {
 				return
 			}
 			if q.last {
-				if w.Flush() == nil {
+				if w.Flush() == nil && q.line != nil {
 					c.linger()
 				}
 				return
@@ -172,11 +192,17 @@ func (c *conn) readLoop() {
 		}
 		c.handle(line, lineNo)
 	}
-	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
 		c.lastWord(commandError{Message: fmt.Sprintf("line %d is longer than %d bytes; closing the connection", lineNo+1, c.s.conf.MaxLineBytes)})
-		return
+	case err == nil:
+		// The client closed its side (`echo '{"cmd":"status"}' | nc -U`):
+		// it still gets the replies to what it sent, then the connection
+		// closes.
+		c.push(queued{last: true})
+	default:
+		c.close()
 	}
-	c.close()
 }
 
 // lastWord queues an error and closes the connection once it is written,
@@ -191,6 +217,15 @@ func (c *conn) handle(line []byte, lineNo int) {
 	var cmd Command
 	if err := json.Unmarshal(line, &cmd); err != nil {
 		c.replyError(nil, "", fmt.Sprintf("line %d: malformed command: %v", lineNo, err))
+		return
+	}
+	if err := checkID(cmd.ID); err != nil {
+		cmd.ID = nil
+		c.replyError(nil, "", fmt.Sprintf("line %d: %v", lineNo, err))
+		return
+	}
+	if len(cmd.Cmd) > maxCommandName || !utf8.ValidString(cmd.Cmd) {
+		c.replyError(cmd.ID, "", fmt.Sprintf("line %d: unknown command %s (known: %s)", lineNo, Quote(cmd.Cmd), knownCommands))
 		return
 	}
 	switch cmd.Cmd {
@@ -212,16 +247,11 @@ func (c *conn) handle(line []byte, lineNo int) {
 		}
 		c.reply(cmd, c.s.conf.Handler.Status())
 	case "classify":
-		req, err := classifyRequest(cmd)
-		if err != nil {
-			c.replyError(cmd.ID, cmd.Cmd, err.Error())
-			return
-		}
 		if c.s.conf.Handler == nil {
 			c.replyError(cmd.ID, cmd.Cmd, "classify is not available")
 			return
 		}
-		data, err := c.s.conf.Handler.Classify(c.ctx, req)
+		data, err := c.classify(cmd)
 		if err != nil {
 			c.replyError(cmd.ID, cmd.Cmd, err.Error())
 			return
@@ -230,8 +260,46 @@ func (c *conn) handle(line []byte, lineNo int) {
 	case "":
 		c.replyError(cmd.ID, "", fmt.Sprintf("line %d: missing \"cmd\"", lineNo))
 	default:
-		c.replyError(cmd.ID, cmd.Cmd, fmt.Sprintf("unknown command %q (known: subscribe, status, classify)", cmd.Cmd))
+		c.replyError(cmd.ID, "", fmt.Sprintf("unknown command %s (known: %s)", Quote(cmd.Cmd), knownCommands))
 	}
+}
+
+const knownCommands = "subscribe, status, classify"
+
+// maxCommandName is longer than any command's name.
+const maxCommandName = 32
+
+// checkID admits ids that are short enough to echo and valid UTF-8, so
+// that every line the server writes is valid UTF-8 JSON.
+func checkID(id json.RawMessage) error {
+	if len(id) > maxIDBytes {
+		return fmt.Errorf("id is %d bytes; at most %d are echoed", len(id), maxIDBytes)
+	}
+	if !utf8.Valid(id) {
+		return errors.New("id is not valid UTF-8")
+	}
+	return nil
+}
+
+// classify reads the request's image (confined to ClassifyDirs when it
+// is a path) and runs it, one request at a time across all clients.
+func (c *conn) classify(cmd Command) (any, error) {
+	req, err := classifyRequest(cmd)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case c.s.classifying <- struct{}{}:
+		defer func() { <-c.s.classifying }()
+	case <-c.ctx.Done():
+		return nil, c.ctx.Err()
+	}
+	if req.ImagePath != "" {
+		if req.ImageData, err = c.s.readImage(req.ImagePath); err != nil {
+			return nil, err
+		}
+	}
+	return c.s.conf.Handler.Classify(c.ctx, req)
 }
 
 func classifyRequest(cmd Command) (ClassifyRequest, error) {
@@ -266,6 +334,9 @@ func (c *conn) reply(cmd Command, data any) {
 }
 
 func (c *conn) replyError(id json.RawMessage, cmd, msg string) {
+	if len(msg) > maxMessageBytes {
+		msg = truncateUTF8(msg, maxMessageBytes) + "…"
+	}
 	line, err := encodeLine("error", commandError{ID: id, Cmd: cmd, Message: msg})
 	if err != nil {
 		// Only an id that is not valid JSON can get here.
@@ -283,7 +354,7 @@ func (c *conn) info() ClientInfo {
 		slices.Sort(info.Cameras)
 	}
 	c.mu.Lock()
-	info.Queued, info.Dropped = len(c.queue), c.droppedTotal
+	info.Queued, info.QueuedBytes, info.Dropped = len(c.queue), c.queueBytes, c.droppedTotal
 	c.mu.Unlock()
 	return info
 }

@@ -22,7 +22,12 @@ const (
 	DefaultPath        = "/run/clipd/clipd.sock"
 	DefaultMode        = 0o660
 	DefaultClientQueue = 256
-	DefaultMaxClients  = 32
+	// DefaultClientQueueBytes bounds what waits for one client in bytes:
+	// 256 queued status replies of a busy daemon, or a few snapshots.
+	DefaultClientQueueBytes = 16 << 20
+	DefaultMaxClients       = 32
+	// DefaultMaxImageBytes bounds an image file read for classify.
+	DefaultMaxImageBytes = 64 << 20
 	// DefaultMaxLineBytes admits a classify command carrying a base64 image
 	// of about 6 MiB.
 	DefaultMaxLineBytes = 8 << 20
@@ -47,6 +52,18 @@ type Config struct {
 	// ClientQueue bounds the messages waiting for one client; when it is
 	// full the oldest results are dropped. DefaultClientQueue if zero.
 	ClientQueue int
+	// ClientQueueBytes bounds the same queue in bytes, so that a client
+	// that never reads costs a known amount of memory whatever it asks
+	// for. DefaultClientQueueBytes if zero.
+	ClientQueueBytes int
+	// ClassifyDirs are the directories whose files a client may name in
+	// classify's "image"; nil admits no path at all (image_b64 always
+	// works). Paths are resolved by the kernel beneath these directories,
+	// so symlinks and ".." cannot leave them.
+	ClassifyDirs []string
+	// MaxImageBytes bounds an image file read for classify;
+	// DefaultMaxImageBytes if zero.
+	MaxImageBytes int64
 	// MaxClients bounds concurrent connections; DefaultMaxClients if zero.
 	MaxClients int
 	// MaxLineBytes bounds one command line; a longer line closes that
@@ -78,6 +95,10 @@ type Server struct {
 	closed  bool
 	nextID  uint64
 
+	// classifying admits one classify at a time: each may hold a decoded
+	// image of up to 100 megapixels, and the encoder is shared anyway.
+	classifying chan struct{}
+
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -93,6 +114,18 @@ func New(conf Config) (*Server, error) {
 	if conf.ClientQueue <= 0 {
 		conf.ClientQueue = DefaultClientQueue
 	}
+	if conf.ClientQueueBytes <= 0 {
+		conf.ClientQueueBytes = DefaultClientQueueBytes
+	}
+	if conf.MaxImageBytes <= 0 {
+		conf.MaxImageBytes = DefaultMaxImageBytes
+	}
+	for i, d := range conf.ClassifyDirs {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("classify directory %q is not an absolute path", d)
+		}
+		conf.ClassifyDirs[i] = filepath.Clean(d)
+	}
 	if conf.MaxClients <= 0 {
 		conf.MaxClients = DefaultMaxClients
 	}
@@ -102,7 +135,7 @@ func New(conf Config) (*Server, error) {
 	if conf.Hello == nil {
 		conf.Hello = func() Hello { return Hello{} }
 	}
-	s := &Server{conf: conf, clients: make(map[*conn]struct{})}
+	s := &Server{conf: conf, clients: make(map[*conn]struct{}), classifying: make(chan struct{}, 1)}
 	if conf.Listener != nil {
 		s.ln = conf.Listener
 		s.path = conf.Listener.Addr().String()
@@ -290,9 +323,10 @@ func (s *Server) Publish(ev Event) error {
 type ClientInfo struct {
 	ID uint64 `json:"id"`
 	// Cameras is the subscription; nil means all.
-	Cameras []string `json:"cameras,omitempty"`
-	Queued  int      `json:"queued"`
-	Dropped uint64   `json:"dropped"`
+	Cameras     []string `json:"cameras,omitempty"`
+	Queued      int      `json:"queued"`
+	QueuedBytes int      `json:"queued_bytes"`
+	Dropped     uint64   `json:"dropped"`
 }
 
 // Clients lists connected clients.

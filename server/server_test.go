@@ -341,6 +341,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{Command{Cmd: "classify"}, `missing "image"`},
 		{Command{Cmd: "classify", Image: "/a.jpg", ImageB64: "AA=="}, "not both"},
+		{Command{Cmd: "classify", Image: "/a.jpg"}, "classify_dirs is empty"},
 		{Command{Cmd: "classify", Image: "/a.jpg", Camera: "front", Labels: []string{"x"}}, "not both"},
 		{Command{Cmd: "classify", ImageB64: "%%%"}, "image_b64"},
 		{Command{Cmd: "classify", ImageB64: base64.StdEncoding.EncodeToString([]byte("fail"))}, "cannot decode image"},
@@ -504,7 +505,7 @@ func TestClosePromptWithClients(t *testing.T) {
 	}
 	idle := dial(t, s)
 	busy := dial(t, s)
-	if err := busy.Send(Command{Cmd: "classify", Image: "/x.jpg"}); err != nil {
+	if err := busy.Send(Command{Cmd: "classify", ImageB64: "AA=="}); err != nil {
 		t.Fatal(err)
 	}
 	pad := strings.Repeat("y", 4096)
