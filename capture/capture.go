@@ -134,80 +134,17 @@ type Config struct {
 	Pattern synth.Options
 }
 
-// Kind is the implementation Open picks for a Config.Source.
-type Kind int
-
-const (
-	KindV4L2 Kind = iota + 1
-	KindFFmpeg
-	KindPattern
-	KindGStreamer
-)
-
-func (k Kind) String() string {
-	switch k {
-	case KindV4L2:
-		return "v4l2"
-	case KindFFmpeg:
-		return "ffmpeg"
-	case KindPattern:
-		return "pattern"
-	case KindGStreamer:
-		return "gstreamer"
-	}
-	return fmt.Sprintf("kind(%d)", int(k))
-}
-
-// KindOf says which implementation handles source.
-func KindOf(source string) Kind {
-	switch {
-	case source == "pattern" || strings.HasPrefix(source, "pattern?"):
-		return KindPattern
-	case strings.HasPrefix(source, "/dev/"):
-		return KindV4L2
-	case strings.HasPrefix(source, GStreamerPrefix):
-		return KindGStreamer
-	}
-	return KindFFmpeg
-}
-
-// Limits that keep a typo from allocating gigabytes or ticking in
-// nanoseconds.
-const (
-	maxSide = 16384
-	maxFPS  = 1000
-)
-
-// withDefaults validates cfg and fills in defaults, naming the offending
-// key in errors.
+// withDefaults validates cfg (Validate) and fills in defaults.
 func (cfg Config) withDefaults() (Config, error) {
-	if cfg.Source == "" {
-		return cfg, errors.New("capture: source: empty")
-	}
 	if cfg.Name == "" {
 		cfg.Name = cfg.Source
 	}
-	if cfg.Width < 0 || cfg.Height < 0 {
-		return cfg, fmt.Errorf("capture %s: width/height: negative size %dx%d", cfg.Name, cfg.Width, cfg.Height)
-	}
-	if (cfg.Width == 0) != (cfg.Height == 0) {
-		return cfg, fmt.Errorf("capture %s: width/height: give both or neither (got %dx%d)", cfg.Name, cfg.Width, cfg.Height)
-	}
-	if cfg.Width%2 != 0 || cfg.Height%2 != 0 {
-		// YUYV and NV12 subsample chroma by two; odd sizes have no exact
-		// layout in them and drivers round them anyway.
-		return cfg, fmt.Errorf("capture %s: width/height: %dx%d must be even", cfg.Name, cfg.Width, cfg.Height)
-	}
-	if cfg.Width > maxSide || cfg.Height > maxSide {
-		return cfg, fmt.Errorf("capture %s: width/height: %dx%d exceeds %d", cfg.Name, cfg.Width, cfg.Height, maxSide)
-	}
-	if cfg.FPS < 0 || cfg.FPS > maxFPS {
-		return cfg, fmt.Errorf("capture %s: fps: %d is outside 0..%d", cfg.Name, cfg.FPS, maxFPS)
-	}
-	if cfg.Format != 0 {
-		if _, err := frame.ParseFormat(cfg.Format.String()); err != nil {
-			return cfg, fmt.Errorf("capture %s: format: %w", cfg.Name, err)
+	if probs := Validate(cfg); len(probs) > 0 {
+		errs := make([]error, len(probs))
+		for i, p := range probs {
+			errs[i] = fmt.Errorf("capture %s: %w", cfg.Name, p)
 		}
+		return cfg, errors.Join(errs...)
 	}
 	if cfg.StallTimeout < 0 || cfg.RetryMin < 0 || cfg.RetryMax < 0 {
 		return cfg, fmt.Errorf("capture %s: stall_timeout/retry: negative duration", cfg.Name)
@@ -283,11 +220,15 @@ func Open(cfg Config, log *slog.Logger) (Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := preflight(cfg); err != nil {
+		return nil, fmt.Errorf("capture %s: %w", cfg.Name, err)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
 	log = log.With("source", cfg.Name)
-	switch KindOf(cfg.Source) {
+	kind, _ := KindOf(cfg.Source) // checked by withDefaults
+	switch kind {
 	case KindPattern:
 		if err := cfg.applyPatternQuery(); err != nil {
 			return nil, err

@@ -61,27 +61,16 @@ func isRTSP(src string) bool {
 }
 
 func isNetwork(src string) bool {
-	return isRTSP(src) || strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://") ||
-		strings.HasPrefix(src, "rtmp://") || strings.HasPrefix(src, "udp://") || strings.HasPrefix(src, "srt://")
+	kind, _ := KindOf(src)
+	return kind == KindStream
 }
 
 func newFFmpegSource(cfg Config, log *slog.Logger) (*ffmpegSource, error) {
 	s := &ffmpegSource{pipeSource: newPipeSource(log.With("kind", "ffmpeg"), cfg.StallTimeout), cfg: cfg, width: cfg.Width, height: cfg.Height}
 	if cfg.Format != 0 && cfg.Format != frame.MJPEG {
-		pixFmt, ok := ffmpegPixFmts[cfg.Format]
-		if !ok {
-			return nil, fmt.Errorf("capture %s: format: ffmpeg sources deliver rgb24, yuyv, nv12 or mjpeg, not %v", cfg.Name, cfg.Format)
-		}
-		s.format, s.pixFmt = cfg.Format, pixFmt
+		// Validate admitted only formats ffmpeg delivers.
+		s.format, s.pixFmt = cfg.Format, ffmpegPixFmts[cfg.Format]
 		s.decided = cfg.Width != 0
-	}
-	if _, err := exec.LookPath(cfg.FFmpegPath); err != nil {
-		return nil, fmt.Errorf("capture %s: ffmpeg: %w", cfg.Name, err)
-	}
-	if !isNetwork(cfg.Source) {
-		if _, err := os.Stat(cfg.Source); err != nil {
-			return nil, fmt.Errorf("capture %s: source: %w", cfg.Name, err)
-		}
 	}
 	s.start(s.run)
 	return s, nil

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"strconv"
 	"strings"
 	"unicode"
@@ -46,20 +45,9 @@ func newGStreamerSource(cfg Config, log *slog.Logger) (*gstSource, error) {
 	if format == 0 {
 		format = frame.NV12
 	}
-	caps, ok := gstFormats[format]
-	if !ok {
-		return nil, fmt.Errorf("capture %s: format: GStreamer sources deliver nv12, yuyv or rgb24, not %v", cfg.Name, format)
-	}
-	if cfg.Width == 0 {
-		return nil, fmt.Errorf("capture %s: width/height: required for a GStreamer source", cfg.Name)
-	}
-	elements, err := SplitPipeline(strings.TrimPrefix(cfg.Source, GStreamerPrefix))
-	if err != nil {
-		return nil, fmt.Errorf("capture %s: source: %w", cfg.Name, err)
-	}
-	if _, err := exec.LookPath(cfg.GStreamerPath); err != nil {
-		return nil, fmt.Errorf("capture %s: %s: %w (Debian: apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base)", cfg.Name, cfg.GStreamerPath, err)
-	}
+	// Format, size and pipeline syntax were checked by Validate.
+	caps := gstFormats[format]
+	elements, _ := SplitPipeline(strings.TrimPrefix(cfg.Source, GStreamerPrefix))
 	s := &gstSource{
 		pipeSource: newPipeSource(log.With("kind", "gstreamer"), cfg.StallTimeout),
 		cfg:        cfg, format: format,

@@ -34,9 +34,6 @@ func newPatternSource(cfg Config, log *slog.Logger) (*patternSource, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("capture %s: pattern: %w", cfg.Name, err)
 	}
-	if cfg.Format != 0 && cfg.Format != frame.RGB24 {
-		return nil, fmt.Errorf("capture %s: format: the pattern source renders rgb24 only, not %v", cfg.Name, cfg.Format)
-	}
 	if cfg.FPS == 0 {
 		cfg.FPS = defaultPatternFPS
 	}

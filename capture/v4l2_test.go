@@ -596,32 +596,13 @@ func TestV4L2CloseEndsNextAndClosesDevice(t *testing.T) {
 	}
 }
 
-func TestOpenPicksTheImplementation(t *testing.T) {
-	cases := map[string]Kind{
-		"/dev/video0":                        KindV4L2,
-		"/dev/v4l/by-id/usb-Logitech-video0": KindV4L2,
-		"rtsp://cam.local/stream":            KindFFmpeg,
-		"https://example.com/live.m3u8":      KindFFmpeg,
-		"testdata/clip.mkv":                  KindFFmpeg,
-		"pattern":                            KindPattern,
-		"pattern?hold=15":                    KindPattern,
-		"patterns.mp4":                       KindFFmpeg,
-		"gst:videotestsrc":                   KindGStreamer,
-	}
-	for src, want := range cases {
-		if got := KindOf(src); got != want {
-			t.Errorf("KindOf(%q) = %v, want %v", src, got, want)
-		}
-	}
-}
-
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	cases := []struct {
 		cfg  Config
 		want string
 	}{
-		{Config{}, "source: empty"},
-		{Config{Source: "pattern", Width: 640}, "width/height: give both"},
+		{Config{}, "source: must not be empty"},
+		{Config{Source: "pattern", Width: 640}, "width: give width and height together"},
 		{Config{Source: "pattern", Width: 641, Height: 480}, "must be even"},
 		{Config{Source: "pattern", FPS: -1}, "fps"},
 		{Config{Source: "pattern", FPS: 1 << 40}, "fps"},
@@ -631,12 +612,12 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{Config{Source: "pattern?hold=0"}, "hold="},
 		{Config{Source: "pattern?seed=x"}, "seed="},
 		{Config{Source: "pattern?speed=2"}, `unknown parameter "speed"`},
-		{Config{Source: "pattern", Format: frame.YUYV}, "rgb24 only"},
+		{Config{Source: "pattern", Format: frame.YUYV}, "format: pattern sources deliver rgb24 only, not yuyv"},
 		{Config{Source: t.TempDir() + "/missing.mp4"}, "no such file"},
 		{Config{Source: "clip.mp4", FFmpegPath: "/nonexistent/ffmpeg"}, "ffmpeg"},
 		{Config{Source: "rtsp://x/y", Format: frame.Format(42)}, "format"},
 		{Config{Source: "gst:videotestsrc", Format: frame.MJPEG, Width: 64, Height: 48}, "nv12, yuyv or rgb24"},
-		{Config{Source: "gst:videotestsrc"}, "width/height: required"},
+		{Config{Source: "gst:videotestsrc"}, "width: a GStreamer source needs width and height"},
 		{Config{Source: "gst: ", Width: 64, Height: 48}, "empty"},
 		{Config{Source: "gst:videotestsrc", Width: 64, Height: 48, GStreamerPath: "/nonexistent/gst-launch-1.0"}, "gstreamer1.0-tools"},
 	}

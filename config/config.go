@@ -51,21 +51,16 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/internal/safefile"
 
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/frame"
-)
-
-// Backend names accepted by model.backend.
-const (
-	BackendAuto        = "auto"
-	BackendTensorRT    = "tensorrt"
-	BackendONNXRuntime = "onnxruntime"
 )
 
 // Config is a validated configuration with every path absolute or, when
@@ -94,6 +89,17 @@ type Socket struct {
 	Group       string
 	MaxClients  int
 	ClientQueue int
+	// ClassifyDirs are the directories whose images clients may name in
+	// classify (absolute after resolution); none by default.
+	ClassifyDirs []string
+	// MaxImagePixels bounds an image a client sends for classify.
+	MaxImagePixels int
+}
+
+// Equal compares two [socket] tables.
+func (s Socket) Equal(o Socket) bool {
+	return s.Path == o.Path && s.Mode == o.Mode && s.Group == o.Group && s.MaxClients == o.MaxClients &&
+		s.ClientQueue == o.ClientQueue && slices.Equal(s.ClassifyDirs, o.ClassifyDirs) && s.MaxImagePixels == o.MaxImagePixels
 }
 
 // Log is the [log] table.
@@ -118,40 +124,10 @@ type Camera struct {
 	Loop          bool
 }
 
-// SourceKind says how a camera's frames are obtained.
-type SourceKind int
-
-// Source kinds, from Camera.Source.
-const (
-	SourceDevice SourceKind = iota + 1
-	SourceRTSP
-	SourceHTTP
-	SourceFile
-	SourcePattern
-	SourceGStreamer
-)
-
-func (k SourceKind) String() string {
-	switch k {
-	case SourceDevice:
-		return "device"
-	case SourceRTSP:
-		return "rtsp"
-	case SourceHTTP:
-		return "http"
-	case SourceFile:
-		return "file"
-	case SourcePattern:
-		return "pattern"
-	case SourceGStreamer:
-		return "gstreamer"
-	}
-	return "unknown"
-}
-
-// SourceKind classifies c.Source (already validated by Parse).
-func (c Camera) SourceKind() SourceKind {
-	k, _ := classifySource(c.Source)
+// SourceKind says how a camera's frames are obtained (already validated
+// by Parse); package capture owns the rules.
+func (c Camera) SourceKind() capture.Kind {
+	k, _ := capture.KindOf(c.Source)
 	return k
 }
 
@@ -161,41 +137,17 @@ func (c Camera) PixelFormat() (f frame.Format, ok bool) {
 	return f, err == nil
 }
 
-// PatternSource is the camera source that generates a synthetic test image;
-// options follow as a query ("pattern?hold=15&seed=7", see package capture).
-const PatternSource = "pattern"
-
-func classifySource(s string) (SourceKind, error) {
-	switch {
-	case s == "":
-		return 0, errors.New("must not be empty")
-	case s == PatternSource || strings.HasPrefix(s, PatternSource+"?"):
-		return SourcePattern, nil
-	case strings.HasPrefix(s, "/dev/"):
-		return SourceDevice, nil
-	case strings.HasPrefix(s, capture.GStreamerPrefix):
-		if _, err := capture.SplitPipeline(strings.TrimPrefix(s, capture.GStreamerPrefix)); err != nil {
-			return 0, err
-		}
-		return SourceGStreamer, nil
-	}
-	if scheme, _, found := strings.Cut(s, "://"); found {
-		switch strings.ToLower(scheme) {
-		case "rtsp", "rtsps":
-			return SourceRTSP, nil
-		case "http", "https":
-			return SourceHTTP, nil
-		}
-		return 0, fmt.Errorf("unsupported URL scheme %q (want rtsp, rtsps, http or https)", scheme)
-	}
-	return SourceFile, nil
+// Capture is the camera's source settings as package capture takes them,
+// the same for validation (config, clipd check) and for opening.
+func (c Camera) Capture() capture.Config {
+	format, _ := c.PixelFormat()
+	return capture.Config{Name: c.Name, Source: c.Source, Format: format,
+		Width: c.Width, Height: c.Height, FPS: c.FPS, Loop: c.Loop}
 }
 
 // Defaults for keys that are not written in the file.
 const (
 	DefaultCameraFormat    = "auto"
-	DefaultCameraWidth     = 1280
-	DefaultCameraHeight    = 720
 	DefaultCameraFPS       = 30
 	DefaultClassifyEvery   = 200 * time.Millisecond
 	DefaultTopK            = 5
@@ -208,16 +160,17 @@ func Default() *Config {
 	return &Config{
 		Model: Model{
 			Bundle:      "models/demo",
-			Backend:     BackendAuto,
+			Backend:     engine.BackendAuto,
 			EngineCache: "/var/cache/clipd",
 			MaxBatch:    8,
 			Threads:     0,
 		},
 		Socket: Socket{
-			Path:        "/run/clipd/clipd.sock",
-			Mode:        0o660,
-			MaxClients:  64,
-			ClientQueue: 256,
+			Path:           "/run/clipd/clipd.sock",
+			Mode:           0o660,
+			MaxClients:     64,
+			ClientQueue:    256,
+			MaxImagePixels: 100_000_000,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -282,6 +235,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(cfg.Cameras) == 0 {
+		// Running with no camera is never what was meant: an emptied
+		// file on reload would otherwise stop every camera.
+		return nil, ErrorList{{File: path, Msg: "no [[camera]] tables: clipd needs at least one camera (see config/clipd.example.toml)"}}
+	}
 	if errs := checkFiles(cfg, pos, path); len(errs) > 0 {
 		return nil, errs
 	}
@@ -315,7 +273,7 @@ func checkFiles(cfg *Config, pos *positions, file string) ErrorList {
 		} else if st.IsDir() {
 			add(prefix+"labels", "label file %s is a directory", cam.Labels)
 		}
-		if cam.SourceKind() != SourceDevice {
+		if cam.SourceKind() != capture.KindV4L2 {
 			continue
 		}
 		// A missing device is not an error: USB cameras come and go, and

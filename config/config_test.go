@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clipd/clipd/capture"
 )
 
 func defaultResolved(dir string) *Config {
@@ -55,7 +58,7 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 	// The first camera spells out every camera default explicitly.
 	noDefaults := want.Cameras[0]
 	noDefaults.Name, noDefaults.Source, noDefaults.Labels = "", "", ""
-	if (noDefaults != Camera{Format: DefaultCameraFormat, Width: DefaultCameraWidth, Height: DefaultCameraHeight,
+	if (noDefaults != Camera{Format: DefaultCameraFormat, Width: 1280, Height: 720,
 		FPS: DefaultCameraFPS, ClassifyEvery: DefaultClassifyEvery, TopK: DefaultTopK, Threshold: DefaultCameraThreshold}) {
 		t.Fatalf("example camera front does not show the defaults: %+v", noDefaults)
 	}
@@ -83,7 +86,7 @@ labels = "/abs/l.txt"
 name = "e"
 source = "pattern"
 labels = "l.txt"
-format = "yuyv"
+format = "rgb24"
 classify_every = 0
 [[camera]]
 name = "f"
@@ -98,7 +101,7 @@ labels = "l.txt"
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := []SourceKind{SourceDevice, SourceRTSP, SourceHTTP, SourceFile, SourcePattern, SourcePattern, SourceGStreamer}
+	kinds := []capture.Kind{capture.KindV4L2, capture.KindStream, capture.KindStream, capture.KindFile, capture.KindPattern, capture.KindPattern, capture.KindGStreamer}
 	for i, k := range kinds {
 		if got := cfg.Cameras[i].SourceKind(); got != k {
 			t.Errorf("camera %s: kind %v, want %v", cfg.Cameras[i].Name, got, k)
@@ -116,7 +119,7 @@ labels = "l.txt"
 	if _, ok := cfg.Cameras[0].PixelFormat(); ok {
 		t.Error("format auto reported as a concrete pixel format")
 	}
-	if f, ok := cfg.Cameras[4].PixelFormat(); !ok || f.String() != "yuyv" {
+	if f, ok := cfg.Cameras[4].PixelFormat(); !ok || f.String() != "rgb24" {
 		t.Errorf("PixelFormat = %v, %v", f, ok)
 	}
 	if cfg.Cameras[4].ClassifyEvery != 0 {
@@ -190,6 +193,20 @@ func TestInvalid(t *testing.T) {
 		{"width alone", camHead + "width = 640\n", `clipd.toml:1: camera[0].height: is required when width is given (give both, or neither)`},
 		{"height alone", camHead + "height = 480\n", `clipd.toml:1: camera[0].width: is required when height is given`},
 		{"width out of range", camHead + "width = 0\nheight = 480\n", `clipd.toml:5: camera[0].width: must be between 1 and 8192, got 0`},
+		{"odd width on the pattern camera", "[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"l\"\nwidth = 641\nheight = 480\n",
+			`clipd.toml:5: camera[0].width: must be even, got 641`},
+		{"mjpeg on the pattern camera", "[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"l\"\nformat = \"mjpeg\"\n",
+			`clipd.toml:5: camera[0].format: pattern sources deliver rgb24 only, not mjpeg`},
+		{"mjpeg on a GStreamer source", "[[camera]]\nname = \"a\"\nsource = \"gst:videotestsrc\"\nlabels = \"l\"\nformat = \"mjpeg\"\n",
+			`clipd.toml:5: camera[0].format: gstreamer sources deliver nv12, yuyv or rgb24, not mjpeg`},
+		{"rgb24 on a device", camHead + "format = \"rgb24\"\n",
+			`clipd.toml:5: camera[0].format: v4l2 sources deliver mjpeg, yuyv or nv12, not rgb24`},
+		{"unknown format", camHead + "format = \"h264\"\n",
+			`clipd.toml:5: camera[0].format: must be one of auto, mjpeg, yuyv, nv12, rgb24, got "h264"`},
+		{"pattern typo", "[[camera]]\nname = \"a\"\nsource = \"patern\"\nlabels = \"l\"\n",
+			`clipd.toml:3: camera[0].source: "patern": did you mean the synthetic camera`},
+		{"loop on a stream", "[[camera]]\nname = \"a\"\nsource = \"rtsp://cam/x\"\nlabels = \"l\"\nloop = true\n",
+			`clipd.toml:5: camera[0].loop: only applies to file sources, not stream`},
 		{"top_k", camHead + "top_k = 0\n", `clipd.toml:5: camera[0].top_k: must be between 1 and 1000, got 0`},
 		{"syntax", "[model]\nbundle = \n", "clipd.toml:2: "},
 		{"inline table", "model = { backend = \"x\" }\n", `clipd.toml:1: model.backend: must be one of`},
@@ -264,6 +281,30 @@ func TestLoadMissingLabels(t *testing.T) {
 	want := path + ":5: camera[0].labels: label file " + filepath.Join(dir, "nope.txt") + ": no such file or directory"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}
+
+// An emptied config file (or one whose cameras were all deleted) must not
+// pass: on SIGHUP it would stop every camera.
+func TestLoadRefusesNoCameras(t *testing.T) {
+	for _, doc := range []string{"", "[model]\nbundle = \"models/demo\"\n"} {
+		path := filepath.Join(t.TempDir(), "clipd.toml")
+		writeFile(t, path, doc)
+		_, err := Load(path)
+		if err == nil || !strings.Contains(err.Error(), path+": no [[camera]] tables") {
+			t.Errorf("%q: %v, want the no-camera error", doc, err)
+		}
+	}
+}
+
+func TestLoadRefusesWhatIsNotAConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.toml")
+	syscall.Mkfifo(fifo, 0o644)
+	for path, want := range map[string]string{fifo: "not a regular file (a FIFO)", "/dev/zero": "not a regular file", dir: "not a regular file (a directory)"} {
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) = %v, want %q", path, err, want)
+		}
 	}
 }
 

@@ -56,7 +56,7 @@ func Diff(old, new *Config) Changes {
 		}
 	}
 	ch.ModelChanged = old.Model != new.Model
-	ch.SocketChanged = old.Socket != new.Socket
+	ch.SocketChanged = !old.Socket.Equal(new.Socket)
 	ch.LogChanged = old.Log != new.Log
 	return ch
 }

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipd/clipd/capture"
+	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/frame"
 	toml "github.com/pelletier/go-toml/v2"
 )
 
@@ -35,11 +38,13 @@ type fileModel struct {
 }
 
 type fileSocket struct {
-	Path        string `toml:"path"`
-	Mode        string `toml:"mode"`
-	Group       string `toml:"group"`
-	MaxClients  int64  `toml:"max_clients"`
-	ClientQueue int64  `toml:"client_queue"`
+	Path           string   `toml:"path"`
+	Mode           string   `toml:"mode"`
+	Group          string   `toml:"group"`
+	MaxClients     int64    `toml:"max_clients"`
+	ClientQueue    int64    `toml:"client_queue"`
+	ClassifyDirs   []string `toml:"classify_dirs"`
+	MaxImagePixels int64    `toml:"max_image_pixels"`
 }
 
 type fileLog struct {
@@ -76,6 +81,7 @@ func parse(data []byte, name string) (*Config, *positions, error) {
 		Socket: fileSocket{
 			Path: def.Socket.Path, Mode: fmt.Sprintf("%04o", def.Socket.Mode), Group: def.Socket.Group,
 			MaxClients: int64(def.Socket.MaxClients), ClientQueue: int64(def.Socket.ClientQueue),
+			MaxImagePixels: int64(def.Socket.MaxImagePixels),
 		},
 		Log: fileLog{Level: def.Log.Level, Format: def.Log.Format},
 	}
@@ -196,7 +202,7 @@ func (v *validator) build(raw *fileConfig) *Config {
 	m := raw.Model
 	cfg.Model = Model{
 		Bundle:         v.resolve(v.nonEmpty("model.bundle", m.Bundle)),
-		Backend:        v.oneOf("model.backend", m.Backend, BackendAuto, BackendTensorRT, BackendONNXRuntime),
+		Backend:        v.oneOf("model.backend", m.Backend, engine.Backends...),
 		ONNXRuntimeLib: v.resolve(m.ONNXRuntimeLib),
 		EngineCache:    v.resolve(v.nonEmpty("model.engine_cache", m.EngineCache)),
 		MaxBatch:       v.intIn("model.max_batch", m.MaxBatch, 1, 256),
@@ -210,6 +216,14 @@ func (v *validator) build(raw *fileConfig) *Config {
 		Group:       s.Group,
 		MaxClients:  v.intIn("socket.max_clients", s.MaxClients, 1, 65536),
 		ClientQueue: v.intIn("socket.client_queue", s.ClientQueue, 1, 1<<20),
+		// Above a gigapixel a decoded image alone is 3 GB.
+		MaxImagePixels: v.intIn("socket.max_image_pixels", s.MaxImagePixels, 1, 1_000_000_000),
+	}
+	for i, d := range s.ClassifyDirs {
+		key := fmt.Sprintf("socket.classify_dirs[%d]", i)
+		if v.nonEmpty(key, d) != "" {
+			cfg.Socket.ClassifyDirs = append(cfg.Socket.ClassifyDirs, filepath.Clean(v.resolve(d)))
+		}
 	}
 
 	cfg.Log = Log{
@@ -229,7 +243,7 @@ func (v *validator) build(raw *fileConfig) *Config {
 				names[cam.Name] = i
 			}
 		}
-		if cam.SourceKind() == SourceDevice {
+		if cam.SourceKind() == capture.KindV4L2 {
 			if first, dup := devices[cam.Source]; dup {
 				v.fail(prefix+"source", "device %s is already used by camera[%d]", cam.Source, first)
 			} else {
@@ -275,38 +289,55 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 		v.fail(prefix+"name", "must match [a-z0-9_-]+ and be at most 64 bytes, got %q", cam.Name)
 	}
 
+	failed := map[string]bool{}
+	failKey := func(key, format string, args ...any) {
+		failed[key] = true
+		v.fail(prefix+key, format, args...)
+	}
+	kind := capture.Kind(0)
 	if fc.Source == nil {
-		v.fail(prefix+"source", "is required")
+		failKey("source", "is required")
 	} else {
-		kind, err := classifySource(*fc.Source)
-		switch {
+		var err error
+		switch kind, err = capture.KindOf(*fc.Source); {
 		case err != nil:
-			v.fail(prefix+"source", "%v", err)
-		case kind == SourceFile || kind == SourceDevice:
+			failKey("source", "%v", err)
+		case kind == capture.KindFile || kind == capture.KindV4L2:
 			cam.Source = v.resolve(*fc.Source)
 		default:
 			cam.Source = *fc.Source
 		}
 	}
 
-	cam.Format = v.oneOf(prefix+"format", str(fc.Format, DefaultCameraFormat), "auto", "mjpeg", "yuyv", "nv12", "rgb24")
+	cam.Format = str(fc.Format, DefaultCameraFormat)
+	if cam.Format != DefaultCameraFormat {
+		if _, err := frame.ParseFormat(cam.Format); err != nil {
+			failKey("format", "must be one of auto, mjpeg, yuyv, nv12, rgb24, got %q", cam.Format)
+		}
+	}
 	switch {
 	case fc.Width == nil && fc.Height == nil:
-		// Streams and files keep their own size unless told otherwise:
-		// scaling them to a fixed 16:9 size would distort other shapes
-		// before CLIP's own resize, and cost a scaling pass.
-		if k := cam.SourceKind(); k != SourceRTSP && k != SourceHTTP && k != SourceFile {
-			cam.Width, cam.Height = DefaultCameraWidth, DefaultCameraHeight
-		}
+		cam.Width, cam.Height = kind.DefaultSize()
 	case fc.Width == nil:
-		v.fail(prefix+"width", "is required when height is given (give both, or neither)")
+		failKey("width", "is required when height is given (give both, or neither)")
 	case fc.Height == nil:
-		v.fail(prefix+"height", "is required when width is given (give both, or neither)")
+		failKey("height", "is required when width is given (give both, or neither)")
 	default:
-		cam.Width = v.intIn(prefix+"width", *fc.Width, 1, 8192)
-		cam.Height = v.intIn(prefix+"height", *fc.Height, 1, 8192)
+		cam.Width = v.intIn(prefix+"width", *fc.Width, 1, capture.MaxSide)
+		cam.Height = v.intIn(prefix+"height", *fc.Height, 1, capture.MaxSide)
 	}
-	cam.FPS = v.intIn(prefix+"fps", num(fc.FPS, DefaultCameraFPS), 1, 240)
+	cam.FPS = v.intIn(prefix+"fps", num(fc.FPS, DefaultCameraFPS), 1, capture.MaxFPS)
+	if fc.Loop != nil {
+		cam.Loop = *fc.Loop
+	}
+	// What each kind of source can do is capture's to say.
+	if kind != 0 {
+		for _, p := range capture.Validate(cam.Capture()) {
+			if !failed[p.Key] {
+				v.fail(prefix+p.Key, "%s", p.Msg)
+			}
+		}
+	}
 
 	if fc.Labels == nil {
 		v.fail(prefix+"labels", "is required (a label file, one label per line)")
@@ -322,12 +353,6 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 		cam.Threshold = *fc.Threshold
 		if math.IsNaN(cam.Threshold) || cam.Threshold < 0 || cam.Threshold > 1 {
 			v.fail(prefix+"threshold", "must be between 0 and 1, got %v", cam.Threshold)
-		}
-	}
-	if fc.Loop != nil {
-		cam.Loop = *fc.Loop
-		if *fc.Loop && cam.SourceKind() != SourceFile {
-			v.fail(prefix+"loop", "only applies to file sources")
 		}
 	}
 	return cam
