@@ -12,9 +12,6 @@ import (
 // compiled in, or without a GPU, it returns the reason, which "auto" logs
 // before falling back to ONNX Runtime.
 func openTensorRT(b *bundle.Bundle, opts Options, log *slog.Logger) (engine.Encoder, error) {
-	if err := trt.Available(); err != nil {
-		return nil, err
-	}
 	enc, err := trt.Open(b, trt.Options{
 		CacheDir:       opts.EngineCache,
 		Build:          trt.BuildOptions{OptBatch: max(opts.OptBatch, 1), MaxBatch: max(opts.MaxBatch, opts.OptBatch, 1)},

@@ -20,7 +20,7 @@ import (
 const (
 	imageInput = onnxrt.ImageInput
 	textInput  = onnxrt.TextInput
-	backend    = "tensorrt"
+	backend    = engine.BackendTensorRT
 )
 
 // Encoder names, used in cache file names and verdicts.

@@ -21,7 +21,7 @@ const (
 	ImageInput  = "image"
 	TextInput   = "text"
 	OutputName  = "embedding"
-	backendName = "onnxruntime"
+	backendName = engine.BackendONNXRuntime
 )
 
 // maxCachedBatch bounds the batch sizes whose tensors are kept between
