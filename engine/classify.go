@@ -49,6 +49,27 @@ func Norm(v []float32) float64 {
 	return math.Sqrt(s)
 }
 
+// CheckEmbedding says why v cannot be an embedding: values that are NaN
+// or infinite, or no direction at all (all zero). A model with broken
+// weights produces such vectors; they must never be scored.
+func CheckEmbedding(v []float32) error {
+	bad := 0
+	for _, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			bad++
+		}
+	}
+	switch {
+	case len(v) == 0:
+		return errors.New("empty embedding")
+	case bad > 0:
+		return fmt.Errorf("%d of %d values are NaN or infinite", bad, len(v))
+	case Norm(v) == 0:
+		return fmt.Errorf("all %d values are zero", len(v))
+	}
+	return nil
+}
+
 // Ensemble combines the embeddings of several prompts for one label the
 // way the CLIP paper does: the mean of the L2-normalized embeddings,
 // normalized again. The inputs are not modified.

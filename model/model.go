@@ -14,13 +14,7 @@ import (
 	"github.com/clipd/clipd/engine/onnxrt"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/tokenizer"
-)
-
-// Backend names accepted by Options.Backend.
-const (
-	BackendAuto        = "auto"
-	BackendONNXRuntime = "onnxruntime"
-	BackendTensorRT    = "tensorrt"
+	"github.com/clipd/clipd/trt"
 )
 
 // textBatch bounds one text-encoder call so that a labels file with
@@ -43,6 +37,10 @@ type Options struct {
 	// Progress receives human-readable lines during long work (TensorRT
 	// engine builds), e.g. for systemd STATUS.
 	Progress func(string)
+	// OpenEncoder, if set, opens the encoder instead of the backends,
+	// for tests that drive the daemon with a scripted encoder behind a
+	// real bundle.
+	OpenEncoder func(*bundle.Bundle) (engine.Encoder, error)
 }
 
 // Model is an opened bundle. It is safe for concurrent use, except that
@@ -64,12 +62,63 @@ func Open(dir string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := openEncoder(b, opts, log)
+	open := opts.OpenEncoder
+	if open == nil {
+		open = func(b *bundle.Bundle) (engine.Encoder, error) { return openEncoder(b, opts, log) }
+	}
+	enc, err := open(b)
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Bundle: b, Tokenizer: tok, Encoder: enc, log: log}, nil
+	m := &Model{Bundle: b, Tokenizer: tok, Encoder: enc, log: log}
+	if err := m.Probe(); err != nil {
+		enc.Close()
+		return nil, err
+	}
+	return m, nil
 }
+
+// Probe runs one image and one prompt through the encoders and refuses a
+// model whose embeddings are not finite, non-zero vectors of the declared
+// size: broken weights (an FP16 overflow in an export, a truncated file
+// that still parses) would otherwise start and then fail every frame.
+func (m *Model) Probe() error {
+	pre := m.NewPreprocessor()
+	defer pre.Close()
+	const side = 64
+	rgb := make([]byte, side*side*3)
+	for i := range rgb {
+		// A colour gradient: every channel and many values, unlike a flat
+		// grey that a broken model might still map to something finite.
+		rgb[i] = byte((i*7 + i/(side*3)*13) % 256)
+	}
+	tensor := make([]float32, pre.TensorLen())
+	if err := pre.RGB(rgb, side, side, 0, tensor); err != nil {
+		return fmt.Errorf("%s: preparing the probe image: %w", m.Bundle.Dir, err)
+	}
+	imgs, err := m.Encoder.EncodeImages(tensor, 1)
+	if err != nil {
+		return fmt.Errorf("%s: the image encoder failed on a probe image: %w", m.Bundle.Dir, err)
+	}
+	texts, err := m.Encoder.EncodeTexts([][]int32{m.Tokenize(probePrompt)})
+	if err != nil {
+		return fmt.Errorf("%s: the text encoder failed on the probe prompt %q: %w", m.Bundle.Dir, probePrompt, err)
+	}
+	for _, probe := range []struct {
+		what string
+		embs [][]float32
+	}{{"a probe image", imgs}, {fmt.Sprintf("the probe prompt %q", probePrompt), texts}} {
+		if len(probe.embs) != 1 || len(probe.embs[0]) != m.Encoder.EmbedDim() {
+			return fmt.Errorf("%s: %s gave %d embeddings, want 1 of %d values", m.Bundle.Dir, probe.what, len(probe.embs), m.Encoder.EmbedDim())
+		}
+		if err := engine.CheckEmbedding(probe.embs[0]); err != nil {
+			return fmt.Errorf("%s: the model is broken: the embedding of %s is unusable (%v); re-export it or check its weights", m.Bundle.Dir, probe.what, err)
+		}
+	}
+	return nil
+}
+
+const probePrompt = "a photo of a cat."
 
 // Check loads and validates the bundle in dir and its tokenizer without
 // starting any encoder (clipd check).
@@ -90,27 +139,23 @@ func Check(dir string) (*bundle.Bundle, *tokenizer.Tokenizer, error) {
 }
 
 func openEncoder(b *bundle.Bundle, opts Options, log *slog.Logger) (engine.Encoder, error) {
-	backend := opts.Backend
-	if backend == "" {
-		backend = BackendAuto
-	}
 	ortOpts := onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads}
-	switch backend {
-	case BackendONNXRuntime:
-		return onnxrt.Open(b, ortOpts)
-	case BackendTensorRT, BackendAuto:
-		enc, err := openTensorRT(b, opts, log)
-		if err == nil {
-			return enc, nil
-		}
-		if backend == BackendTensorRT {
-			return nil, err
-		}
-		log.Info("using ONNX Runtime on the CPU", "reason", err.Error())
-		return onnxrt.Open(b, ortOpts)
-	default:
-		return nil, fmt.Errorf("unknown backend %q (want %s, %s or %s)", backend, BackendAuto, BackendTensorRT, BackendONNXRuntime)
+	backend, reason, err := engine.SelectBackend(opts.Backend, trt.Available())
+	if err != nil {
+		return nil, err
 	}
+	if backend == engine.BackendONNXRuntime {
+		if reason != "requested" {
+			log.Info("using ONNX Runtime on the CPU", "reason", reason)
+		}
+		return onnxrt.Open(b, ortOpts)
+	}
+	enc, err := openTensorRT(b, opts, log)
+	if err == nil || opts.Backend == engine.BackendTensorRT {
+		return enc, err
+	}
+	log.Warn("TensorRT failed; using ONNX Runtime on the CPU", "err", err)
+	return onnxrt.Open(b, ortOpts)
 }
 
 // Close stops the encoders.

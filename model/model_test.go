@@ -2,10 +2,12 @@ package model
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/internal/testmodel"
 )
 
@@ -67,4 +69,55 @@ func TestUnknownBackend(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `unknown backend "cuda"`) {
 		t.Fatalf("Open: %v", err)
 	}
+}
+
+// poisonWeights sets every value of the first float initializer of an
+// ONNX file to NaN, with Debian's python3-onnx: a model that loads and
+// runs, and whose every embedding is NaN.
+func poisonWeights(t *testing.T, onnxPath string) {
+	t.Helper()
+	script := `
+import sys, numpy as np, onnx
+from onnx import numpy_helper
+m = onnx.load(sys.argv[1])
+for i, init in enumerate(m.graph.initializer):
+    a = numpy_helper.to_array(init)
+    if a.dtype == np.float32 and a.size > 16:
+        m.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.full_like(a, np.nan), init.name))
+        break
+else:
+    sys.exit("no float initializer")
+onnx.save(m, sys.argv[1])
+`
+	out, err := exec.Command(testmodel.Python(), "-c", script, onnxPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("poisoning %s: %v\n%s", onnxPath, err, out)
+	}
+}
+
+// A model whose weights give NaN must be refused when it is opened
+// (clipd run and clipd check), naming the encoder, not start and fail
+// every frame.
+func TestOpenRefusesAModelThatGivesNaN(t *testing.T) {
+	for _, tower := range []string{"visual", "textual"} {
+		t.Run(tower, func(t *testing.T) {
+			dir := copyBundle(t, filepath.Join(testmodel.RepoRoot(t), "models", "demo"))
+			poisonWeights(t, filepath.Join(dir, tower, "model.onnx"))
+			m, err := Open(dir, Options{Backend: engine.BackendONNXRuntime, ONNXRuntimeLib: os.Getenv("CLIPD_ONNXRUNTIME_LIB")})
+			if err == nil {
+				m.Close()
+				t.Fatal("a NaN model opened")
+			}
+			want := map[string]string{"visual": "a probe image", "textual": "the probe prompt"}[tower]
+			if !strings.Contains(err.Error(), "the model is broken") || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "NaN") {
+				t.Errorf("error %q does not say the %s embedding is NaN", err, tower)
+			}
+		})
+	}
+	// The same bundle unpoisoned opens.
+	m, err := Open(filepath.Join(testmodel.RepoRoot(t), "models", "demo"), Options{Backend: engine.BackendONNXRuntime, ONNXRuntimeLib: os.Getenv("CLIPD_ONNXRUNTIME_LIB")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
 }
