@@ -14,6 +14,8 @@ import (
 type PromptEncoder interface {
 	// EncodePrompts returns one L2-normalized embedding per prompt.
 	EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error)
+	// LogitScale multiplies cosine similarities before the softmax.
+	LogitScale() float32
 }
 
 // Embedder computes label weights and remembers prompt embeddings by prompt
@@ -80,6 +82,7 @@ func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 		}
 		l.Weight = w
 	}
+	s.clf = &engine.Classifier{Labels: s.Names(), Weights: s.Weights(), Scale: e.enc.LogitScale()}
 	return nil
 }
 

@@ -78,6 +78,8 @@ func TestEmbedEncodesOnlyNewPrompts(t *testing.T) {
 
 type failingEncoder struct{}
 
+func (failingEncoder) LogitScale() float32 { return 100 }
+
 func (failingEncoder) EncodePrompts(context.Context, []string) ([][]float32, error) {
 	return [][]float32{{1}}, nil
 }
@@ -112,5 +114,31 @@ func BenchmarkReloadCachedCIFAR10(b *testing.B) {
 		if err := e.Embed(context.Background(), set); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestSetTopScoresOnceAndRefusesNonFinite(t *testing.T) {
+	enc := &hashEncoder{dim: 8}
+	set := parseString(t, "dog\ncat\nowl\n")
+	if _, err := set.Top(make([]float32, 8), 1); err == nil {
+		t.Fatal("Top before Embed succeeded")
+	}
+	if err := NewEmbedder(enc).Embed(context.Background(), set); err != nil {
+		t.Fatal(err)
+	}
+	// The image embedding of "cat" ranks cat first with the logit scale applied.
+	cat, _ := enc.EncodePrompts(context.Background(), []string{"a photo of a cat."})
+	top, err := set.Top(cat[0], 2)
+	if err != nil || len(top) != 2 || top[0].Label != "cat" || top[0].Score < 0.99 {
+		t.Fatalf("Top = %+v, %v", top, err)
+	}
+	all, _ := set.Top(cat[0], 0)
+	if len(all) != 3 {
+		t.Errorf("Top(0) = %d labels, want all 3", len(all))
+	}
+	nan := make([]float32, 8)
+	nan[3] = float32(math.NaN())
+	if _, err := set.Top(nan, 1); err == nil || !strings.Contains(err.Error(), "NaN") {
+		t.Errorf("NaN embedding: %v", err)
 	}
 }

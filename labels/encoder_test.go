@@ -19,6 +19,8 @@ type hashEncoder struct {
 	encoded []string
 }
 
+func (h *hashEncoder) LogitScale() float32 { return 100 }
+
 func (h *hashEncoder) EncodePrompts(_ context.Context, prompts []string) ([][]float32, error) {
 	h.mu.Lock()
 	h.calls++

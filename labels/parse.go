@@ -49,6 +49,11 @@ type Set struct {
 	// Templates are the file's template: lines, or DefaultTemplate.
 	Templates []string
 	Labels    []Label
+
+	// clf scores image embeddings against the labels; built once by
+	// Embedder.Embed, so that every frame, socket request and CLI run
+	// scores the same way.
+	clf *engine.Classifier
 }
 
 // Names lists the label names in file order, the order scores are reported in.
@@ -85,10 +90,28 @@ func (s *Set) Weights() [][]float32 {
 	return w
 }
 
-// Classifier scores images against the embedded set; scale multiplies the
-// cosine similarities (the model's logit scale).
-func (s *Set) Classifier(scale float32) *engine.Classifier {
-	return &engine.Classifier{Labels: s.Names(), Weights: s.Weights(), Scale: scale}
+// Classifier is the zero-shot classifier of the embedded set (nil before
+// Embed).
+func (s *Set) Classifier() *engine.Classifier { return s.clf }
+
+// Scores returns CLIP's zero-shot probabilities of every label, in label
+// order, for an image embedding.
+func (s *Set) Scores(image []float32) ([]float32, error) {
+	if s.clf == nil {
+		return nil, fmt.Errorf("%s: labels not embedded", s.File)
+	}
+	return s.clf.Scores(image)
+}
+
+// Top returns the k most probable labels for an image embedding, best
+// first (k <= 0: all). An embedding that is not finite (a model producing
+// NaN) is an error, never a result.
+func (s *Set) Top(image []float32, k int) ([]engine.Match, error) {
+	scores, err := s.Scores(image)
+	if err != nil {
+		return nil, err
+	}
+	return engine.TopK(scores, s.clf.Labels, k), nil
 }
 
 // Embedded reports whether every label carries a weight.

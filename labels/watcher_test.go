@@ -599,6 +599,8 @@ func writeFileT(t *testing.T, path, content string) {
 // context ends, like a CPU encoding thousands of prompts.
 type stallingEncoder struct{ started chan struct{} }
 
+func (s stallingEncoder) LogitScale() float32 { return 100 }
+
 func (s stallingEncoder) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
 	select {
 	case s.started <- struct{}{}:
@@ -647,6 +649,8 @@ type switchEncoder struct {
 	slow  PromptEncoder
 	stall atomic.Bool
 }
+
+func (s *switchEncoder) LogitScale() float32 { return 100 }
 
 func (s *switchEncoder) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
 	if s.stall.Load() {

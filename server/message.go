@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/clipd/clipd/engine"
 )
 
 // Hello is the first line every client receives.
@@ -14,12 +16,6 @@ type Hello struct {
 	Model   string   `json:"model"`
 	Backend string   `json:"backend,omitempty"`
 	Cameras []string `json:"cameras"`
-}
-
-// Score is one label of a result.
-type Score struct {
-	Label string  `json:"label"`
-	Score float32 `json:"score"`
 }
 
 // Event is something the pipeline publishes to subscribed clients: *Result,
@@ -35,11 +31,11 @@ type Event interface {
 
 // Result is the classification of one frame.
 type Result struct {
-	Camera        string    `json:"camera"`
-	Seq           uint64    `json:"seq"`
-	Time          time.Time `json:"time"`
-	LabelsVersion uint64    `json:"labels_version"`
-	Top           []Score   `json:"top"`
+	Camera        string         `json:"camera"`
+	Seq           uint64         `json:"seq"`
+	Time          time.Time      `json:"time"`
+	LabelsVersion uint64         `json:"labels_version"`
+	Top           []engine.Match `json:"top"`
 	// LatencyMS breaks the time from capture to result into stages, e.g.
 	// "preprocess", "encode", "total".
 	LatencyMS map[string]float64 `json:"latency_ms,omitempty"`

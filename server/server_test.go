@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clipd/clipd/engine"
 )
 
 // guard bounds waits that only a bug would exceed; it is not a speed check.
@@ -102,7 +104,7 @@ func next(t testing.TB, c *Client) Message {
 
 func result(camera string, seq uint64) *Result {
 	return &Result{Camera: camera, Seq: seq, Time: time.Unix(1700000000, 123456789).UTC(), LabelsVersion: 3,
-		Top: []Score{{"dog", 0.9}, {"cat", 0.1}}, LatencyMS: map[string]float64{"total": 12.5}}
+		Top: []engine.Match{{Label: "dog", Score: 0.9}, {Label: "cat", Score: 0.1}}, LatencyMS: map[string]float64{"total": 12.5}}
 }
 
 func TestHelloAndResultWireFormat(t *testing.T) {

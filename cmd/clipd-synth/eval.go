@@ -148,7 +148,7 @@ func runEval(args []string) error {
 // evaluate renders fresh single-shape scenes and scores the model's
 // zero-shot predictions on them.
 func evaluate(c evalConfig, progress io.Writer) (*Report, error) {
-	m, err := model.Open(c.Model, model.Options{Backend: model.BackendONNXRuntime, Threads: c.Threads})
+	m, err := model.Open(c.Model, model.Options{Backend: engine.BackendONNXRuntime, Threads: c.Threads})
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func classifier(embedder *labels.Embedder, names, templates []string, scale floa
 	if err := embedder.Embed(context.Background(), set); err != nil {
 		return nil, err
 	}
-	return set.Classifier(scale), nil
+	return set.Classifier(), nil
 }
 
 func top1(c *engine.Classifier, emb []float32) (string, error) {

@@ -30,7 +30,7 @@ type modelFlags struct {
 
 func (m *modelFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.dir, "model", "", "model bundle directory")
-	fs.StringVar(&m.backend, "backend", model.BackendAuto, "auto, tensorrt or onnxruntime")
+	fs.StringVar(&m.backend, "backend", engine.BackendAuto, "auto, tensorrt or onnxruntime")
 	fs.StringVar(&m.ortLib, "onnxruntime-lib", "", "path of libonnxruntime.so.1 (default $CLIPD_ONNXRUNTIME_LIB, then build/onnxruntime)")
 	fs.IntVar(&m.threads, "threads", 0, "ONNX Runtime threads per inference (0: one per core)")
 }
@@ -233,7 +233,6 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	if err := labels.NewEmbedder(m).Embed(ctx, set); err != nil {
 		return err
 	}
-	clf := set.Classifier(m.LogitScale())
 	pre := m.NewPreprocessor()
 	defer pre.Close()
 	tensor := make([]float32, pre.TensorLen())
@@ -247,14 +246,14 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		scores, err := clf.Scores(emb[0])
+		top, err := set.Top(emb[0], *topK)
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 		line := struct {
 			Image string         `json:"image"`
 			Top   []engine.Match `json:"top"`
-		}{path, engine.TopK(scores, clf.Labels, *topK)}
+		}{path, top}
 		if err := writeJSONLine(out, line); err != nil {
 			return err
 		}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/telemetry"
+)
+
+// The replies to "status" and "classify", documented in docs/socket.md.
+
+// Status is the reply to {"cmd":"status"}.
+type Status struct {
+	Version string             `json:"version"`
+	Model   string             `json:"model"`
+	Backend string             `json:"backend"`
+	UptimeS float64            `json:"uptime_s"`
+	Cameras []CameraStatus     `json:"cameras"`
+	Clients []ClientInfo       `json:"clients"`
+	GPU     telemetry.Snapshot `json:"gpu"`
+	// Reload is the outcome of the last SIGHUP, absent before the first.
+	Reload *ReloadStatus `json:"reload,omitempty"`
+}
+
+// ReloadStatus says what the last reload did.
+type ReloadStatus struct {
+	Time string `json:"time"`
+	OK   bool   `json:"ok"`
+	// Errors lists what could not be applied; the cameras concerned kept
+	// running with their previous settings and are retried at the next
+	// reload.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// CameraStatus is one camera in the status reply.
+type CameraStatus struct {
+	Name        string  `json:"name"`
+	Source      string  `json:"source"`
+	Format      string  `json:"format,omitempty"`
+	Width       int     `json:"width,omitempty"`
+	Height      int     `json:"height,omitempty"`
+	FPS         float64 `json:"fps"`
+	Captured    uint64  `json:"captured"`
+	Classified  uint64  `json:"classified"`
+	Dropped     uint64  `json:"dropped"`
+	Skipped     uint64  `json:"skipped"`
+	Corrupt     uint64  `json:"corrupt"`
+	BelowThresh uint64  `json:"below_threshold"`
+	Restarts    uint64  `json:"restarts"`
+	// NonFinite counts frames whose embedding or scores were not finite
+	// numbers (a broken model): reported as errors, never as results.
+	NonFinite     uint64                    `json:"non_finite"`
+	LastError     string                    `json:"last_error,omitempty"`
+	LabelsFile    string                    `json:"labels_file"`
+	LabelsVersion uint64                    `json:"labels_version"`
+	Labels        int                       `json:"labels"`
+	LatencyMS     map[string]LatencySummary `json:"latency_ms,omitempty"`
+}
+
+// LatencySummary is over the last frames of one stage.
+type LatencySummary struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// ClassifyReply is the reply to {"cmd":"classify"}.
+type ClassifyReply struct {
+	Top           []engine.Match `json:"top"`
+	LabelsVersion uint64         `json:"labels_version,omitempty"`
+	LatencyMS     float64        `json:"latency_ms"`
+}
