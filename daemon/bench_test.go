@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/config"
+	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/internal/testmodel"
 	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/server"
@@ -70,7 +71,7 @@ func benchmarkPipeline(b *testing.B, threads int, format string) {
 
 	const window = 15 * time.Second
 	conf := config.Default()
-	conf.Model.Bundle, conf.Model.Backend, conf.Model.Threads = bundle, model.BackendONNXRuntime, threads
+	conf.Model.Bundle, conf.Model.Backend, conf.Model.Threads = bundle, engine.BackendONNXRuntime, threads
 	conf.Socket.Path = filepath.Join(dir, "s.sock")
 	conf.Cameras = []config.Camera{{Name: "cam", Source: video, Loop: true, Format: format, Width: 1280, Height: 720,
 		FPS: 30, Labels: labelsFile, TopK: 3}}
@@ -122,7 +123,7 @@ func benchmarkPipeline(b *testing.B, threads int, format string) {
 // encoderAlone is the rate of batch-1 image encoding with nothing else
 // running, on the same bundle and backend.
 func encoderAlone(b *testing.B, bundle string, threads int, window time.Duration) float64 {
-	m, err := model.Open(bundle, model.Options{Backend: model.BackendONNXRuntime, Threads: threads})
+	m, err := model.Open(bundle, model.Options{Backend: engine.BackendONNXRuntime, Threads: threads})
 	if err != nil {
 		b.Fatal(err)
 	}

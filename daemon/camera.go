@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sort"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/config"
-	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/preprocess"
@@ -23,50 +23,80 @@ import (
 // (through the shared batcher) → score → publish. Capture runs in the
 // source's own goroutine and keeps only the newest frame, so a slow
 // pipeline never slows capture; this loop just takes whatever is newest.
+//
+// Its lifecycle serves reloads: prepareCamera makes one without a source,
+// start runs it on a source, halt stops the loop and hands the source
+// back (to be reused by a successor with the same source settings, or
+// closed), release closes what is left.
 type camera struct {
 	conf    config.Camera
 	log     *slog.Logger
-	source  capture.Source
 	watcher *labels.Watcher
 	pre     *preprocess.Preprocessor
 	batcher *batcher
 	publish func(server.Event)
-	scale   float32
 
 	classified atomic.Uint64
 	skipped    atomic.Uint64 // frames not classified because of classify_every
 	badFrames  atomic.Uint64 // frames preprocessing rejected
 	belowThr   atomic.Uint64
+	nonFinite  atomic.Uint64 // frames whose embedding could not be scored
+	// badFrameReports and nonFiniteReports space the error reports of bad
+	// frames and of unusable embeddings.
+	badFrameReports, nonFiniteReports limiter
 	// preprocessingSince is the UnixNano when preprocessing of the current
 	// frame began, 0 when not preprocessing; the watchdog reads it (the
 	// batcher watches the encoder).
 	preprocessingSince atomic.Int64
 
 	mu        sync.Mutex
+	source    capture.Source // nil while halted
 	latencies map[string]*window
 	rate      rateMeter
-	clf       *engine.Classifier
-	clfSet    *labels.Set
 
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func (c *camera) start() {
+// start runs the camera's loop on src.
+func (c *camera) start(src capture.Source) {
 	ctx, cancel := context.WithCancel(context.Background())
+	c.mu.Lock()
+	c.source = src
+	c.mu.Unlock()
 	c.cancel = cancel
 	c.done = make(chan struct{})
-	go c.run(ctx)
+	go c.run(ctx, src)
 }
 
-// close stops the loop and releases the source, the watcher and the
-// preprocessor, waiting for each.
-func (c *camera) close() {
+// halt stops the loop and returns its source, still open; nil if the
+// camera was not running.
+func (c *camera) halt() capture.Source {
+	if c.cancel == nil {
+		return nil
+	}
 	c.cancel()
 	<-c.done
-	c.source.Close()
+	c.cancel = nil
+	c.mu.Lock()
+	src := c.source
+	c.source = nil
+	c.mu.Unlock()
+	return src
+}
+
+// release closes the watcher and the preprocessor of a halted camera.
+func (c *camera) release() {
 	c.watcher.Close()
 	c.pre.Close()
+}
+
+// close stops the camera and releases everything, waiting for each part.
+func (c *camera) close() {
+	if src := c.halt(); src != nil {
+		src.Close()
+	}
+	c.release()
 }
 
 // prepared is a frame that has been preprocessed and waits for the encoder.
@@ -81,7 +111,7 @@ type prepared struct {
 // two tensors circulate between the preprocessing loop and the encoding
 // loop, so the encoder never waits for preprocessing. A frame waits at most
 // one encoder call; the source keeps only the newest frame meanwhile.
-func (c *camera) run(ctx context.Context) {
+func (c *camera) run(ctx context.Context, src capture.Source) {
 	defer close(c.done)
 	free := make(chan []float32, 2)
 	for range cap(free) {
@@ -93,7 +123,7 @@ func (c *camera) run(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		defer close(ready)
-		c.prepare(ctx, free, ready)
+		c.prepare(ctx, src, free, ready)
 	}()
 	for p := range ready {
 		c.classify(ctx, p)
@@ -104,8 +134,8 @@ func (c *camera) run(ctx context.Context) {
 
 // prepare takes frames from the source, applies classify_every and
 // preprocesses them into free tensors.
-func (c *camera) prepare(ctx context.Context, free chan []float32, ready chan<- prepared) {
-	var lastClassified, lastBadReport time.Time
+func (c *camera) prepare(ctx context.Context, src capture.Source, free chan []float32, ready chan<- prepared) {
+	var lastClassified time.Time
 	for {
 		var tensor []float32
 		select {
@@ -113,7 +143,7 @@ func (c *camera) prepare(ctx context.Context, free chan []float32, ready chan<- 
 		case <-ctx.Done():
 			return
 		}
-		f, err := c.nextFrame(ctx, &lastClassified)
+		f, err := c.nextFrame(ctx, src, &lastClassified)
 		if err != nil {
 			return
 		}
@@ -124,10 +154,7 @@ func (c *camera) prepare(ctx context.Context, free chan []float32, ready chan<- 
 		if err != nil {
 			c.badFrames.Add(1)
 			free <- tensor
-			// One report a minute is enough to tell clients a camera sends
-			// garbage without flooding them at frame rate.
-			if time.Since(lastBadReport) > time.Minute {
-				lastBadReport = time.Now()
+			if c.badFrameReports.allow(time.Now()) {
 				c.log.Warn("frame dropped", "seq", f.Seq, "err", err)
 				c.publish(&server.ErrorReport{Camera: c.conf.Name, Message: "frame dropped: " + err.Error()})
 			}
@@ -143,9 +170,9 @@ func (c *camera) prepare(ctx context.Context, free chan []float32, ready chan<- 
 
 // nextFrame returns the next frame due for classification; an error means
 // the loop should end (context done, source closed or finished).
-func (c *camera) nextFrame(ctx context.Context, lastClassified *time.Time) (*frame.Frame, error) {
+func (c *camera) nextFrame(ctx context.Context, src capture.Source, lastClassified *time.Time) (*frame.Frame, error) {
 	for {
-		f, err := c.source.Next(ctx)
+		f, err := src.Next(ctx)
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
@@ -196,13 +223,19 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 	}
 	encoded := time.Now()
 	set := c.watcher.Current(c.conf.Labels)
-	clf := c.classifier(set)
-	scores, err := clf.Scores(rep.embedding)
+	top, err := set.Top(rep.embedding, c.conf.TopK)
 	if err != nil {
-		c.log.Error("scoring failed", "err", err)
+		// Only an embedding that is not a finite vector fails here: a
+		// model that produces NaN. Clients must hear of it, not just
+		// the log; once a minute is enough.
+		c.nonFinite.Add(1)
+		if c.nonFiniteReports.allow(time.Now()) {
+			c.log.Error("frame not scored", "seq", p.frame.Seq, "err", err)
+			c.publish(&server.ErrorReport{Camera: c.conf.Name,
+				Message: fmt.Sprintf("frame %d not scored: %v; the model produces unusable embeddings (counted in status non_finite)", p.frame.Seq, err)})
+		}
 		return
 	}
-	top := engine.TopK(scores, clf.Labels, c.conf.TopK)
 	done := time.Now()
 	f := p.frame
 	lat := map[string]float64{
@@ -219,30 +252,15 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		c.belowThr.Add(1)
 		return
 	}
-	res := &server.Result{
+	c.publish(&server.Result{
 		Camera:        c.conf.Name,
 		Seq:           f.Seq,
 		Time:          f.Time,
 		LabelsVersion: set.Version,
+		Top:           top,
 		LatencyMS:     lat,
 		Truth:         f.Meta,
-	}
-	for _, m := range top {
-		res.Top = append(res.Top, server.Score{Label: m.Label, Score: m.Score})
-	}
-	c.publish(res)
-}
-
-// classifier returns the classifier of the current label set, built once
-// per set rather than per frame.
-func (c *camera) classifier(set *labels.Set) *engine.Classifier {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.clfSet != set {
-		c.clf = set.Classifier(c.scale)
-		c.clfSet = set
-	}
-	return c.clf
+	})
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -264,41 +282,19 @@ func (c *camera) record(lat map[string]float64, at time.Time) {
 	c.rate.tick(at)
 }
 
-// CameraStatus is one camera in the status reply.
-type CameraStatus struct {
-	Name          string                    `json:"name"`
-	Source        string                    `json:"source"`
-	Format        string                    `json:"format,omitempty"`
-	Width         int                       `json:"width,omitempty"`
-	Height        int                       `json:"height,omitempty"`
-	FPS           float64                   `json:"fps"`
-	Captured      uint64                    `json:"captured"`
-	Classified    uint64                    `json:"classified"`
-	Dropped       uint64                    `json:"dropped"`
-	Skipped       uint64                    `json:"skipped"`
-	Corrupt       uint64                    `json:"corrupt"`
-	BelowThresh   uint64                    `json:"below_threshold"`
-	Restarts      uint64                    `json:"restarts"`
-	LastError     string                    `json:"last_error,omitempty"`
-	LabelsFile    string                    `json:"labels_file"`
-	LabelsVersion uint64                    `json:"labels_version"`
-	Labels        int                       `json:"labels"`
-	LatencyMS     map[string]LatencySummary `json:"latency_ms,omitempty"`
-}
-
-// LatencySummary is over the last latencyWindow frames.
-type LatencySummary struct {
-	P50 float64 `json:"p50"`
-	P99 float64 `json:"p99"`
-}
-
-func (c *camera) status() CameraStatus {
-	st := c.source.Stats()
-	s := CameraStatus{
+func (c *camera) status() server.CameraStatus {
+	c.mu.Lock()
+	src := c.source
+	c.mu.Unlock()
+	var st capture.Stats
+	if src != nil {
+		st = src.Stats()
+	}
+	s := server.CameraStatus{
 		Name: c.conf.Name, Source: c.conf.Source,
 		Width: st.Width, Height: st.Height,
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
-		Classified: c.classified.Load(), Skipped: c.skipped.Load(),
+		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
 		Corrupt: st.Corrupt + c.badFrames.Load(), BelowThresh: c.belowThr.Load(),
 		LabelsFile: c.conf.Labels,
 	}
@@ -312,12 +308,29 @@ func (c *camera) status() CameraStatus {
 	defer c.mu.Unlock()
 	s.FPS = c.rate.perSecond(time.Now())
 	if len(c.latencies) > 0 {
-		s.LatencyMS = make(map[string]LatencySummary)
+		s.LatencyMS = make(map[string]server.LatencySummary)
 		for stage, w := range c.latencies {
-			s.LatencyMS[stage] = LatencySummary{P50: w.quantile(0.5), P99: w.quantile(0.99)}
+			s.LatencyMS[stage] = server.LatencySummary{P50: w.quantile(0.5), P99: w.quantile(0.99)}
 		}
 	}
 	return s
+}
+
+// limiter admits one report a minute: a camera sending garbage, or a
+// broken model, would otherwise flood clients at frame rate.
+type limiter struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (l *limiter) allow(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.last.IsZero() && now.Sub(l.last) < time.Minute {
+		return false
+	}
+	l.last = now
+	return true
 }
 
 const latencyWindow = 512

@@ -2,6 +2,12 @@
 // starts one pipeline per configured camera, keeps their label sets current,
 // serves results on the unix socket, and talks to systemd. Everything is
 // started by Run and stopped by cancelling its context.
+//
+// Every component follows one lifecycle (docs/architecture.md): a
+// constructor that validates and may fail, one private goroutine, and a
+// Close that stops it and waits. Reloads are prepared in full before
+// anything running is stopped, as caddy applies a new config: a camera
+// whose new settings cannot be prepared keeps running with its old ones.
 package daemon
 
 import (
@@ -11,14 +17,18 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/config"
+	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/systemd"
 	"github.com/clipd/clipd/telemetry"
@@ -35,10 +45,18 @@ type Options struct {
 	Reload <-chan struct{}
 	// OnEvent, if set, sees every published event (clipd run --show).
 	OnEvent func(server.Event)
-	// StopTimeout bounds the shutdown; default 10s.
+	// StopTimeout bounds the shutdown, whatever is in flight (a start-up,
+	// a reload embedding a large label set, a slow encoder); default 10s.
 	StopTimeout time.Duration
 	// TelemetryRoot roots the sysfs paths of GPU telemetry (tests).
 	TelemetryRoot string
+
+	// OpenSource opens a camera's source; capture.Open if nil. Tests
+	// drive the daemon with scripted sources through it.
+	OpenSource func(capture.Config, *slog.Logger) (capture.Source, error)
+	// OpenEncoder, if set, replaces the model's backends (see
+	// model.Options.OpenEncoder).
+	OpenEncoder func(*bundle.Bundle) (engine.Encoder, error)
 }
 
 // stuckAfter is how long one frame may be in the pipeline before the
@@ -48,7 +66,6 @@ const stuckAfter = 20 * time.Second
 type daemon struct {
 	opts     Options
 	log      *slog.Logger
-	conf     *config.Config
 	model    *model.Model
 	embedder *labels.Embedder
 	batcher  *batcher
@@ -56,26 +73,60 @@ type daemon struct {
 	gpu      *telemetry.Reader
 	started  time.Time
 
-	mu      sync.Mutex
-	cameras map[string]*camera
+	// classifyPre preprocesses the images of socket classify requests,
+	// which the server admits one at a time.
+	classifyMu  sync.Mutex
+	classifyPre *preprocess.Preprocessor
+
+	mu sync.Mutex
+	// conf is the configuration running now: after a reload in which a
+	// camera could not be restarted, that camera's entry is its old one,
+	// so that the next reload tries again.
+	conf       *config.Config
+	cameras    map[string]*camera
+	lastReload *server.ReloadStatus
 }
 
 // Run serves until ctx ends, then shuts down within Options.StopTimeout.
 func Run(ctx context.Context, opts Options) error {
+	if opts.StopTimeout == 0 {
+		opts.StopTimeout = 10 * time.Second
+	}
+	if opts.OpenSource == nil {
+		opts.OpenSource = capture.Open
+	}
 	d := &daemon{opts: opts, log: opts.Log, conf: opts.Config, cameras: make(map[string]*camera), started: time.Now()}
 	if d.log == nil {
 		d.log = slog.Default()
 	}
-	if opts.StopTimeout == 0 {
-		d.opts.StopTimeout = 10 * time.Second
+
+	// Start-up (model load, label embedding) runs beside the signal
+	// loop, so that SIGTERM is honoured within the stop timeout even
+	// while it runs: it stops at its next check of the context.
+	initCtx, cancelInit := context.WithCancel(ctx)
+	defer cancelInit()
+	initDone := make(chan error, 1)
+	go func() { initDone <- d.initialize(initCtx) }()
+	select {
+	case err := <-initDone:
+		if err != nil {
+			d.shutdown()
+			return err
+		}
+	case <-ctx.Done():
+		deadline := time.Now().Add(opts.StopTimeout)
+		cancelInit()
+		select {
+		case <-initDone:
+		case <-time.After(time.Until(deadline)):
+			return fmt.Errorf("stopping: start-up did not end within %s; exiting anyway", opts.StopTimeout)
+		}
+		return d.shutdownBy(deadline)
 	}
-	if err := d.initialize(); err != nil {
-		d.shutdown()
-		return err
-	}
+
 	systemd.Ready()
 	d.setStatus()
-	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.cameras), "backend", d.model.Encoder.Backend())
+	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.cameraNames()), "backend", d.model.Encoder.Backend())
 
 	var wd *systemd.Watchdog
 	if interval, ok := systemd.WatchdogInterval(); ok {
@@ -86,28 +137,58 @@ func Run(ctx context.Context, opts Options) error {
 			wd = nil
 		}
 	}
+
+	// A reload runs in its own goroutine for the same reason; SIGHUPs
+	// that arrive meanwhile are folded into one more reload after it.
+	reloadCtx, cancelReload := context.WithCancel(ctx)
+	defer cancelReload()
+	reloadDone := make(chan struct{})
+	reloading, again := false, false
+	startReload := func() {
+		reloading = true
+		systemd.Reloading()
+		go func() {
+			d.reload(reloadCtx)
+			reloadDone <- struct{}{}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			deadline := time.Now().Add(opts.StopTimeout)
 			systemd.Stopping()
+			d.log.Info("stopping")
 			if wd != nil {
 				wd.Close()
 			}
-			d.log.Info("stopping")
-			return d.shutdownWithin(d.opts.StopTimeout)
-		case <-opts.Reload:
-			systemd.Reloading()
-			if err := d.reload(); err != nil {
-				d.log.Error("reload failed; keeping the running configuration", "err", err)
-				d.publish(&server.ErrorReport{File: opts.ConfigPath, Message: "reload failed: " + err.Error()})
+			cancelReload()
+			if reloading {
+				select {
+				case <-reloadDone:
+				case <-time.After(time.Until(deadline)):
+					return fmt.Errorf("stopping: a reload did not end within %s; exiting anyway", opts.StopTimeout)
+				}
 			}
+			return d.shutdownBy(deadline)
+		case <-opts.Reload:
+			if reloading {
+				again = true
+			} else {
+				startReload()
+			}
+		case <-reloadDone:
+			reloading = false
 			systemd.Ready()
 			d.setStatus()
+			if again {
+				again = false
+				startReload()
+			}
 		}
 	}
 }
 
-func (d *daemon) initialize() error {
+func (d *daemon) initialize(ctx context.Context) error {
 	m := d.conf.Model
 	status := func(msg string) {
 		d.log.Info(msg)
@@ -117,22 +198,23 @@ func (d *daemon) initialize() error {
 	mod, err := model.Open(m.Bundle, model.Options{
 		Backend: m.Backend, ONNXRuntimeLib: m.ONNXRuntimeLib, Threads: m.Threads,
 		EngineCache: m.EngineCache, MaxBatch: m.MaxBatch, OptBatch: max(len(d.conf.Cameras), 1),
-		Log: d.log, Progress: status,
+		Log: d.log, Progress: status, OpenEncoder: d.opts.OpenEncoder,
 	})
 	if err != nil {
 		return err
 	}
 	d.model = mod
 	d.embedder = labels.NewEmbedder(mod)
-	pre := mod.NewPreprocessor()
-	tensorLen := pre.TensorLen()
-	pre.Close()
-	d.batcher = newBatcher(mod.EncodeImages, tensorLen, max(m.MaxBatch, 1))
+	pcfg := mod.PreprocessConfig()
+	pcfg.MaxPixels = d.conf.Socket.MaxImagePixels
+	d.classifyPre = preprocess.New(pcfg)
+	d.batcher = newBatcher(mod.EncodeImages, d.classifyPre.TensorLen(), max(m.MaxBatch, 1))
 	d.gpu = telemetry.New(telemetry.Options{Root: d.opts.TelemetryRoot})
 
+	s := d.conf.Socket
 	sc := server.Config{
-		Path: d.conf.Socket.Path, Mode: d.conf.Socket.Mode, Group: d.conf.Socket.Group,
-		ClientQueue: d.conf.Socket.ClientQueue, MaxClients: d.conf.Socket.MaxClients,
+		Path: s.Path, Mode: s.Mode, Group: s.Group,
+		ClientQueue: s.ClientQueue, MaxClients: s.MaxClients, ClassifyDirs: s.ClassifyDirs,
 		Hello: d.hello, Handler: handler{d},
 		Logf: func(format string, args ...any) { d.log.Warn(fmt.Sprintf(format, args...)) },
 	}
@@ -149,43 +231,88 @@ func (d *daemon) initialize() error {
 	}
 	for _, cc := range d.conf.Cameras {
 		status("starting camera " + cc.Name)
-		if err := d.startCamera(cc); err != nil {
-			return err
+		c, err := d.prepareCamera(ctx, cc)
+		if err != nil {
+			return fmt.Errorf("camera %q: %w", cc.Name, err)
+		}
+		if err := d.swapIn(nil, c); err != nil {
+			c.release()
+			return fmt.Errorf("camera %q: %w", cc.Name, err)
 		}
 	}
 	return nil
 }
 
-func (d *daemon) startCamera(cc config.Camera) error {
+// prepareCamera does everything for a camera that can fail, without
+// touching what runs: the source settings checked as Open will check
+// them, the labels loaded and embedded, a preprocessor made. The source
+// itself is opened by swapIn, because a device cannot be opened twice.
+func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, error) {
+	if _, err := capture.Preflight(sourceConfig(cc)); err != nil {
+		return nil, err
+	}
 	log := d.log.With("camera", cc.Name)
-	format, _ := cc.PixelFormat()
-	watcher, err := labels.NewWatcher(context.TODO(), labels.WatcherConfig{
+	watcher, err := labels.NewWatcher(ctx, labels.WatcherConfig{
 		Files:    []string{cc.Labels},
 		Embedder: d.embedder,
 		OnEvent:  func(ev labels.Event) { d.labelsEvent(cc.Name, log, ev) },
 	})
 	if err != nil {
-		return fmt.Errorf("camera %q: %w", cc.Name, err)
+		return nil, err
 	}
-	src, err := capture.Open(capture.Config{
-		Name: cc.Name, Source: cc.Source, Format: format,
-		Width: cc.Width, Height: cc.Height, FPS: captureFPS(cc), Loop: cc.Loop,
-	}, log)
-	if err != nil {
-		watcher.Close()
-		return fmt.Errorf("camera %q: %w", cc.Name, err)
-	}
-	c := &camera{
-		conf: cc, log: log, source: src, watcher: watcher,
+	return &camera{
+		conf: cc, log: log, watcher: watcher,
 		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish,
-		scale: d.model.LogitScale(),
+	}, nil
+}
+
+// swapIn starts c in place of old (nil for a new camera), stopping old
+// only once c can take over. When the source settings are unchanged, c
+// takes over old's source and the device is never reopened; otherwise
+// old's source is closed, c's opened, and if that fails old resumes on a
+// reopened source of its own and the error is returned.
+func (d *daemon) swapIn(old, c *camera) error {
+	var src capture.Source
+	if old != nil {
+		src = old.halt()
+		if !reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)) {
+			src.Close()
+			src = nil
+		}
 	}
-	c.start()
+	if src == nil {
+		var err error
+		src, err = d.opts.OpenSource(sourceConfig(c.conf), c.log)
+		if err != nil {
+			if old != nil {
+				if prev, perr := d.opts.OpenSource(sourceConfig(old.conf), old.log); perr == nil {
+					old.start(prev)
+				} else {
+					d.unregister(old)
+					old.release()
+					return fmt.Errorf("%w; the previous source could not be reopened either (%v): the camera is stopped", err, perr)
+				}
+			}
+			return err
+		}
+	}
+	if old != nil {
+		old.release()
+	}
+	c.start(src)
 	d.mu.Lock()
-	d.cameras[cc.Name] = c
+	d.cameras[c.conf.Name] = c
 	d.mu.Unlock()
-	log.Info("camera started", "source", cc.Source, "labels", cc.Labels)
+	c.log.Info("camera started", "source", c.conf.Source, "labels", c.conf.Labels)
 	return nil
+}
+
+func (d *daemon) unregister(c *camera) {
+	d.mu.Lock()
+	if d.cameras[c.conf.Name] == c {
+		delete(d.cameras, c.conf.Name)
+	}
+	d.mu.Unlock()
 }
 
 func (d *daemon) stopCamera(name string) {
@@ -224,36 +351,6 @@ func (d *daemon) publish(ev server.Event) {
 	}
 }
 
-// reload re-reads the config file and restarts only the cameras whose
-// settings changed.
-func (d *daemon) reload() error {
-	next, err := config.Load(d.opts.ConfigPath)
-	if err != nil {
-		return err
-	}
-	ch := config.Diff(d.conf, next)
-	if ch.ModelChanged || ch.SocketChanged {
-		d.log.Warn("[model] and [socket] changes take effect at the next restart")
-	}
-	for _, name := range slices.Concat(ch.Removed, ch.Changed) {
-		d.stopCamera(name)
-	}
-	var errs []error
-	for _, cc := range next.Cameras {
-		if slices.Contains(ch.Added, cc.Name) || slices.Contains(ch.Changed, cc.Name) {
-			if err := d.startCamera(cc); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	// Keep the new model and socket settings out of the running config so
-	// that the next diff still reports them as pending.
-	next.Model, next.Socket = d.conf.Model, d.conf.Socket
-	d.conf = next
-	d.log.Info("configuration reloaded", "added", ch.Added, "removed", ch.Removed, "restarted", ch.Changed)
-	return errors.Join(errs...)
-}
-
 // healthy is the watchdog's check: no frame has been stuck in the pipeline.
 // A camera that delivers nothing (unplugged) is not a wedged pipeline:
 // capture retries on its own.
@@ -273,9 +370,21 @@ func (d *daemon) healthy() bool {
 
 func (d *daemon) setStatus() {
 	d.mu.Lock()
-	n := len(d.cameras)
+	n, last := len(d.cameras), d.lastReload
 	d.mu.Unlock()
-	systemd.Status(fmt.Sprintf("serving %d camera(s) on %s with %s", n, d.server.Path(), d.model.Encoder.Backend()))
+	msg := fmt.Sprintf("serving %d camera(s) on %s with %s", n, d.server.Path(), d.model.Encoder.Backend())
+	if last != nil && !last.OK {
+		msg += fmt.Sprintf("; last reload failed: %s", errors.Join(stringErrors(last.Errors)...))
+	}
+	systemd.Status(msg)
+}
+
+func stringErrors(msgs []string) []error {
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		errs[i] = errors.New(m)
+	}
+	return errs
 }
 
 func (d *daemon) cameraNames() []string {
@@ -284,11 +393,22 @@ func (d *daemon) cameraNames() []string {
 	return slices.Sorted(maps.Keys(d.cameras))
 }
 
+// hello names every configured camera, also those still starting, so
+// that a client connecting early knows what to expect.
 func (d *daemon) hello() server.Hello {
-	return server.Hello{Version: d.opts.Version, Model: d.model.Bundle.Dir, Backend: d.model.Encoder.Backend(), Cameras: d.cameraNames()}
+	d.mu.Lock()
+	names := make([]string, 0, len(d.conf.Cameras))
+	for _, cc := range d.conf.Cameras {
+		names = append(names, cc.Name)
+	}
+	d.mu.Unlock()
+	slices.Sort(names)
+	return server.Hello{Version: d.opts.Version, Model: d.model.Bundle.Dir, Backend: d.model.Encoder.Backend(), Cameras: names}
 }
 
-func (d *daemon) shutdownWithin(limit time.Duration) error {
+// shutdownBy stops everything, giving up at deadline: the process is
+// about to exit, and a wedged encoder call must not keep it alive.
+func (d *daemon) shutdownBy(deadline time.Time) error {
 	done := make(chan struct{})
 	go func() {
 		d.shutdown()
@@ -297,8 +417,8 @@ func (d *daemon) shutdownWithin(limit time.Duration) error {
 	select {
 	case <-done:
 		return nil
-	case <-time.After(limit):
-		return fmt.Errorf("shutdown took longer than %s; exiting anyway", limit)
+	case <-time.After(time.Until(deadline)):
+		return fmt.Errorf("shutdown took longer than %s; exiting anyway", d.opts.StopTimeout)
 	}
 }
 
@@ -314,12 +434,22 @@ func (d *daemon) shutdown() {
 	if d.batcher != nil {
 		d.batcher.Close()
 	}
+	if d.classifyPre != nil {
+		d.classifyPre.Close()
+	}
 	if d.gpu != nil {
 		d.gpu.Close()
 	}
 	if d.model != nil {
 		d.model.Close()
 	}
+}
+
+// sourceConfig is what a camera asks of its source.
+func sourceConfig(cc config.Camera) capture.Config {
+	cfg := cc.Capture()
+	cfg.FPS = captureFPS(cc)
+	return cfg
 }
 
 // captureFPS is the rate asked of a camera's source. ffmpeg and GStreamer
@@ -330,9 +460,7 @@ func (d *daemon) shutdown() {
 // lower one lengthens exposure and latency. The pattern camera keeps it
 // too, as its scenes are counted in frames.
 func captureFPS(cc config.Camera) int {
-	switch cc.SourceKind() {
-	case config.SourceRTSP, config.SourceHTTP, config.SourceFile, config.SourceGStreamer:
-	default:
+	if !cc.SourceKind().Helper() {
 		return cc.FPS
 	}
 	if cc.ClassifyEvery <= 0 {

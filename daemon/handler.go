@@ -2,36 +2,20 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
-	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/server"
-	"github.com/clipd/clipd/telemetry"
 )
 
 // handler answers the socket's status and classify commands.
 type handler struct{ d *daemon }
 
-// Status is the reply to {"cmd":"status"}.
-type Status struct {
-	Version string              `json:"version"`
-	Model   string              `json:"model"`
-	Backend string              `json:"backend"`
-	UptimeS float64             `json:"uptime_s"`
-	Cameras []CameraStatus      `json:"cameras"`
-	Clients []server.ClientInfo `json:"clients"`
-	GPU     telemetry.Snapshot  `json:"gpu"`
-	Encoder map[string]float64  `json:"encoder,omitempty"`
-}
-
 func (h handler) Status() any {
 	d := h.d
-	st := Status{
+	st := server.Status{
 		Version: d.opts.Version, Model: d.model.Bundle.Dir, Backend: d.model.Encoder.Backend(),
 		UptimeS: time.Since(d.started).Seconds(), Clients: d.server.Clients(), GPU: d.gpu.Read(),
 	}
@@ -40,6 +24,7 @@ func (h handler) Status() any {
 	for _, name := range sortedKeys(d.cameras) {
 		cams = append(cams, d.cameras[name])
 	}
+	st.Reload = d.lastReload
 	d.mu.Unlock()
 	for _, c := range cams {
 		st.Cameras = append(st.Cameras, c.status())
@@ -47,13 +32,8 @@ func (h handler) Status() any {
 	return st
 }
 
-// ClassifyReply is the reply to {"cmd":"classify"}.
-type ClassifyReply struct {
-	Top           []engine.Match `json:"top"`
-	LabelsVersion uint64         `json:"labels_version,omitempty"`
-	LatencyMS     float64        `json:"latency_ms"`
-}
-
+// Classify scores one image the server has read (from image_b64, or a file
+// beneath socket.classify_dirs) against a camera's labels or ad-hoc ones.
 func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any, error) {
 	d := h.d
 	start := time.Now()
@@ -79,31 +59,18 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 		c := d.cameras[name]
 		d.mu.Unlock()
 		if c == nil {
-			return nil, fmt.Errorf("no camera %q: give \"camera\" (one of %v) or \"labels\"", name, d.cameraNames())
+			return nil, fmt.Errorf("no camera %s: give \"camera\" (one of %v) or \"labels\"", server.Quote(name), d.cameraNames())
 		}
 		set = c.watcher.Current(c.conf.Labels)
 	}
-	pre := d.model.NewPreprocessor()
-	defer pre.Close()
-	tensor := make([]float32, pre.TensorLen())
-	var err error
-	if req.ImagePath != "" {
-		err = pre.File(req.ImagePath, tensor)
-	} else {
-		err = pre.Image(req.ImageData, tensor)
-	}
+	d.classifyMu.Lock()
+	tensor := make([]float32, d.classifyPre.TensorLen())
+	err := d.classifyPre.Image(req.ImageData, tensor)
+	d.classifyMu.Unlock()
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("the daemon cannot read the image: %w", err)
-		}
 		return nil, err
 	}
 	rep, err := d.batcher.Encode(ctx, tensor)
-	if err != nil {
-		return nil, err
-	}
-	clf := set.Classifier(d.model.LogitScale())
-	scores, err := clf.Scores(rep.embedding)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +78,11 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 	if k == 0 {
 		k = 5
 	}
-	return ClassifyReply{Top: engine.TopK(scores, clf.Labels, k), LabelsVersion: set.Version, LatencyMS: ms(time.Since(start))}, nil
+	top, err := set.Top(rep.embedding, k)
+	if err != nil {
+		return nil, err
+	}
+	return server.ClassifyReply{Top: top, LabelsVersion: set.Version, LatencyMS: ms(time.Since(start))}, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

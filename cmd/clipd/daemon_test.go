@@ -556,7 +556,10 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 	dir := testDir(t)
 	labels := filepath.Join(dir, "shapes.labels")
 	writeFile(t, labels, shapeLabels)
-	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, ""))
+	images := filepath.Join(testmodel.SharedDir(t), "reference", "images")
+	conf := strings.Replace(patternConfig(demoBundle(t), labels, ""), `path = "%SOCKET%"`,
+		fmt.Sprintf("path = \"%%SOCKET%%\"\nclassify_dirs = [%q, %q]", images, dir), 1)
+	d := startDaemon(t, dir, conf)
 	conn, err := net.Dial("unix", d.socket)
 	if err != nil {
 		t.Fatal(err)
@@ -594,7 +597,7 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 
 	// classify over the socket with ad-hoc labels on a rendered file.
 	c := d.dial()
-	img := filepath.Join(testmodel.SharedDir(t), "reference", "images", "img3_224x224.png")
+	img := filepath.Join(images, "img3_224x224.png")
 	rep, err := c.Command(server.Command{Cmd: "classify", Image: img, Labels: []string{"circle", "square"}})
 	if err != nil {
 		t.Fatal(err)
@@ -605,8 +608,12 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 		t.Errorf("classify reply %s", rep.Data)
 	}
 	_, err = c.Command(server.Command{Cmd: "classify", Image: filepath.Join(dir, "missing.png"), Labels: []string{"a"}})
-	if err == nil || !strings.Contains(err.Error(), "missing.png") {
+	if err == nil || !strings.Contains(err.Error(), "missing.png") || !strings.Contains(err.Error(), "no such file") {
 		t.Errorf("classify of a missing file: %v", err)
+	}
+	_, err = c.Command(server.Command{Cmd: "classify", Image: "/etc/passwd", Labels: []string{"a"}})
+	if err == nil || !strings.Contains(err.Error(), "not under a directory this daemon reads images from") {
+		t.Errorf("classify of a file outside classify_dirs: %v", err)
 	}
 	d.stop()
 }

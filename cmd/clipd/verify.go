@@ -6,7 +6,7 @@ import (
 	"io"
 
 	"github.com/clipd/clipd/bundle"
-	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/trt"
 )
 
@@ -26,7 +26,7 @@ func cmdVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if *batch < 1 || *iterations < 1 {
 		return fmt.Errorf("--batch and --iterations must be at least 1")
 	}
-	if mf.backend == model.BackendTensorRT {
+	if mf.backend == engine.BackendTensorRT {
 		b, err := bundle.Load(mf.dir)
 		if err != nil {
 			return err
@@ -47,7 +47,7 @@ func cmdVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return err
 	}
 	defer m.Close()
-	if m.Encoder.Backend() == model.BackendONNXRuntime {
+	if m.Encoder.Backend() == engine.BackendONNXRuntime {
 		fmt.Fprintf(stdout, "backend onnxruntime is the FP32 reference: nothing to compare (TensorRT: %v)\n", trt.Available())
 	}
 	timings, err := trt.Measure(m.Encoder, trt.TextProbes(m.Tokenizer), *batch, *iterations)
