@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"time"
 )
 
 // Client talks to a clipd socket. It is meant for one goroutine (clipd tail,
@@ -117,6 +118,10 @@ func (c *Client) Send(cmd Command) error {
 	_, err = c.nc.Write(append(line, '\n'))
 	return err
 }
+
+// SetReadDeadline bounds the wait of the next reads (Next, Command), as
+// net.Conn's does.
+func (c *Client) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadline(t) }
 
 // Close disconnects.
 func (c *Client) Close() error { return c.nc.Close() }

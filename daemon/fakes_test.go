@@ -1,0 +1,325 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/bundle"
+	"github.com/clipd/clipd/capture"
+	"github.com/clipd/clipd/config"
+	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/testmodel"
+	"github.com/clipd/clipd/server"
+)
+
+// These tests run the daemon in-process with scripted sources and a
+// scripted encoder behind the real demo bundle (its tokenizer and
+// preprocessing), the real labels watcher, the real socket and the real
+// config loader, so that reload, restart and failure paths are fast to
+// exercise. The end-to-end tests in cmd/clipd run the real binary on the
+// real encoder.
+
+// guard bounds waits that only a bug would exceed.
+const guard = 15 * time.Second
+
+// fakeSource delivers a 64x64 RGB frame every few milliseconds.
+type fakeSource struct {
+	cfg    capture.Config
+	closed chan struct{}
+	once   sync.Once
+	seq    atomic.Uint64
+}
+
+func (s *fakeSource) Next(ctx context.Context) (*frame.Frame, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.closed:
+		return nil, capture.ErrClosed
+	case <-time.After(5 * time.Millisecond):
+	}
+	n := s.seq.Add(1)
+	data := make([]byte, 64*64*3)
+	for i := range data {
+		data[i] = byte(n + uint64(i%7))
+	}
+	return &frame.Frame{Format: frame.RGB24, Width: 64, Height: 64, Data: data, Seq: n, Time: time.Now()}, nil
+}
+
+func (s *fakeSource) Stats() capture.Stats {
+	return capture.Stats{Captured: s.seq.Load(), Format: frame.RGB24, Width: 64, Height: 64}
+}
+
+func (s *fakeSource) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return nil
+}
+
+// sources opens fakeSources and remembers them; an entry in fail makes
+// opening that source string fail.
+type sources struct {
+	mu     sync.Mutex
+	opened []*fakeSource
+	fail   map[string]error
+}
+
+func (s *sources) open(cfg capture.Config, _ *slog.Logger) (capture.Source, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fail[cfg.Source]; err != nil {
+		return nil, err
+	}
+	src := &fakeSource{cfg: cfg, closed: make(chan struct{})}
+	s.opened = append(s.opened, src)
+	return src, nil
+}
+
+func (s *sources) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.opened)
+}
+
+func (s *sources) setFail(source string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail == nil {
+		s.fail = map[string]error{}
+	}
+	s.fail[source] = err
+}
+
+// fakeEncoder gives deterministic unit-ish vectors: images by their mean
+// pixel, prompts by their tokens. nan makes image embeddings NaN;
+// textDelay makes every text batch take that long, like a CPU encoding a
+// large label set.
+type fakeEncoder struct {
+	size, dim int
+	nan       atomic.Bool
+	textDelay atomic.Int64
+	textCalls atomic.Int64
+}
+
+func (e *fakeEncoder) ImageSize() int  { return e.size }
+func (e *fakeEncoder) EmbedDim() int   { return e.dim }
+func (e *fakeEncoder) Backend() string { return "fake" }
+func (e *fakeEncoder) Close() error    { return nil }
+
+func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error) {
+	per := len(pixels) / n
+	out := make([][]float32, n)
+	for i := range out {
+		var sum float64
+		for _, v := range pixels[i*per : (i+1)*per] {
+			sum += float64(v)
+		}
+		out[i] = vector(uint64(math.Float64bits(sum)), e.dim)
+		if e.nan.Load() {
+			out[i][0] = float32(math.NaN())
+		}
+	}
+	return out, nil
+}
+
+func (e *fakeEncoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
+	e.textCalls.Add(1)
+	time.Sleep(time.Duration(e.textDelay.Load()))
+	out := make([][]float32, len(tokens))
+	for i, t := range tokens {
+		h := fnv.New64a()
+		fmt.Fprint(h, t)
+		out[i] = vector(h.Sum64(), e.dim)
+	}
+	return out, nil
+}
+
+func vector(seed uint64, dim int) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	v := make([]float32, dim)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}
+
+// harness is one daemon run in-process.
+type harness struct {
+	t       *testing.T
+	dir     string
+	conf    string
+	socket  string
+	sources *sources
+	enc     *fakeEncoder
+	reload  chan struct{}
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+}
+
+func demoBundle(t *testing.T) string {
+	return filepath.Join(testmodel.RepoRoot(t), "models", "demo")
+}
+
+// cameraTOML is one camera table on the pattern source (which the fake
+// sources stand in for).
+func cameraTOML(name, source, labels, extra string) string {
+	return fmt.Sprintf("[[camera]]\nname = %q\nsource = %q\nlabels = %q\nclassify_every = 0\n%s\n", name, source, labels, extra)
+}
+
+// newHarness starts a daemon on cameras (TOML; "" is one camera "front"
+// with labels a.labels) after tune has prepared the directory.
+func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
+	t.Helper()
+	sockDir, err := os.MkdirTemp("", "cdd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	h := &harness{t: t, dir: t.TempDir(), socket: filepath.Join(sockDir, "s.sock"), sources: &sources{},
+		enc: &fakeEncoder{size: 64, dim: 64}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
+	h.conf = filepath.Join(h.dir, "clipd.toml")
+	if tune != nil {
+		tune(h)
+	}
+	if cameras == "" {
+		cameras = cameraTOML("front", "pattern", "a.labels", "")
+	}
+	h.writeConfig(cameras)
+	cfg, err := config.Load(h.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() {
+		h.done <- Run(ctx, Options{
+			ConfigPath: h.conf, Config: cfg, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
+			OpenSource:  h.sources.open,
+			OpenEncoder: func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
+		})
+	}()
+	t.Cleanup(func() { h.stop() })
+	return h
+}
+
+// testWriter sends the daemon's log to the test's, shown on failure.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
+
+func (h *harness) writeConfig(cameras string) {
+	h.t.Helper()
+	doc := fmt.Sprintf("[model]\nbundle = %q\n[socket]\npath = %q\n%s", demoBundle(h.t), h.socket, cameras)
+	writeFile(h.t, h.conf, doc)
+}
+
+func (h *harness) hup() { h.reload <- struct{}{} }
+
+// stop cancels the daemon's context and returns how long Run took to
+// return; it fails the test if Run returned an error or outlived guard.
+func (h *harness) stop() time.Duration {
+	if h.stopped {
+		return 0
+	}
+	h.stopped = true
+	start := time.Now()
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(guard):
+		h.t.Fatal("Run did not return after its context ended")
+	}
+	return time.Since(start)
+}
+
+// dial connects once the socket serves.
+func (h *harness) dial() *server.Client {
+	h.t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		c, err := server.Dial(h.socket)
+		if err == nil {
+			h.t.Cleanup(func() { c.Close() })
+			return c
+		}
+		select {
+		case err := <-h.done:
+			h.t.Fatalf("daemon exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("socket %s never served: %v", h.socket, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// next returns the next message of one of types, skipping others.
+func next(t *testing.T, c *server.Client, types ...string) server.Message {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(guard))
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		m, err := c.Next()
+		if err != nil {
+			t.Fatalf("waiting for %v from the daemon: %v", types, err)
+		}
+		for _, typ := range types {
+			if m.Type == typ {
+				return m
+			}
+		}
+	}
+}
+
+func resultOf(t *testing.T, c *server.Client) *server.Result {
+	t.Helper()
+	var r server.Result
+	m := next(t, c, "result")
+	if err := m.Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func status(t *testing.T, c *server.Client) server.Status {
+	t.Helper()
+	m, err := c.Command(server.Command{Cmd: "status"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st server.Status
+	if err := jsonUnmarshal(m.Data, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
