@@ -76,7 +76,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTokenize -fuzztime 30s ./tokenizer/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./config/
 	$(GO) test -run '^$$' -fuzz FuzzRepairAndDecode -fuzztime 30s ./jpegturbo/
-	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./preprocess/
+	$(GO) test -run '^$$' -fuzz '^FuzzFrame$$' -fuzztime 30s ./preprocess/
+	$(GO) test -run '^$$' -fuzz FuzzFrameBoxes -fuzztime 30s ./preprocess/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./labels/
 	$(GO) test -run '^$$' -fuzz FuzzJPEGStream -fuzztime 30s ./capture/
 	$(GO) test -run '^$$' -fuzz FuzzCommandLine -fuzztime 30s ./server/

@@ -1,6 +1,34 @@
-// Package frame describes a captured camera frame. It is shared by the
-// capture sources that produce frames and the preprocessing that consumes
-// them, so that neither imports the other.
+// Package frame describes a captured camera frame, its pixel formats and
+// the boxes (crops) of it that regions classify. It is shared by the
+// capture sources that produce frames and the preprocessing, snapshots,
+// configuration and commands that consume them, so that none of those
+// imports another for these rules.
+//
+// # Camera YUV
+//
+// YUYV and NV12 frames are BT.601 limited range (Y 16..235, Cb/Cr 16..240),
+// as UVC cameras and V4L2 drivers deliver them, converted to RGB with the
+// integer formula
+//
+//	c, d, e = Y-16, Cb-128, Cr-128
+//	R = clamp((298*c + 409*e + 128) >> 8)
+//	G = clamp((298*c - 100*d - 208*e + 128) >> 8)
+//	B = clamp((298*c + 516*d + 128) >> 8)
+//
+// which is within one level of the exact BT.601 matrix. Chroma is not
+// interpolated: each pixel takes the chroma sample of its 2x1 (YUYV) or 2x2
+// (NV12) block, i.e. the sample co-sited with the block's top-left pixel.
+// A pixel's colour therefore depends only on its own block, which is what
+// lets a crop convert only its own columns and rows (RowRGB) and still get
+// exactly the pixels of the whole converted frame.
+//
+// # Boxes
+//
+// A Box is in pixels of the delivered frame, half-open (Pillow's crop box);
+// a Rect is the same as fractions of the frame, converted by rounding each
+// edge to the nearest pixel (halves away from zero) and clamping to the
+// frame. Within is the rule for any crop; Validate, ValidateIn and
+// Rect.Box add the region rule of at least MinSide pixels a side.
 package frame
 
 import (

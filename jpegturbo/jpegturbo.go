@@ -1,12 +1,14 @@
 // Package jpegturbo decodes JPEG images with libjpeg-turbo's TurboJPEG API,
 // the decoder Pillow links against, so that decoded pixels are the ones the
 // original CLIP preprocessing saw (ISLOW integer DCT and fancy upsampling,
-// which are TurboJPEG's defaults and Pillow's). It is the only package in
-// clipd's preprocessing that uses cgo.
+// which are TurboJPEG's defaults and Pillow's), and encodes JPEGs (for
+// snapshots) with the same library. It is the only package in clipd's
+// preprocessing that uses cgo.
 //
-// A Decoder owns one TurboJPEG handle and must be used by one goroutine at a
-// time; Decode and DecodeHeader borrow pooled decoders for callers that do not
-// want to manage one. C never keeps a Go pointer past a call.
+// A Decoder or Encoder owns one TurboJPEG handle and must be used by one
+// goroutine at a time; Decode, DecodeHeader and Encode borrow pooled ones
+// for callers that do not want to manage one. C never keeps a Go pointer
+// past a call.
 package jpegturbo
 
 /*
@@ -36,11 +38,12 @@ type Header struct {
 	Channels int
 }
 
-// Image is decoded pixels: Channels bytes per pixel, rows packed
-// (stride Width*Channels).
+// Image is pixels: Channels bytes per pixel, Stride bytes a row. Decode
+// produces packed rows (Stride 0, meaning Width*Channels).
 type Image struct {
 	Width, Height, Channels int
 	Pix                     []byte
+	Stride                  int
 }
 
 // Decoder wraps one TurboJPEG decompression handle.

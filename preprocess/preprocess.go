@@ -9,6 +9,21 @@
 // the source rows its vertical pass reads, and camera frames are converted
 // to RGB row by row for just those rows and columns, never as a full frame.
 //
+// # Boxes
+//
+// A region of a camera is a box of its frame (frame.Box, pixels, half-open),
+// and its tensor is exactly clip._transform(S)(img.crop((x1, y1, x2, y2)))
+// in Pillow: the crop is an image of its own, its shorter side resized to S
+// and its centre S×S kept. For YUYV, NV12 and MJPEG frames, img is the frame
+// converted to RGB as for the whole frame. The whole frame is the box
+// (0, 0, W, H), and the one code path computes both: the crop window of the
+// resized box maps back to a window of the box, which maps to a window of
+// the frame at the box's offset, and only that window is read and
+// converted. FrameBoxes (and ImageBoxes, FileBoxes) take several boxes of
+// one input and decode it once, so a daemon classifying the whole frame and
+// N regions of an MJPEG camera decodes each frame once. Coverage says which
+// part of the frame a box's tensor shows after the centre crop.
+//
 // # Image modes
 //
 // The transform resizes in the image's own Pillow mode and converts to RGB
@@ -24,18 +39,11 @@
 //
 // # Camera YUV
 //
-// YUYV and NV12 frames are BT.601 limited range (Y 16..235, Cb/Cr 16..240),
-// as UVC cameras and V4L2 drivers deliver them, converted with the integer
-// formula
-//
-//	c, d, e = Y-16, Cb-128, Cr-128
-//	R = clamp((298*c + 409*e + 128) >> 8)
-//	G = clamp((298*c - 100*d - 208*e + 128) >> 8)
-//	B = clamp((298*c + 516*d + 128) >> 8)
-//
-// which is within one level of the exact BT.601 matrix. Chroma is not
-// interpolated: each pixel takes the chroma sample of its 2x1 (YUYV) or 2x2
-// (NV12) block, i.e. the sample co-sited with the block's top-left pixel.
+// YUYV and NV12 frames are BT.601 limited range, converted with the integer
+// formula and chroma siting documented in package frame (which owns the
+// conversion, so that snapshots show the pixels CLIP saw). Each pixel's RGB
+// depends only on its own 2x1 or 2x2 block, so a box at an odd offset gets
+// exactly the pixels of the whole converted frame.
 package preprocess
 
 import (
@@ -90,10 +98,9 @@ type Preprocessor struct {
 	decoded  []byte
 	repaired []byte
 
-	// Resampling state; weights are recomputed only when the geometry
-	// changes.
-	geom           geometry
-	hw, vw         axisWeights
+	// Resampling state: weights are computed once per crop size.
+	resamplers     [maxGeometries]resampler
+	tick           uint64
 	tmp, out, prem []byte
 	acc            []int32
 
@@ -158,14 +165,35 @@ func (p *Preprocessor) Normalize(pixels []uint8, dst []float32) error {
 	return nil
 }
 
-func (p *Preprocessor) normalized(dst []float32, run func([]uint8) error) error {
+func (p *Preprocessor) checkTensor(dst []float32) error {
 	if len(dst) != p.TensorLen() {
 		return fmt.Errorf("preprocess: destination holds %d values, want 3x%dx%d = %d", len(dst), p.cfg.Size, p.cfg.Size, p.TensorLen())
+	}
+	return nil
+}
+
+func (p *Preprocessor) normalized(dst []float32, run func([]uint8) error) error {
+	if err := p.checkTensor(dst); err != nil {
+		return err
 	}
 	if err := run(p.u8); err != nil {
 		return err
 	}
 	return p.Normalize(p.u8, dst)
+}
+
+// checkBoxes checks that there is one destination of n values per box
+// before any decoding is done.
+func checkBoxes[T any](boxes []frame.Box, dst [][]T, n int) error {
+	if len(dst) != len(boxes) {
+		return fmt.Errorf("preprocess: %d boxes but %d destinations", len(boxes), len(dst))
+	}
+	for i, d := range dst {
+		if len(d) != n {
+			return fmt.Errorf("preprocess: destination %d holds %d values, want %d", i, len(d), n)
+		}
+	}
+	return nil
 }
 
 // Frame writes the CHW float32 tensor of a camera frame to dst (3*Size*Size).
@@ -188,12 +216,123 @@ func (p *Preprocessor) RGB(rgb []byte, width, height, stride int, dst []float32)
 	return p.normalized(dst, func(u []uint8) error { return p.RGBUint8(rgb, width, height, stride, u) })
 }
 
+// FrameBoxes writes to dst[i] the tensor of boxes[i] of a camera frame:
+// what CLIP's transform gives for the frame converted to RGB and cropped to
+// the box (Pillow's img.crop(box)). The frame is validated, and an MJPEG
+// frame decoded, once for all boxes, and each box converts and resamples
+// only the window of the frame its tensor needs. The whole frame is the box
+// f.Bounds(). Every box must lie within the frame (frame.Box.Within).
+func (p *Preprocessor) FrameBoxes(f *frame.Frame, boxes []frame.Box, dst [][]float32) error {
+	if err := checkBoxes(boxes, dst, p.TensorLen()); err != nil {
+		return err
+	}
+	src, err := p.frameSource(f)
+	if err != nil {
+		return frameError(f, err)
+	}
+	return frameError(f, p.normalizedCrops(src, boxes, dst))
+}
+
+// FrameBoxesUint8 is FrameBoxes writing the CHW uint8 pixels (before
+// ToTensor and Normalize).
+func (p *Preprocessor) FrameBoxesUint8(f *frame.Frame, boxes []frame.Box, dst [][]uint8) error {
+	if err := checkBoxes(boxes, dst, p.TensorLen()); err != nil {
+		return err
+	}
+	src, err := p.frameSource(f)
+	if err != nil {
+		return frameError(f, err)
+	}
+	return frameError(f, p.crops(src, boxes, dst))
+}
+
+// ImageBoxes is FrameBoxes for encoded PNG or JPEG bytes: dst[i] is
+// clip._transform(S)(img.crop(boxes[i])).
+func (p *Preprocessor) ImageBoxes(data []byte, boxes []frame.Box, dst [][]float32) error {
+	if err := checkBoxes(boxes, dst, p.TensorLen()); err != nil {
+		return err
+	}
+	src, err := p.imageSource(data)
+	if err != nil {
+		return err
+	}
+	return p.normalizedCrops(src, boxes, dst)
+}
+
+// ImageBoxesUint8 is ImageBoxes writing uint8 pixels.
+func (p *Preprocessor) ImageBoxesUint8(data []byte, boxes []frame.Box, dst [][]uint8) error {
+	if err := checkBoxes(boxes, dst, p.TensorLen()); err != nil {
+		return err
+	}
+	src, err := p.imageSource(data)
+	if err != nil {
+		return err
+	}
+	return p.crops(src, boxes, dst)
+}
+
+// FileBoxes is ImageBoxes for a PNG or JPEG file.
+func (p *Preprocessor) FileBoxes(path string, boxes []frame.Box, dst [][]float32) error {
+	data, err := readImageFile(path)
+	if err != nil {
+		return err
+	}
+	if err := p.ImageBoxes(data, boxes, dst); err != nil {
+		return fmt.Errorf("preprocess %s: %w", path, err)
+	}
+	return nil
+}
+
+// FileBoxesUint8 is FileBoxes writing uint8 pixels.
+func (p *Preprocessor) FileBoxesUint8(path string, boxes []frame.Box, dst [][]uint8) error {
+	data, err := readImageFile(path)
+	if err != nil {
+		return err
+	}
+	if err := p.ImageBoxesUint8(data, boxes, dst); err != nil {
+		return fmt.Errorf("preprocess %s: %w", path, err)
+	}
+	return nil
+}
+
+func (p *Preprocessor) crops(src source, boxes []frame.Box, dst [][]uint8) error {
+	for i, b := range boxes {
+		if err := p.crop(src, b, dst[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Preprocessor) normalizedCrops(src source, boxes []frame.Box, dst [][]float32) error {
+	for i, b := range boxes {
+		if err := p.crop(src, b, p.u8); err != nil {
+			return err
+		}
+		if err := p.Normalize(p.u8, dst[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readImageFile reads an image file the way every image read must go:
+// never blocking on a FIFO, never following a path to a device, never
+// more than MaxFileBytes.
+func readImageFile(path string) ([]byte, error) {
+	data, err := safefile.ReadFile(path, MaxFileBytes)
+	if err != nil {
+		return nil, fmt.Errorf("preprocess: %w", err)
+	}
+	return data, nil
+}
+
 // FileUint8 writes the CHW uint8 pixels (before ToTensor and Normalize) of a
 // PNG or JPEG file to dst.
 func (p *Preprocessor) FileUint8(path string, dst []uint8) error {
-	data, err := safefile.ReadFile(path, MaxFileBytes)
+	data, err := readImageFile(path)
 	if err != nil {
-		return fmt.Errorf("preprocess: %w", err)
+		return err
 	}
 	if err := p.ImageUint8(data, dst); err != nil {
 		return fmt.Errorf("preprocess %s: %w", path, err)
@@ -203,20 +342,38 @@ func (p *Preprocessor) FileUint8(path string, dst []uint8) error {
 
 // ImageUint8 writes the CHW uint8 pixels of encoded PNG or JPEG bytes.
 func (p *Preprocessor) ImageUint8(data []byte, dst []uint8) error {
+	src, err := p.imageSource(data)
+	if err != nil {
+		return err
+	}
+	return p.crop(src, src.bounds(), dst)
+}
+
+// source is a decoded image ready to be cropped: its rows, size and the
+// Pillow mode it is resized in.
+type source struct {
+	rows rowSource
+	w, h int
+	mode pixelMode
+}
+
+func (s source) bounds() frame.Box { return frame.Full(s.w, s.h) }
+
+func (p *Preprocessor) imageSource(data []byte) (source, error) {
 	switch {
 	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
 		img, err := decodePNG(data, p.cfg.MaxPixels)
 		if err != nil {
-			return err
+			return source{}, err
 		}
 		p.packed = packedSource{data: img.pix, stride: img.stride}
-		return p.run(&p.packed, img.width, img.height, img.mode, dst)
+		return source{&p.packed, img.width, img.height, img.mode}, nil
 	case bytes.HasPrefix(data, []byte{0xFF, 0xD8}):
-		return p.jpeg(data, dst)
+		return p.jpeg(data)
 	}
 	// Neither the size nor any byte of the data goes into the message: it
 	// reaches socket clients, and the file may be anything they named.
-	return errors.New("not a PNG or JPEG image")
+	return source{}, errors.New("not a PNG or JPEG image")
 }
 
 func (p *Preprocessor) ensureDecoder() error {
@@ -231,13 +388,13 @@ func (p *Preprocessor) ensureDecoder() error {
 	return nil
 }
 
-func (p *Preprocessor) jpeg(data []byte, dst []uint8) error {
+func (p *Preprocessor) jpeg(data []byte) (source, error) {
 	if err := p.ensureDecoder(); err != nil {
-		return err
+		return source{}, err
 	}
 	img, err := p.dec.Decode(data, p.decoded)
 	if err != nil {
-		return err
+		return source{}, err
 	}
 	p.decoded = img.Pix
 	mode := modeRGB
@@ -245,7 +402,7 @@ func (p *Preprocessor) jpeg(data []byte, dst []uint8) error {
 		mode = modeL
 	}
 	p.packed = packedSource{data: img.Pix, stride: img.Width * img.Channels}
-	return p.run(&p.packed, img.Width, img.Height, mode, dst)
+	return source{&p.packed, img.Width, img.Height, mode}, nil
 }
 
 // RGBUint8 writes the CHW uint8 pixels of packed RGB.
@@ -253,54 +410,57 @@ func (p *Preprocessor) RGBUint8(rgb []byte, width, height, stride int, dst []uin
 	if stride == 0 {
 		stride = width * 3
 	}
-	if err := checkPlane("RGB", len(rgb), width, height, stride, 3); err != nil {
+	if err := frame.CheckRGB(rgb, width, height, stride); err != nil {
 		return err
 	}
 	p.packed = packedSource{data: rgb, stride: stride}
-	return p.run(&p.packed, width, height, modeRGB, dst)
+	return p.crop(source{&p.packed, width, height, modeRGB}, frame.Full(width, height), dst)
 }
 
 // FrameUint8 writes the CHW uint8 pixels of a camera frame.
 func (p *Preprocessor) FrameUint8(f *frame.Frame, dst []uint8) error {
+	src, err := p.frameSource(f)
+	if err == nil {
+		err = p.crop(src, src.bounds(), dst)
+	}
+	return frameError(f, err)
+}
+
+// frameError names the frame in err.
+func frameError(f *frame.Frame, err error) error {
+	if err == nil {
+		return nil
+	}
 	if f == nil {
 		return errors.New("preprocess: nil frame")
 	}
-	err := p.frameUint8(f, dst)
-	if err != nil {
-		return fmt.Errorf("preprocess: %s frame %d (%dx%d): %w", f.Format, f.Seq, f.Width, f.Height, err)
-	}
-	return nil
+	return fmt.Errorf("preprocess: %s frame %d (%dx%d): %w", f.Format, f.Seq, f.Width, f.Height, err)
 }
 
-func (p *Preprocessor) frameUint8(f *frame.Frame, dst []uint8) error {
+// frameSource validates a frame and prepares its rows: YUV rows are
+// converted on demand, MJPEG frames decoded here, once.
+func (p *Preprocessor) frameSource(f *frame.Frame) (source, error) {
+	if f == nil {
+		return source{}, errors.New("nil frame")
+	}
+	if err := f.Validate(); err != nil {
+		return source{}, err
+	}
 	stride := f.RowStride()
 	switch f.Format {
 	case frame.RGB24:
-		return p.RGBUint8(f.Data, f.Width, f.Height, stride, dst)
+		p.packed = packedSource{data: f.Data, stride: stride}
+		return source{&p.packed, f.Width, f.Height, modeRGB}, nil
 	case frame.YUYV:
-		if f.Width%2 != 0 {
-			return fmt.Errorf("YUYV width must be even")
-		}
-		if err := checkPlane("YUYV", len(f.Data), f.Width, f.Height, stride, 2); err != nil {
-			return err
-		}
 		p.yuyv.set(f.Data, stride, f.Width)
-		return p.run(&p.yuyv, f.Width, f.Height, modeRGB, dst)
+		return source{&p.yuyv, f.Width, f.Height, modeRGB}, nil
 	case frame.NV12:
-		if err := checkPlane("NV12 luma", len(f.Data), f.Width, f.Height, stride, 1); err != nil {
-			return err
-		}
-		chromaRows := (f.Height + 1) / 2
-		need := stride*f.Height + stride*(chromaRows-1) + 2*((f.Width+1)/2)
-		if len(f.Data) < need {
-			return fmt.Errorf("truncated NV12 frame: %d bytes, need %d for luma and chroma planes with stride %d", len(f.Data), need, stride)
-		}
 		p.nv12.set(f.Data, stride, f.Width, f.Height)
-		return p.run(&p.nv12, f.Width, f.Height, modeRGB, dst)
+		return source{&p.nv12, f.Width, f.Height, modeRGB}, nil
 	case frame.MJPEG:
 		jpg, err := jpegturbo.RepairMJPEG(p.repaired, f.Data)
 		if err != nil {
-			return err
+			return source{}, err
 		}
 		if len(jpg) > 0 && len(f.Data) > 0 && &jpg[0] != &f.Data[0] {
 			p.repaired = jpg
@@ -310,33 +470,19 @@ func (p *Preprocessor) frameUint8(f *frame.Frame, dst []uint8) error {
 		// damaged header from costing a huge allocation and decode.
 		if f.Width != 0 || f.Height != 0 {
 			if err := p.ensureDecoder(); err != nil {
-				return err
+				return source{}, err
 			}
 			hdr, err := p.dec.DecodeHeader(jpg)
 			if err != nil {
-				return err
+				return source{}, err
 			}
 			if hdr.Width != f.Width || hdr.Height != f.Height {
-				return fmt.Errorf("JPEG data is %dx%d, not the frame's size", hdr.Width, hdr.Height)
+				return source{}, fmt.Errorf("JPEG data is %dx%d, not the frame's size", hdr.Width, hdr.Height)
 			}
 		}
-		return p.jpeg(jpg, dst)
+		return p.jpeg(jpg)
 	}
-	return fmt.Errorf("unsupported pixel format")
-}
-
-// checkPlane validates the size of a packed plane with bpp bytes a pixel.
-func checkPlane(what string, have, width, height, stride, bpp int) error {
-	if width <= 0 || height <= 0 || width > 1<<16 || height > 1<<16 {
-		return fmt.Errorf("bad %s image size %dx%d", what, width, height)
-	}
-	if stride < width*bpp {
-		return fmt.Errorf("%s stride %d is less than width %d x %d bytes", what, stride, width, bpp)
-	}
-	if need := stride*(height-1) + width*bpp; have < need {
-		return fmt.Errorf("truncated %s data: %d bytes, need %d", what, have, need)
-	}
-	return nil
+	return source{}, fmt.Errorf("unsupported pixel format")
 }
 
 // pixelMode is the Pillow mode an image is resized in.
@@ -361,8 +507,21 @@ func (m pixelMode) channels() int {
 	return 4
 }
 
-// geometry is what the resampling weights depend on.
-type geometry struct{ srcW, srcH, size int }
+// geometry is what the resampling weights depend on: the size of the
+// image (or crop) being resized.
+type geometry struct{ srcW, srcH int }
+
+// maxGeometries is how many sizes' weights a Preprocessor keeps: enough
+// for the whole frame and the regions of a camera, so that a stream of
+// frames cropped to several boxes recomputes nothing.
+const maxGeometries = 16
+
+// resampler is the resampling weights of one geometry.
+type resampler struct {
+	geom   geometry
+	hw, vw axisWeights
+	used   uint64 // when last used, for evicting the least recently used
+}
 
 // resizedSize is torchvision 0.14's Resize(size) output for a PIL image:
 // the shorter side becomes size, the longer int(size*long/short).
@@ -384,17 +543,53 @@ func cropOffset(n, size int) int {
 	return int(math.RoundToEven(float64(n-size) / 2.0))
 }
 
-// run resizes and crops the image that src yields and writes CHW RGB to dst.
-func (p *Preprocessor) run(src rowSource, w, h int, mode pixelMode, dst []uint8) error {
+// weights returns the resampling weights of a w×h crop, from the cache when
+// they were computed before.
+func (p *Preprocessor) weights(w, h, newW, newH, left, top int) *resampler {
+	g := geometry{w, h}
+	p.tick++
+	victim := &p.resamplers[0]
+	for i := range p.resamplers {
+		r := &p.resamplers[i]
+		if r.geom == g {
+			r.used = p.tick
+			return r
+		}
+		if r.used < victim.used {
+			victim = r
+		}
+	}
+	// An entry is marked valid only once both axes are computed.
+	victim.geom = geometry{}
+	if newW != w {
+		victim.hw.compute(w, newW, left, p.cfg.Size)
+	}
+	if newH != h {
+		victim.vw.compute(h, newH, top, p.cfg.Size)
+	}
+	victim.geom, victim.used = g, p.tick
+	return victim
+}
+
+// crop writes to dst the CHW RGB pixels of CLIP's transform of box of the
+// image src yields, i.e. of Pillow's src.crop(box): the crop is resized
+// as an image of its own, its rows and columns read from src at the box's
+// offset.
+func (p *Preprocessor) crop(src source, box frame.Box, dst []uint8) error {
 	S := p.cfg.Size
 	if len(dst) != 3*S*S {
 		return fmt.Errorf("destination holds %d bytes, want %d", len(dst), 3*S*S)
 	}
-	if w <= 0 || h <= 0 {
-		return fmt.Errorf("bad image size %dx%d", w, h)
+	if err := box.Within(src.w, src.h); err != nil {
+		return err
 	}
+	w, h := box.Dx(), box.Dy()
+	mode := src.mode
 	C := mode.channels()
 	rowLen := S * C
+	// Rows of the source come back with pixel x at byte x*C; the crop's
+	// column 0 is the source's column box.X1.
+	off := box.X1 * C
 	newW, newH := resizedSize(w, h, S)
 	left, top := cropOffset(newW, S), cropOffset(newH, S)
 	p.out = grow(p.out, S*rowLen)
@@ -403,7 +598,7 @@ func (p *Preprocessor) run(src rowSource, w, h int, mode pixelMode, dst []uint8)
 		// Pillow returns a copy when the size is unchanged: no resampling
 		// and, for RGBA and LA, no premultiplication round trip.
 		for y := 0; y < S; y++ {
-			row := src.row(top+y, left, left+S)
+			row := src.rows.row(box.Y1+top+y, box.X1+left, box.X1+left+S)[off:]
 			copy(p.out[y*rowLen:(y+1)*rowLen], row[left*C:(left+S)*C])
 		}
 		toCHW(dst, p.out, S, mode, false)
@@ -411,24 +606,14 @@ func (p *Preprocessor) run(src rowSource, w, h int, mode pixelMode, dst []uint8)
 	}
 
 	needH, needV := newW != w, newH != h
-	g := geometry{w, h, S}
-	if g != p.geom {
-		p.geom = geometry{}
-		if needH {
-			p.hw.compute(w, newW, left, S)
-		}
-		if needV {
-			p.vw.compute(h, newH, top, S)
-		}
-		p.geom = g
-	}
+	r := p.weights(w, h, newW, newH, left, top)
 	colLo, colHi := left, left+S
 	if needH {
-		colLo, colHi = p.hw.span()
+		colLo, colHi = r.hw.span()
 	}
 	rowLo, rowHi := top, top+S
 	if needV {
-		rowLo, rowHi = p.vw.span()
+		rowLo, rowHi = r.vw.span()
 	}
 	premultiplied := mode == modeLA || mode == modeRGBA
 	if premultiplied {
@@ -436,14 +621,14 @@ func (p *Preprocessor) run(src rowSource, w, h int, mode pixelMode, dst []uint8)
 	}
 	p.tmp = grow(p.tmp, (rowHi-rowLo)*rowLen)
 	for y := rowLo; y < rowHi; y++ {
-		row := src.row(y, colLo, colHi)
+		row := src.rows.row(box.Y1+y, box.X1+colLo, box.X1+colHi)[off:]
 		if premultiplied {
 			premultiply(p.prem, row, colLo, colHi, C)
 			row = p.prem
 		}
 		t := p.tmp[(y-rowLo)*rowLen : (y-rowLo+1)*rowLen]
 		if needH {
-			horizontal(t, row, &p.hw, C)
+			horizontal(t, row, &r.hw, C)
 		} else {
 			copy(t, row[left*C:(left+S)*C])
 		}
@@ -452,7 +637,7 @@ func (p *Preprocessor) run(src rowSource, w, h int, mode pixelMode, dst []uint8)
 		if cap(p.acc) < rowLen {
 			p.acc = make([]int32, rowLen)
 		}
-		vertical(p.out, p.tmp, rowLen, rowLo, &p.vw, p.acc[:rowLen])
+		vertical(p.out, p.tmp, rowLen, rowLo, &r.vw, p.acc[:rowLen])
 	} else {
 		copy(p.out, p.tmp[:S*rowLen])
 	}

@@ -92,10 +92,12 @@ func cmdTokenize(_ context.Context, args []string, stdin io.Reader, stdout, stde
 }
 
 func cmdPreprocess(_ context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
-	fs := newFlagSet("preprocess", "(--size N | --model DIR) IMAGE --out FILE", stderr)
+	fs := newFlagSet("preprocess", "(--size N | --model DIR) [--box X1,Y1,X2,Y2] IMAGE --out FILE", stderr)
 	size := fs.Int("size", 224, "output side in pixels (CLIP mean/std)")
 	dir := fs.String("model", "", "take size, mean and std from this bundle")
 	outPath := fs.String("out", "", "output file: float32 little-endian, CHW")
+	var box boxFlag
+	fs.Var(&box, "box", "preprocess this crop of the image (pixels, as Pillow's img.crop)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -119,7 +121,7 @@ func cmdPreprocess(_ context.Context, args []string, _ io.Reader, _, stderr io.W
 	p := preprocess.New(cfg)
 	defer p.Close()
 	tensor := make([]float32, p.TensorLen())
-	if err := p.File(pos[0], tensor); err != nil {
+	if err := box.file(p, pos[0], tensor); err != nil {
 		return err
 	}
 	buf := make([]byte, 4*len(tensor))
@@ -205,11 +207,13 @@ func cmdEmbed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 }
 
 func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("classify", "--model DIR --labels FILE [--top-k K] IMAGE...", stderr)
+	fs := newFlagSet("classify", "--model DIR --labels FILE [--top-k K] [--box X1,Y1,X2,Y2] IMAGE...", stderr)
 	var mf modelFlags
 	mf.register(fs)
 	labelsPath := fs.String("labels", "", "labels file (one label per line; see docs/labels.md)")
 	topK := fs.Int("top-k", 5, "labels to print per image; 0 prints all")
+	var box boxFlag
+	fs.Var(&box, "box", "classify this crop of each image (pixels, as Pillow's img.crop)")
 	images, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -239,7 +243,7 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	for _, path := range images {
-		if err := pre.File(path, tensor); err != nil {
+		if err := box.file(pre, path, tensor); err != nil {
 			return err
 		}
 		emb, err := m.EncodeImages(tensor, 1)
@@ -252,8 +256,9 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		}
 		line := struct {
 			Image string         `json:"image"`
+			Box   *[4]int        `json:"box,omitempty"`
 			Top   []engine.Match `json:"top"`
-		}{path, top}
+		}{path, box.json(), top}
 		if err := writeJSONLine(out, line); err != nil {
 			return err
 		}

@@ -65,4 +65,5 @@ def main():
             print(name, Image.open(os.path.join(d, name)).mode)
 
 
-main()
+if __name__ == "__main__":
+    main()
