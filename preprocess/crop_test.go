@@ -94,7 +94,7 @@ func imageSize(t *testing.T, path string) (int, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p Preprocessor
+	p := New(DefaultConfig())
 	src, err := p.imageSource(data)
 	p.Close()
 	if err != nil {
