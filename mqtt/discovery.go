@@ -83,7 +83,7 @@ func ValidateTargets(cameras []string, targets []Target) error {
 }
 
 func checkName(kind, s string) error {
-	if s == "" || len(s) > maxNameBytes || !nameRE.MatchString(s) {
+	if !validName(s) {
 		return fmt.Errorf("mqtt: %s name %q: must be 1 to %d of A-Z a-z 0-9 _ -", kind, s, maxNameBytes)
 	}
 	return nil
@@ -311,4 +311,18 @@ func ownedConfig(payload []byte, identifier string) bool {
 		ids = []string{one}
 	}
 	return slices.Contains(ids, identifier)
+}
+
+// validName is nameRE without a regexp: it runs for every result.
+func validName(s string) bool {
+	if s == "" || len(s) > maxNameBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -143,6 +144,7 @@ type Publisher struct {
 	mu         sync.Mutex
 	retained   map[string]*retainedMsg
 	dirty      map[string]struct{}
+	order      []string // dirty topics in sending order, see next
 	queue      []message
 	queueBytes int64
 	dropped    uint64
@@ -183,7 +185,7 @@ func newPublisher(cfg Config, opts Options, url string, sec secrets) *Publisher 
 			topics:      topics{base: cfg.TopicPrefix + "/" + cfg.Device, discovery: cfg.DiscoveryPrefix, device: cfg.Device},
 			qos:         cfg.QoS,
 			version:     opts.Version,
-			expireAfter: int(3 * opts.StateRefresh / time.Second),
+			expireAfter: max(1, int(3*opts.StateRefresh/time.Second)),
 		},
 		wake:       make(chan struct{}, 1),
 		birth:      make(chan struct{}, 1),
@@ -451,21 +453,31 @@ func (p *Publisher) trimQueue() {
 // next takes the next message to send: dirty retained topics first, in
 // priority order, then the queue.
 func (p *Publisher) next() (message, bool) {
-	if len(p.dirty) > 0 {
-		var best string
-		bestPrio := -1
+	if len(p.order) == 0 && len(p.dirty) > 0 {
+		// Sorted once per batch: after a reconnect thousands of topics
+		// may be dirty, and the lock must stay short.
 		for topic := range p.dirty {
-			prio := p.retained[topic].prio
-			if bestPrio < 0 || prio < bestPrio || prio == bestPrio && topic < best {
-				best, bestPrio = topic, prio
+			p.order = append(p.order, topic)
+		}
+		slices.SortFunc(p.order, func(a, b string) int {
+			if pa, pb := p.retained[a].prio, p.retained[b].prio; pa != pb {
+				return pa - pb
 			}
+			return strings.Compare(a, b)
+		})
+	}
+	for len(p.order) > 0 {
+		topic := p.order[0]
+		p.order = p.order[1:]
+		if _, ok := p.dirty[topic]; !ok {
+			continue
 		}
-		delete(p.dirty, best)
-		r := p.retained[best]
+		delete(p.dirty, topic)
+		r := p.retained[topic]
 		if r.remove {
-			delete(p.retained, best)
+			delete(p.retained, topic)
 		}
-		return message{topic: best, payload: r.payload, retain: true, prio: r.prio}, true
+		return message{topic: topic, payload: r.payload, retain: true, prio: r.prio}, true
 	}
 	if len(p.queue) > 0 {
 		m := p.queue[0]
@@ -669,16 +681,19 @@ func (p *Publisher) serve(c paho.Client, lost <-chan error) bool {
 		}
 		select {
 		case <-head:
+			var err error
 			n := 0
-			for n < len(pending) && isDone(pending[n].tok) && pending[n].tok.Error() == nil {
-				n++
+			for ; n < len(pending) && isDone(pending[n].tok); n++ {
+				if err = pending[n].tok.Error(); err != nil {
+					break
+				}
 			}
 			p.mu.Lock()
 			p.published += uint64(n)
 			p.mu.Unlock()
 			pending = pending[n:]
-			if len(pending) > 0 && isDone(pending[0].tok) {
-				return fail(pending[0].tok.Error())
+			if err != nil {
+				return fail(err)
 			}
 		case err := <-lost:
 			return fail(err)
