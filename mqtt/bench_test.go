@@ -133,3 +133,24 @@ func benchFleet(b *testing.B, boxes, cameras int) {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// BenchmarkCallerCost is what a camera's pipeline pays per call while the
+// broker is unreachable (the queue full, so every call also drops one).
+func BenchmarkCallerCost(b *testing.B) {
+	cfg := validConfig()
+	cfg.PublishResults = true
+	p := newPublisher(cfg, Options{Log: discardLog()}, "tcp://127.0.0.1:1", secrets{})
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front", Labels: []string{"person"}}})
+	result := []byte(benchResult)
+	ev := state.Event{Camera: "front", Label: "person", Score: 0.9, Since: time.Now(), Time: time.Now()}
+	b.Run("PublishResult", func(b *testing.B) {
+		for range b.N {
+			p.PublishResult("front", "", result)
+		}
+	})
+	b.Run("PublishEvent", func(b *testing.B) {
+		for range b.N {
+			p.PublishEvent(ev)
+		}
+	})
+}

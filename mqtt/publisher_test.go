@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"reflect"
@@ -407,5 +408,37 @@ func TestResults(t *testing.T) {
 		if !enabled && len(got) != 0 {
 			t.Errorf("results published without publish_results: %v", got)
 		}
+	}
+}
+
+// A broker that accepts TCP connections and never answers: the methods go
+// on working and Close returns without waiting for the connect timeout.
+func TestCloseWhileConnectingToAStalledBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p, _ := newTestPublisher(t, testConfig("mqtt://"+l.Addr().String(), "stalled"), Options{})
+	c := <-accepted // the publisher is inside Connect now
+	defer c.Close()
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front"}})
+	p.PublishEvent(event(1))
+	if st := p.Status(); st.Connected || st.Queued == 0 {
+		t.Errorf("status while connecting: %+v", st)
+	}
+	p.Close()
+	if st := p.Status(); st.Connected {
+		t.Errorf("after Close: %+v", st)
 	}
 }
