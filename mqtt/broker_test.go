@@ -37,6 +37,12 @@ func lookTool(t testing.TB, name string) string {
 	return ""
 }
 
+// diesWithTest makes the kernel kill a helper process when the test
+// binary dies, so that a crashed test leaves no broker running.
+func diesWithTest() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
@@ -123,6 +129,7 @@ func (b *broker) start() {
 	b.t.Helper()
 	b.cmd = exec.Command(lookTool(b.t, "mosquitto"), "-c", b.conf)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
+	b.cmd.SysProcAttr = diesWithTest()
 	if err := b.cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}
@@ -204,6 +211,7 @@ func subscribe(t testing.TB, connArgs []string, topics ...string) *subscriber {
 		args = append(args, "-t", tp)
 	}
 	s.cmd = exec.Command(lookTool(t, "mosquitto_sub"), args...)
+	s.cmd.SysProcAttr = diesWithTest()
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

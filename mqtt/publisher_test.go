@@ -243,6 +243,7 @@ func TestWillOnSIGKILL(t *testing.T) {
 	sub := subscribe(t, b.connArgs(), "clipd/child/availability", "homeassistant/+/child/+/config")
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "CLIPD_MQTT_TEST_CHILD="+b.url())
+	child.SysProcAttr = diesWithTest()
 	out := &syncBuffer{}
 	child.Stdout, child.Stderr = out, out
 	if err := child.Start(); err != nil {
