@@ -1,0 +1,445 @@
+package mqtt
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/state"
+)
+
+// TestMain lets the SIGKILL test run a publisher in a child process: the
+// test binary itself, re-executed with CLIPD_MQTT_TEST_CHILD set.
+func TestMain(m *testing.M) {
+	if broker := os.Getenv("CLIPD_MQTT_TEST_CHILD"); broker != "" {
+		os.Exit(runChild(broker))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(broker string) int {
+	cfg := Defaults()
+	cfg.Broker, cfg.Device = broker, "child"
+	p, err := New(cfg, Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	p.SetTargets([]string{"cam"}, []Target{{Camera: "cam", Labels: []string{"person"}}})
+	select {} // until killed
+}
+
+func newTestPublisher(t *testing.T, cfg Config, opts Options) (*Publisher, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opts.Version == "" {
+		opts.Version = "test"
+	}
+	p, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, logs
+}
+
+func testConfig(broker, device string) Config {
+	c := Defaults()
+	c.Broker, c.Device = broker, device
+	return c
+}
+
+// waitStatus polls Status until cond holds.
+func waitStatus(t *testing.T, p *Publisher, d time.Duration, what string, cond func(Status) bool) Status {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := p.Status()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v; status %+v", what, d, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func connected(st Status) bool { return st.Connected }
+
+var fleetCameras = []string{"front", "garden"}
+var fleetTargets = []Target{
+	{Camera: "front", Labels: []string{"person", "car"}},
+	{Camera: "front", Region: "door", Labels: []string{"person", "package"}},
+	{Camera: "garden", Labels: []string{"fox", "cat"}},
+}
+
+func eventFor(device string) state.Event {
+	return state.Event{Camera: "front", Region: "door", Label: "person", Previous: "none", Score: 0.83,
+		Since: time.Date(2025, 11, 27, 9, 41, 7, 120000000, time.UTC), Time: time.Date(2025, 11, 27, 9, 41, 8, 140000000, time.UTC),
+		LabelsVersion: 3, Snapshot: "/var/lib/clipd/snapshots/" + device + ".jpg"}
+}
+
+// checkDevice waits until sub has seen everything a publisher of device
+// puts on the broker after SetTargets, SetCameraOnline("front"), one
+// event and one snapshot.
+// With retainedOnly, only messages delivered as retained count (a new
+// subscriber's view); withEvent also waits for the event.
+func checkDevice(t *testing.T, sub *subscriber, device string, snapshot []byte, d time.Duration, retainedOnly, withEvent bool) {
+	t.Helper()
+	base := "clipd/" + device
+	keep := func(m msg) bool { return !retainedOnly || m.retained }
+	sub.wait(device+" availability online", d, func(m msg) bool {
+		return keep(m) && m.topic == base+"/availability" && string(m.payload) == "online"
+	})
+	for _, topic := range []string{
+		"sensor/" + device + "/front", "sensor/" + device + "/front_door", "sensor/" + device + "/garden",
+		"event/" + device + "/front", "event/" + device + "/front_door", "event/" + device + "/garden",
+		"image/" + device + "/front", "image/" + device + "/front_door", "image/" + device + "/garden",
+		"binary_sensor/" + device + "/front", "binary_sensor/" + device + "/garden",
+	} {
+		m := sub.wait("discovery "+topic, d, func(m msg) bool {
+			return keep(m) && m.topic == "homeassistant/"+topic+"/config" && len(m.payload) > 0
+		})
+		var p map[string]any
+		if err := json.Unmarshal(m.payload, &p); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		if uid, _ := p["unique_id"].(string); !strings.HasPrefix(uid, "clipd/"+device+"/") {
+			t.Errorf("%s: unique_id %q", topic, uid)
+		}
+		if !ownedConfig(m.payload, "clipd_"+device) {
+			t.Errorf("%s: device block %v", topic, p["device"])
+		}
+	}
+	m := sub.wait("event types", d, func(m msg) bool {
+		return keep(m) && m.topic == "homeassistant/event/"+device+"/front_door/config" && len(m.payload) > 0
+	})
+	var ev haEvent
+	json.Unmarshal(m.payload, &ev)
+	if !reflect.DeepEqual(ev.EventTypes, []string{"person", "package", "none"}) || ev.StateTopic != base+"/front/door/event" {
+		t.Errorf("event entity: %+v", ev)
+	}
+	sub.wait("camera status", d, func(m msg) bool {
+		return keep(m) && m.topic == base+"/front/status" && string(m.payload) == "online"
+	})
+	sub.wait("garden offline until it delivers", d, func(m msg) bool {
+		return keep(m) && m.topic == base+"/garden/status" && string(m.payload) == "offline"
+	})
+	want := eventFor(device)
+	sub.wait("state", d, func(m msg) bool {
+		return keep(m) && m.topic == base+"/front/door/state" &&
+			string(m.payload) == `{"label":"person","score":0.83,"since":"2025-11-27T09:41:07.12Z","labels_version":3}`
+	})
+	sub.wait("snapshot", d, func(m msg) bool {
+		return keep(m) && m.topic == base+"/front/door/snapshot" && bytes.Equal(m.payload, snapshot)
+	})
+	if !withEvent {
+		return
+	}
+	m = sub.wait("event", d, func(m msg) bool { return m.topic == base+"/front/door/event" })
+	if m.retained {
+		t.Errorf("event delivered as retained")
+	}
+	// The event is the socket's event body plus event_type.
+	var got map[string]any
+	json.Unmarshal(m.payload, &got)
+	if got["event_type"] != "person" {
+		t.Errorf("event_type %v", got["event_type"])
+	}
+	delete(got, "event_type")
+	var socket map[string]any
+	body, _ := json.Marshal(want)
+	json.Unmarshal(body, &socket)
+	if !reflect.DeepEqual(got, socket) {
+		t.Errorf("event payload %s\nwant the socket's %s", m.payload, body)
+	}
+}
+
+// Two clipd boxes (different device) on one broker; a subscriber sees
+// both devices' availability, discovery, state, snapshots and events;
+// after the broker is killed and restarted (losing every retained
+// message) both resume and republish within 15 s; Close says offline.
+func TestTwoDevicesOneBroker(t *testing.T) {
+	b := startBroker(t)
+	sub := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	devices := []string{"box-a", "box-b"}
+	snapshot := []byte("\xff\xd8\xff\xe0 not really a JPEG \xff\xd9")
+	pubs := map[string]*Publisher{}
+	var logs []*syncBuffer
+	for _, dev := range devices {
+		p, l := newTestPublisher(t, testConfig(b.url(), dev), Options{})
+		pubs[dev] = p
+		logs = append(logs, l)
+		if err := p.SetTargets(fleetCameras, fleetTargets); err != nil {
+			t.Fatal(err)
+		}
+		p.SetCameraOnline("front", true)
+		p.PublishEvent(eventFor(dev))
+		p.PublishSnapshot("front", "door", snapshot)
+	}
+	for _, dev := range devices {
+		checkDevice(t, sub, dev, snapshot, 10*time.Second, false, true)
+		waitStatus(t, pubs[dev], 5*time.Second, "connected", connected)
+	}
+	// What is retained is all there for a newcomer; events are not.
+	late := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	for _, dev := range devices {
+		checkDevice(t, late, dev, snapshot, time.Second, true, false)
+		if got := late.all("clipd/" + dev + "/front/door/event"); len(got) != 0 {
+			t.Errorf("event retained: %v", got)
+		}
+	}
+
+	b.kill()
+	for _, dev := range devices {
+		waitStatus(t, pubs[dev], 10*time.Second, dev+" sees the broker gone", func(st Status) bool {
+			return !st.Connected && st.LastError != ""
+		})
+	}
+	b.start()
+	restarted := time.Now()
+	after := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	for _, dev := range devices {
+		checkDevice(t, after, dev, snapshot, 15*time.Second-time.Since(restarted), false, false)
+	}
+	t.Logf("both devices republished %v after the broker restarted", time.Since(restarted).Round(time.Millisecond))
+	// Events flow again.
+	next := eventFor("box-a")
+	next.Label, next.Previous = "package", "person"
+	pubs["box-a"].PublishEvent(next)
+	after.wait("event after restart", 10*time.Second, func(m msg) bool {
+		return m.topic == "clipd/box-a/front/door/event" && strings.Contains(string(m.payload), `"event_type":"package"`)
+	})
+
+	pubs["box-a"].Close()
+	after.waitPayload("clipd/box-a/availability", "offline", 5*time.Second)
+	if st := pubs["box-a"].Status(); st.Connected || st.Published == 0 {
+		t.Errorf("after Close: %+v", st)
+	}
+	if pubs["box-b"].Status().Connected != true {
+		t.Error("closing one publisher disturbed the other")
+	}
+	for _, l := range logs {
+		if !strings.Contains(l.String(), "mqtt: connected") || !strings.Contains(l.String(), "connection lost") {
+			t.Errorf("log lacks the connection changes:\n%s", l)
+		}
+	}
+}
+
+// A publisher killed with SIGKILL leaves its will: availability offline.
+func TestWillOnSIGKILL(t *testing.T) {
+	b := startBroker(t)
+	sub := subscribe(t, b.connArgs(), "clipd/child/availability", "homeassistant/+/child/+/config")
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), "CLIPD_MQTT_TEST_CHILD="+b.url())
+	child.SysProcAttr = diesWithTest()
+	out := &syncBuffer{}
+	child.Stdout, child.Stderr = out, out
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
+	sub.waitPayload("clipd/child/availability", "online", 10*time.Second)
+	sub.wait("the child's discovery", 10*time.Second, func(m msg) bool {
+		return m.topic == "homeassistant/sensor/child/cam/config"
+	})
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	m := sub.waitPayload("clipd/child/availability", "offline", 10*time.Second)
+	if m.retained {
+		t.Error("will delivered to a live subscriber as retained")
+	}
+	// ... and it is retained for those who come later.
+	late := subscribe(t, b.connArgs(), "clipd/child/availability")
+	if got := late.all("clipd/child/availability"); len(got) != 1 || string(got[0].payload) != "offline" || !got[0].retained {
+		t.Errorf("retained availability after the kill: %+v (child output %s)", got, out)
+	}
+}
+
+// While the broker is unreachable (from the start), events queue up to
+// `queue`, the oldest are dropped and counted, and what is kept arrives in
+// order once the broker can be reached.
+func TestQueueOverflowWhileDisconnected(t *testing.T) {
+	b := startBroker(t)
+	sub := subscribe(t, b.connArgs(), "clipd/#")
+	k := newLink(t, fmt.Sprintf("127.0.0.1:%d", b.port))
+	cfg := testConfig(k.url(), "q")
+	cfg.Queue = 5
+	p, _ := newTestPublisher(t, cfg, Options{MaxBackoff: 500 * time.Millisecond})
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front", Labels: []string{"person"}}})
+	for i := 1; i <= 12; i++ {
+		p.PublishEvent(event(i))
+	}
+	st := waitStatus(t, p, 5*time.Second, "a failed connection attempt", func(st Status) bool { return st.LastError != "" })
+	if st.Dropped != 7 || st.Connected || st.Queued < 5 {
+		t.Fatalf("while unreachable: %+v, want 7 dropped, 5 events queued", st)
+	}
+	k.setUp(true)
+	sub.wait("the last event", 10*time.Second, func(m msg) bool {
+		return m.topic == "clipd/q/front/event" && strings.Contains(string(m.payload), `"labels_version":12`)
+	})
+	var versions []uint64
+	for _, m := range sub.all("clipd/q/front/event") {
+		var ev state.Event
+		json.Unmarshal(m.payload, &ev)
+		versions = append(versions, ev.LabelsVersion)
+	}
+	if !reflect.DeepEqual(versions, []uint64{8, 9, 10, 11, 12}) {
+		t.Errorf("events delivered %v, want 8..12 in order", versions)
+	}
+	states := sub.all("clipd/q/front/state")
+	if len(states) != 1 || !strings.Contains(string(states[0].payload), `"labels_version":12`) {
+		t.Errorf("states %v, want only the newest", states)
+	}
+	if st := waitStatus(t, p, 5*time.Second, "drained", func(st Status) bool { return st.Queued == 0 }); st.Dropped != 7 {
+		t.Errorf("after reconnect: %+v", st)
+	}
+}
+
+// Home Assistant's birth message brings discovery, availability and
+// states again; removed targets lose their entities; a label reload
+// republishes the event types; retained configs of this device that
+// belong to no target any more (left over from a previous run) are
+// deleted, those of other programs are not.
+func TestHomeAssistantLifecycle(t *testing.T) {
+	b := startBroker(t)
+	pub := func(topic, payload string, retain bool) {
+		args := append(b.connArgs(), "-t", topic, "-m", payload, "-q", "1")
+		if retain {
+			args = append(args, "-r")
+		}
+		if out, err := exec.Command(lookTool(t, "mosquitto_pub"), args...).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v: %s", err, out)
+		}
+	}
+	stale := "homeassistant/sensor/ha/gone/config"
+	foreign := "homeassistant/sensor/ha/zigbee/config"
+	pub(stale, `{"name":"gone","device":{"identifiers":["clipd_ha"]},"origin":{"name":"clipd"}}`, true)
+	pub(foreign, `{"name":"zigbee","device":{"identifiers":["clipd_ha"]},"origin":{"name":"zigbee2mqtt"}}`, true)
+
+	sub := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	p, _ := newTestPublisher(t, testConfig(b.url(), "ha"), Options{BirthDelay: 100 * time.Millisecond})
+	p.SetTargets(fleetCameras, fleetTargets)
+	p.PublishEvent(eventFor("ha"))
+	sub.waitPayload(stale, "", 10*time.Second)
+	doorSensor := "homeassistant/sensor/ha/front_door/config"
+	sub.wait("discovery", 10*time.Second, func(m msg) bool { return m.topic == doorSensor && len(m.payload) > 0 })
+	sub.wait("state", 10*time.Second, func(m msg) bool { return m.topic == "clipd/ha/front/door/state" })
+
+	configs := len(sub.all(doorSensor))
+	states := len(sub.all("clipd/ha/front/door/state"))
+	pub("homeassistant/status", "online", false)
+	sub.wait("discovery again after the birth message", 10*time.Second, func(m msg) bool {
+		return len(sub.allLocked(doorSensor)) > configs
+	})
+	sub.wait("state again after the birth message", 10*time.Second, func(m msg) bool {
+		return len(sub.allLocked("clipd/ha/front/door/state")) > states
+	})
+
+	// A reload: the region is gone, front has a new label.
+	targets := []Target{{Camera: "front", Labels: []string{"person", "car", "dog"}}, fleetTargets[2]}
+	if err := p.SetTargets(fleetCameras, targets); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{doorSensor, "homeassistant/event/ha/front_door/config",
+		"homeassistant/image/ha/front_door/config", "clipd/ha/front/door/state"} {
+		sub.waitPayload(topic, "", 10*time.Second)
+	}
+	sub.wait("new event types", 10*time.Second, func(m msg) bool {
+		var ev haEvent
+		return m.topic == "homeassistant/event/ha/front/config" && json.Unmarshal(m.payload, &ev) == nil &&
+			reflect.DeepEqual(ev.EventTypes, []string{"person", "car", "dog", "none"})
+	})
+
+	late := subscribe(t, b.connArgs(), "homeassistant/#")
+	if got := late.all(foreign); len(got) != 1 {
+		t.Errorf("another program's config was touched: %v", got)
+	}
+	for _, topic := range []string{stale, doorSensor} {
+		if got := late.all(topic); len(got) != 0 {
+			t.Errorf("%s still retained: %v", topic, got)
+		}
+	}
+	if got := late.all("homeassistant/sensor/ha/front/config"); len(got) != 1 {
+		t.Errorf("front's sensor not retained: %v", got)
+	}
+}
+
+// allLocked is all for use inside a wait predicate, which runs with the
+// subscriber's lock held.
+func (s *subscriber) allLocked(topic string) []msg {
+	var out []msg
+	for _, m := range s.msgs {
+		if m.topic == topic {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Results go out only with publish_results, after the events queued
+// before them.
+func TestResults(t *testing.T) {
+	b := startBroker(t)
+	sub := subscribe(t, b.connArgs(), "clipd/#")
+	for _, enabled := range []bool{false, true} {
+		dev := fmt.Sprintf("r%v", enabled)
+		cfg := testConfig(b.url(), dev)
+		cfg.PublishResults = enabled
+		p, _ := newTestPublisher(t, cfg, Options{})
+		p.SetTargets([]string{"front"}, []Target{{Camera: "front"}})
+		p.PublishResult("front", "", []byte(`{"seq":1,"top":[{"label":"person","score":0.9}]}`))
+		p.PublishEvent(state.Event{Camera: "front", Label: "person"})
+		sub.wait(dev+" event", 10*time.Second, func(m msg) bool { return m.topic == "clipd/"+dev+"/front/event" })
+		got := sub.all("clipd/" + dev + "/front/result")
+		if enabled && (len(got) != 1 || string(got[0].payload) != `{"seq":1,"top":[{"label":"person","score":0.9}]}`) {
+			t.Errorf("publish_results: got %v", got)
+		}
+		if !enabled && len(got) != 0 {
+			t.Errorf("results published without publish_results: %v", got)
+		}
+	}
+}
+
+// A broker that accepts TCP connections and never answers: the methods go
+// on working and Close returns without waiting for the connect timeout.
+func TestCloseWhileConnectingToAStalledBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p, _ := newTestPublisher(t, testConfig("mqtt://"+l.Addr().String(), "stalled"), Options{})
+	c := <-accepted // the publisher is inside Connect now
+	defer c.Close()
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front"}})
+	p.PublishEvent(event(1))
+	if st := p.Status(); st.Connected || st.Queued == 0 {
+		t.Errorf("status while connecting: %+v", st)
+	}
+	p.Close()
+	if st := p.Status(); st.Connected {
+		t.Errorf("after Close: %+v", st)
+	}
+}
