@@ -18,6 +18,8 @@ import (
 	"io"
 	"math"
 	"slices"
+
+	"github.com/clipd/clipd/tokenizer"
 )
 
 // Names of the files inside a bundle, relative to its root.
@@ -29,14 +31,11 @@ const (
 	TokenizerDir   = "textual"
 )
 
-// ContextLength is fixed by CLIP's tokenizer. VocabSize is that of OpenAI's
+// VocabSize is that of OpenAI's
 // vocabulary; bundles with a vocabulary of their own (the demo model's
 // learnt one) are valid as long as the tokenizer in textual/ has exactly
 // config.json's vocab_size entries, which package model checks.
-const (
-	ContextLength = 77
-	VocabSize     = 49408
-)
+const VocabSize = 49408
 
 // DefaultLogitScale is CLIP's trained temperature (exp(4.6052) = 100), used
 // when config.json does not carry the checkpoint's own value.
@@ -109,8 +108,8 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			return Config{}, fmt.Errorf("%s: %s is missing or not positive (found %d)", name, p.key, p.v)
 		}
 	}
-	if c.TextCfg.ContextLength != ContextLength {
-		return Config{}, fmt.Errorf("%s: text_cfg.context_length is %d, expected %d (CLIP's tokenizer)", name, c.TextCfg.ContextLength, ContextLength)
+	if c.TextCfg.ContextLength != tokenizer.ContextLength {
+		return Config{}, fmt.Errorf("%s: text_cfg.context_length is %d, expected %d (CLIP's tokenizer)", name, c.TextCfg.ContextLength, tokenizer.ContextLength)
 	}
 	// 256 byte symbols, the same with </w>, SOT and EOT: the smallest BPE.
 	if v := c.TextCfg.VocabSize; v != 0 && v < 514 {

@@ -4,9 +4,6 @@
 // and the zero-shot scoring that CLIP does with those embeddings.
 package engine
 
-// ContextLength is the number of token ids in one text input.
-const ContextLength = 77
-
 // ImageEncoder turns batches of preprocessed images into embeddings.
 type ImageEncoder interface {
 	// EncodeImages takes n images packed as float32 NCHW, n*3*S*S values
@@ -18,7 +15,7 @@ type ImageEncoder interface {
 
 // TextEncoder turns batches of token arrays into embeddings.
 type TextEncoder interface {
-	// EncodeTexts takes token arrays of ContextLength ids each and returns
+	// EncodeTexts takes token arrays of tokenizer.ContextLength ids each and returns
 	// one unnormalized embedding per array.
 	EncodeTexts(tokens [][]int32) ([][]float32, error)
 }

@@ -179,9 +179,9 @@ func (m *Model) NewPreprocessor() *preprocess.Preprocessor {
 // Tokenize returns the context-length token array of text, logging when the
 // text had to be truncated (CLIP does the same silently with truncate=True).
 func (m *Model) Tokenize(text string) []int32 {
-	ids, truncated := m.Tokenizer.Tokenize(text, engine.ContextLength)
+	ids, truncated := m.Tokenizer.Tokenize(text, tokenizer.ContextLength)
 	if truncated {
-		m.log.Warn("prompt truncated to the model's context length", "prompt", text, "tokens", engine.ContextLength)
+		m.log.Warn("prompt truncated to the model's context length", "prompt", text, "tokens", tokenizer.ContextLength)
 	}
 	return ids
 }

@@ -4,9 +4,9 @@ import (
 	"sync"
 )
 
-// DefaultContextLength is the number of token slots of every released CLIP
+// ContextLength is the number of token slots of every released CLIP
 // text encoder.
-const DefaultContextLength = 77
+const ContextLength = 77
 
 // maxOriginalMerges is how many merges of bpe_simple_vocab_16e6.txt the
 // original SimpleTokenizer keeps (merges[1:49152-256-2+1]).
@@ -66,10 +66,10 @@ func (t *Tokenizer) Encode(text string) []int32 {
 // zeros, like clip.tokenize([text], context_length, truncate=True)[0]. When
 // the text does not fit, it is cut and EOT takes the last slot; truncated
 // then reports that the caller lost words (a warning, not an error).
-// A contextLength below 1 means DefaultContextLength.
+// A contextLength below 1 means ContextLength.
 func (t *Tokenizer) Tokenize(text string, contextLength int) (ids []int32, truncated bool) {
 	if contextLength < 1 {
-		contextLength = DefaultContextLength
+		contextLength = ContextLength
 	}
 	body := t.Encode(text)
 	ids = make([]int32, contextLength)

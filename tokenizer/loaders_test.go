@@ -222,8 +222,8 @@ func FuzzTokenize(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		ids, _ := tok.Tokenize(text, DefaultContextLength)
-		if len(ids) != DefaultContextLength || ids[0] != tok.SOT() {
+		ids, _ := tok.Tokenize(text, ContextLength)
+		if len(ids) != ContextLength || ids[0] != tok.SOT() {
 			t.Fatalf("%q: %d ids starting %d", text, len(ids), ids[0])
 		}
 		eot := false
@@ -254,7 +254,7 @@ func BenchmarkTokenizePrompts(b *testing.B) {
 				tok.cache.reset()
 			}
 			for _, row := range rows {
-				tok.Tokenize(row.Text, DefaultContextLength)
+				tok.Tokenize(row.Text, ContextLength)
 			}
 		}
 		b.ReportMetric(float64(b.N*len(rows))/b.Elapsed().Seconds(), "prompts/s")

@@ -85,12 +85,12 @@ func checkReference(t *testing.T, tok *Tokenizer, rows []referenceRow) {
 			t.Errorf("row %d %q (cleaned %q):\n got ids %v\nwant ids %v", i, row.Text, Clean(row.Text), ids, row.IDs)
 			continue
 		}
-		tokens, truncated := tok.Tokenize(row.Text, DefaultContextLength)
+		tokens, truncated := tok.Tokenize(row.Text, ContextLength)
 		if !reflect.DeepEqual(tokens, row.Tokens77) {
 			failures++
 			t.Errorf("row %d %q:\n got tokens77 %v\nwant tokens77 %v", i, row.Text, tokens, row.Tokens77)
 		}
-		if wantTruncated := len(row.IDs)+2 > DefaultContextLength; truncated != wantTruncated {
+		if wantTruncated := len(row.IDs)+2 > ContextLength; truncated != wantTruncated {
 			t.Errorf("row %d: truncated = %v, want %v", i, truncated, wantTruncated)
 		}
 	}
@@ -140,7 +140,7 @@ func TestTruncation(t *testing.T) {
 		t.Fatalf("context 4: %v %v, want %v true", ids, truncated, want)
 	}
 	ids, _ = tok.Tokenize("dog", 0)
-	if len(ids) != DefaultContextLength {
-		t.Fatalf("context 0 gave %d ids, want the default %d", len(ids), DefaultContextLength)
+	if len(ids) != ContextLength {
+		t.Fatalf("context 0 gave %d ids, want the default %d", len(ids), ContextLength)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/clipd/clipd/internal/procfs"
+	"github.com/clipd/clipd/tokenizer"
 
 	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
@@ -194,7 +195,7 @@ func openEngines(b *bundle.Bundle, opts Options, log *slog.Logger) (*Encoder, er
 		dst               **tower
 	}{
 		{Visual, b.VisualONNX, imageInput, []int64{3, int64(e.imageSize), int64(e.imageSize)}, &e.visual},
-		{Textual, b.TextualONNX, textInput, []int64{engine.ContextLength}, &e.text},
+		{Textual, b.TextualONNX, textInput, []int64{tokenizer.ContextLength}, &e.text},
 	}
 	for _, s := range specs {
 		sum, err := FileSHA256(s.path)
@@ -292,19 +293,19 @@ func (e *Encoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
 		return nil, errors.New("trt: EncodeTexts: no token arrays")
 	}
 	for i, t := range tokens {
-		if len(t) != engine.ContextLength {
-			return nil, fmt.Errorf("trt: EncodeTexts: token array %d has %d ids, want %d", i, len(t), engine.ContextLength)
+		if len(t) != tokenizer.ContextLength {
+			return nil, fmt.Errorf("trt: EncodeTexts: token array %d has %d ids, want %d", i, len(t), tokenizer.ContextLength)
 		}
 	}
 	if e.text.fallback {
 		return e.reference.EncodeTexts(tokens)
 	}
-	flat := make([]int32, 0, len(tokens)*engine.ContextLength)
+	flat := make([]int32, 0, len(tokens)*tokenizer.ContextLength)
 	for _, t := range tokens {
 		flat = append(flat, t...)
 	}
-	return e.run(e.text.engine, len(tokens), engine.ContextLength, func(lo, hi int) Tensor {
-		return Tensor{Int32: flat[lo*engine.ContextLength : hi*engine.ContextLength]}
+	return e.run(e.text.engine, len(tokens), tokenizer.ContextLength, func(lo, hi int) Tensor {
+		return Tensor{Int32: flat[lo*tokenizer.ContextLength : hi*tokenizer.ContextLength]}
 	})
 }
 

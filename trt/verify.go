@@ -81,7 +81,7 @@ var probePrompts = []string{
 func TextProbes(tok *tokenizer.Tokenizer) []TextProbe {
 	out := make([]TextProbe, len(probePrompts))
 	for i, p := range probePrompts {
-		ids, _ := tok.Tokenize(p, engine.ContextLength)
+		ids, _ := tok.Tokenize(p, tokenizer.ContextLength)
 		name := p
 		if len(name) > 40 {
 			name = name[:40] + "…"

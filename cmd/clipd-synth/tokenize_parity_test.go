@@ -78,7 +78,7 @@ print(json.dumps([tok.tokenize(t) for t in json.load(open(sys.argv[3]))]))
 			t.Fatal(err)
 		}
 		for i, text := range texts {
-			got, _ := tok.Tokenize(text, engine.ContextLength)
+			got, _ := tok.Tokenize(text, tokenizer.ContextLength)
 			if !equalIDs(got, want[i]) {
 				t.Fatalf("%s: %q: Go %v, Python %v", vocab, text, trimZeros(got), trimZeros(want[i]))
 			}

@@ -47,7 +47,7 @@ func cmdTokenize(_ context.Context, args []string, stdin io.Reader, stdout, stde
 	fs := newFlagSet("tokenize", "(--vocab FILE | --model DIR) < strings.jsonl", stderr)
 	vocab := fs.String("vocab", "", "BPE vocabulary (bpe_simple_vocab_16e6.txt.gz)")
 	dir := fs.String("model", "", "model bundle whose tokenizer to use")
-	length := fs.Int("context", engine.ContextLength, "context length")
+	length := fs.Int("context", tokenizer.ContextLength, "context length")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/tokenizer"
 )
 
 // Tensor names a bundle's ONNX files must use (tools/export-clip and
@@ -87,7 +88,7 @@ func Open(b *bundle.Bundle, opts Options) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.text, err = openTower(b, b.TextualONNX, TextInput, []int64{engine.ContextLength},
+	e.text, err = openTower(b, b.TextualONNX, TextInput, []int64{tokenizer.ContextLength},
 		[]ort.TensorElementDataType{ort.TensorElementDataTypeInt32, ort.TensorElementDataTypeInt64}, threads)
 	if err != nil {
 		e.visual.close()
@@ -367,8 +368,8 @@ func (e *Encoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
 		return nil, err
 	}
 	for i, row := range tokens {
-		if len(row) != engine.ContextLength {
-			return nil, fmt.Errorf("%s: token array %d has %d ids, expected %d", t.file, i, len(row), engine.ContextLength)
+		if len(row) != tokenizer.ContextLength {
+			return nil, fmt.Errorf("%s: token array %d has %d ids, expected %d", t.file, i, len(row), tokenizer.ContextLength)
 		}
 	}
 	s, err := t.get(n)
@@ -378,10 +379,10 @@ func (e *Encoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
 	defer t.put(n, s)
 	for i, row := range tokens {
 		if s.i32 != nil {
-			copy(s.i32[i*engine.ContextLength:], row)
+			copy(s.i32[i*tokenizer.ContextLength:], row)
 			continue
 		}
-		dst := s.i64[i*engine.ContextLength : (i+1)*engine.ContextLength]
+		dst := s.i64[i*tokenizer.ContextLength : (i+1)*tokenizer.ContextLength]
 		for j, id := range row {
 			dst[j] = int64(id)
 		}

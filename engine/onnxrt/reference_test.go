@@ -94,7 +94,7 @@ func TestReferenceParity(t *testing.T) {
 			}
 			tokens := make([][]int32, len(want.Texts))
 			for i, text := range want.Texts {
-				tokens[i], _ = tok.Tokenize(text, engine.ContextLength)
+				tokens[i], _ = tok.Tokenize(text, tokenizer.ContextLength)
 				if ref, ok := refTokens[text]; ok && !equalInt32(ref, tokens[i]) {
 					t.Errorf("tokens of %q differ from tokenizer.jsonl", text)
 				}
