@@ -14,6 +14,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/lifecycle"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
@@ -54,30 +55,25 @@ type camera struct {
 	latencies map[string]*window
 	rate      rateMeter
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop *lifecycle.Loop // nil while halted
 }
 
 // start runs the camera's loop on src.
 func (c *camera) start(src capture.Source) {
-	ctx, cancel := context.WithCancel(context.Background())
 	c.mu.Lock()
 	c.source = src
 	c.mu.Unlock()
-	c.cancel = cancel
-	c.done = make(chan struct{})
-	go c.run(ctx, src)
+	c.loop = lifecycle.Go(func(ctx context.Context) { c.run(ctx, src) })
 }
 
 // halt stops the loop and returns its source, still open; nil if the
 // camera was not running.
 func (c *camera) halt() capture.Source {
-	if c.cancel == nil {
+	if c.loop == nil {
 		return nil
 	}
-	c.cancel()
-	<-c.done
-	c.cancel = nil
+	c.loop.Close()
+	c.loop = nil
 	c.mu.Lock()
 	src := c.source
 	c.source = nil
@@ -112,7 +108,6 @@ type prepared struct {
 // loop, so the encoder never waits for preprocessing. A frame waits at most
 // one encoder call; the source keeps only the newest frame meanwhile.
 func (c *camera) run(ctx context.Context, src capture.Source) {
-	defer close(c.done)
 	free := make(chan []float32, 2)
 	for range cap(free) {
 		free <- make([]float32, c.pre.TensorLen())

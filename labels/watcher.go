@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clipd/clipd/internal/lifecycle"
 	"github.com/clipd/clipd/internal/safefile"
 	"github.com/fsnotify/fsnotify"
 )
@@ -103,11 +104,10 @@ type Watcher struct {
 	// directory's re-creation is seen) matter only when they name one.
 	fileDirs map[string]bool
 
-	// ctx ends at Close, stopping an embedding in progress.
-	ctx    context.Context
-	cancel context.CancelFunc
 	reload chan struct{}
-	wg     sync.WaitGroup
+	// loop runs run; Close ends its context, which also stops an
+	// embedding in progress.
+	loop   *lifecycle.Loop
 	closed sync.Once
 }
 
@@ -209,9 +209,7 @@ func NewWatcher(ctx context.Context, conf WatcherConfig) (*Watcher, error) {
 		f.current.Store(set)
 	}
 	w.publishLive()
-	w.ctx, w.cancel = context.WithCancel(context.Background())
-	w.wg.Add(1)
-	go w.run()
+	w.loop = lifecycle.Go(w.run)
 	return w, nil
 }
 
@@ -277,8 +275,7 @@ func (w *Watcher) Reload() {
 func (w *Watcher) Close() error {
 	var err error
 	w.closed.Do(func() {
-		w.cancel()
-		w.wg.Wait()
+		w.loop.Close()
 		err = w.fsw.Close()
 		w.conf.Embedder.setLive(w, nil)
 	})
@@ -386,8 +383,7 @@ func (w *Watcher) build(ctx context.Context, path string, data []byte) (*Set, er
 	return set, nil
 }
 
-func (w *Watcher) run() {
-	defer w.wg.Done()
+func (w *Watcher) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -403,7 +399,7 @@ func (w *Watcher) run() {
 	}
 	for {
 		select {
-		case <-w.ctx.Done():
+		case <-ctx.Done():
 			return
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
@@ -430,11 +426,11 @@ func (w *Watcher) run() {
 				settle()
 			}
 		case <-w.reload:
-			w.reloadAll(true)
+			w.reloadAll(ctx, true)
 		case <-timer.C:
 			pending = false
 			w.syncWatches()
-			w.reloadAll(false)
+			w.reloadAll(ctx, false)
 		}
 	}
 }
@@ -449,10 +445,10 @@ func (w *Watcher) publishLive() {
 	w.conf.Embedder.setLive(w, sets)
 }
 
-func (w *Watcher) reloadAll(force bool) {
+func (w *Watcher) reloadAll(ctx context.Context, force bool) {
 	changed := false
 	for _, f := range w.files {
-		if w.reloadFile(f, force) {
+		if w.reloadFile(ctx, f, force) {
 			changed = true
 		}
 	}
@@ -462,7 +458,7 @@ func (w *Watcher) reloadAll(force bool) {
 }
 
 // reloadFile reports whether a new set was swapped in.
-func (w *Watcher) reloadFile(f *watchedFile, force bool) bool {
+func (w *Watcher) reloadFile(ctx context.Context, f *watchedFile, force bool) bool {
 	old := f.current.Load()
 	data, id, err := readFile(f.path)
 	if err != nil {
@@ -488,9 +484,9 @@ func (w *Watcher) reloadFile(f *watchedFile, force bool) bool {
 		return false
 	}
 	f.lastSeen = data
-	set, err := w.build(w.ctx, f.path, data)
+	set, err := w.build(ctx, f.path, data)
 	if err != nil {
-		if w.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return false
 		}
 		ev := Event{Kind: Failed, File: f.path, Version: old.Version, Err: err}
