@@ -19,6 +19,8 @@
 //	group        = ""                      group to chown the socket to; "" = leave it
 //	max_clients  = 64                      connected clients at once, 1..65536
 //	client_queue = 256                     results queued per client before the oldest are dropped, 1..1048576
+//	classify_dirs = []                     directories whose image files classify may read (paths); none by default
+//	max_image_pixels = 100000000           largest image classify decodes, 1..1000000000
 //
 //	[log]
 //	level  = "info"                        debug | info | warn | error
@@ -26,10 +28,12 @@
 //
 //	[[camera]]
 //	name           = "front"               required, unique, [a-z0-9_-]+, at most 64 bytes
-//	source         = "/dev/video0"         required: /dev/… device, rtsp(s)://, http(s)://, a file path,
-//	                                       "gst:" and a GStreamer pipeline, or "pattern"
-//	format         = "auto"                auto | mjpeg | yuyv | nv12 | rgb24
-//	width          = 1280                  1..8192, give both or neither; for rtsp/http/file
+//	source         = "/dev/video0"         required: /dev/… device, rtsp(s)://, http(s)://, rtmp(s)://,
+//	                                       srt://, udp://, tcp://, a file path, "gst:" and a GStreamer
+//	                                       pipeline, or "pattern" (package capture decides, see capture.KindOf)
+//	format         = "auto"                auto | mjpeg | yuyv | nv12 | rgb24, as the source kind allows
+//	                                       (devices: mjpeg, yuyv, nv12; gst: nv12, yuyv, rgb24; pattern: rgb24)
+//	width          = 1280                  even, 1..8192, give both or neither; for rtsp/http/file
 //	height         = 720                   sources the default is the stream's own size
 //	                                       (decoded: at most 720 lines, aspect ratio kept)
 //	fps            = 30                    1..240; rtsp/http/file sources: at most 2/classify_every
@@ -40,6 +44,8 @@
 //	top_k          = 5                     labels published per result, 1..1000
 //	threshold      = 0.0                   results whose top score is below are not published, 0..1
 //	loop           = false                 replay a file source from the start when it ends
+//
+// A file with no camera is refused by Load (and so by check and reload).
 //
 // Decoding is strict: unknown keys, wrong types and invalid values are
 // errors of type *Error naming the file, the line and the full key path,

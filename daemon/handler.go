@@ -3,9 +3,12 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"slices"
 	"time"
 
+	"github.com/clipd/clipd/internal/procfs"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/server"
 )
@@ -29,7 +32,18 @@ func (h handler) Status() any {
 	for _, c := range cams {
 		st.Cameras = append(st.Cameras, c.status())
 	}
+	st.Process = processStatus()
 	return st
+}
+
+func processStatus() server.ProcessStatus {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	ps := server.ProcessStatus{Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapAlloc}
+	if p, err := procfs.ReadProcess("/", os.Getpid()); err == nil {
+		ps.RSSBytes, ps.FDs = p.RSSBytes, p.FDs
+	}
+	return ps
 }
 
 // Classify scores one image the server has read (from image_b64, or a file

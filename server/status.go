@@ -18,6 +18,16 @@ type Status struct {
 	GPU     telemetry.Snapshot `json:"gpu"`
 	// Reload is the outcome of the last SIGHUP, absent before the first.
 	Reload *ReloadStatus `json:"reload,omitempty"`
+	// Process is what the daemon costs now.
+	Process ProcessStatus `json:"process"`
+}
+
+// ProcessStatus is the daemon's own footprint.
+type ProcessStatus struct {
+	Goroutines int    `json:"goroutines"`
+	HeapBytes  uint64 `json:"heap_bytes"`
+	RSSBytes   uint64 `json:"rss_bytes"`
+	FDs        int    `json:"fds"`
 }
 
 // ReloadStatus says what the last reload did.

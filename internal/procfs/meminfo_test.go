@@ -48,3 +48,19 @@ func TestParseMeminfoErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestReadProcessOfThisProcess(t *testing.T) {
+	before, err := ReadProcess("/", os.Getpid())
+	if err != nil || before.RSSBytes < 1<<20 || before.FDs < 3 {
+		t.Fatalf("ReadProcess = %+v, %v", before, err)
+	}
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	after, _ := ReadProcess("/", os.Getpid())
+	if after.FDs != before.FDs+1 {
+		t.Errorf("fds %d after opening one file, %d before", after.FDs, before.FDs)
+	}
+}
