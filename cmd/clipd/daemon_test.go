@@ -100,9 +100,15 @@ func testDir(t *testing.T) string {
 // clipd on it until the socket answers.
 func startDaemon(t *testing.T, dir, config string) *daemonProc {
 	t.Helper()
+	return startDaemonWith(t, clipdBinary(t), dir, config)
+}
+
+// startDaemonWith is startDaemon with another binary (a wrapper).
+func startDaemonWith(t *testing.T, binary, dir, config string) *daemonProc {
+	t.Helper()
 	d := &daemonProc{t: t, dir: dir, socket: filepath.Join(dir, "s.sock"), config: filepath.Join(dir, "clipd.toml"), logs: &syncBuffer{}, exited: make(chan error, 1)}
 	d.writeConfig(config)
-	d.cmd = exec.Command(clipdBinary(t), "run", "--config", d.config)
+	d.cmd = exec.Command(binary, "run", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
