@@ -53,6 +53,11 @@ func openCatalog(path string) (*catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One connection: the writer's transactions and a search's look-ups
+	// are short, and the per-connection settings below then hold for all.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
 	c := &catalog{db: db, path: path}
 	if err := c.init(); err != nil {
 		db.Close()
@@ -62,6 +67,11 @@ func openCatalog(path string) (*catalog, error) {
 }
 
 func (c *catalog) init() error {
+	// Checkpoint the journal every 100 pages (400 KiB) rather than 1000,
+	// and cut it back after, so the catalog stays small beside max_bytes.
+	if _, err := c.db.Exec(`PRAGMA wal_autocheckpoint=100; PRAGMA journal_size_limit=1048576`); err != nil {
+		return err
+	}
 	if _, err := c.db.Exec(schema); err != nil {
 		return err
 	}
@@ -258,6 +268,12 @@ func (c *catalog) insertThumbs(rows []thumbRow) error {
 func (c *catalog) thumbCount() (int64, error) {
 	var n int64
 	err := c.db.QueryRow(`SELECT count(*) FROM thumbs`).Scan(&n)
+	return n, err
+}
+
+func (c *catalog) thumbsIn(seg uint64) (int64, error) {
+	var n int64
+	err := c.db.QueryRow(`SELECT count(*) FROM thumbs WHERE seg=?`, seg).Scan(&n)
 	return n, err
 }
 

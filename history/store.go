@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,6 +65,7 @@ type Store struct {
 	pending     []byte // records encoded for activeVec, not yet written
 	pendingN    int
 	pendingT    []int64
+	pendingJPEG []pendingThumb // of pending records, written after them
 	thumbRows   []thumbRow
 	retryAt     time.Time
 	lastSync    time.Time
@@ -75,6 +77,13 @@ type Store struct {
 	stored, skipped, dropped, droppedPaused, invalid, pauses atomic.Uint64
 	queued                                                   atomic.Int64
 	tornBytes                                                int64
+}
+
+type pendingThumb struct {
+	target uint32
+	time   int64
+	seq    uint64
+	jpeg   []byte
 }
 
 type admission struct {
@@ -220,6 +229,15 @@ func (s *Store) segmentFiles() (map[uint64]byte, error) {
 // of searches; retention and max_bytes still delete it in time.
 func (s *Store) loadOne(kind byte, id uint64, row *segRow) {
 	name := segmentName(kind, id)
+	if row != nil && row.sealed && kind == kindThumbnails {
+		// Indexing its last thumbnails may have failed (a full disk)
+		// after the segment was sealed: then it is read through again.
+		if n, err := s.cat.thumbsIn(id); err != nil || n != row.records {
+			unsealed := *row
+			unsealed.sealed = false
+			row = &unsealed
+		}
+	}
 	seg, locs, torn, err := loadSegment(s.cfg.Dir, kind, id, row, maxSegmentFile)
 	if err != nil {
 		s.log.Error("history: segment left out", "segment", name, "err", err)
@@ -531,7 +549,7 @@ func (s *Store) appendRecord(r *Record) {
 	s.pendingN++
 	s.pendingT = append(s.pendingT, t)
 	if r.Thumbnail != nil {
-		s.appendThumb(tid, r)
+		s.pendingJPEG = append(s.pendingJPEG, pendingThumb{target: tid, time: t, seq: r.Seq, jpeg: r.Thumbnail})
 	}
 }
 
@@ -548,10 +566,10 @@ func (s *Store) spanExceeded(seg *segment, t int64) bool {
 	return t-first > int64(s.cfg.segmentSpan())
 }
 
-func (s *Store) appendThumb(tid uint32, r *Record) {
-	entry := encodeThumb(thumbMeta{length: uint32(len(r.Thumbnail)), target: tid, time: r.Time.UnixNano(), seq: r.Seq}, r.Thumbnail)
+func (s *Store) appendThumb(p pendingThumb) {
+	entry := encodeThumb(thumbMeta{length: uint32(len(p.jpeg)), target: p.target, time: p.time, seq: p.seq}, p.jpeg)
 	seg := s.activeThumb
-	t := r.Time.UnixNano()
+	t := p.time
 	if seg == nil || seg.size.Load()+int64(len(entry)) > seg.capacity ||
 		(seg.count.Load() > 0 && t-seg.first.Load() > int64(s.cfg.segmentSpan())) {
 		if int64(headerSize+len(entry)) > s.cfg.segmentBytes() {
@@ -573,7 +591,7 @@ func (s *Store) appendThumb(tid uint32, r *Record) {
 	seg.widen(t, seg.count.Load() == 0)
 	seg.size.Store(off + int64(len(entry)))
 	seg.count.Add(1)
-	s.thumbRows = append(s.thumbRows, thumbRow{target: tid, time: t, seq: r.Seq, seg: seg.id, off: off, length: len(r.Thumbnail)})
+	s.thumbRows = append(s.thumbRows, thumbRow{target: p.target, time: t, seq: p.seq, seg: seg.id, off: off, length: len(p.jpeg)})
 }
 
 // writeAll appends b to the segment at off; on failure it cuts the file
@@ -588,7 +606,8 @@ func writeAll(seg *segment, b []byte, off int64) error {
 	return nil
 }
 
-// flushWrites writes the pending records and indexes the new thumbnails.
+// flushWrites writes the pending records, then their thumbnails, and
+// indexes the thumbnails: a thumbnail is never kept without its record.
 func (s *Store) flushWrites() {
 	if seg := s.activeVec; seg != nil && s.pendingN > 0 {
 		off := seg.size.Load()
@@ -604,6 +623,13 @@ func (s *Store) flushWrites() {
 		}
 	}
 	s.pending, s.pendingN, s.pendingT = s.pending[:0], 0, s.pendingT[:0]
+	for _, p := range s.pendingJPEG {
+		if !s.paused.Load() {
+			s.appendThumb(p)
+		}
+	}
+	clear(s.pendingJPEG)
+	s.pendingJPEG = s.pendingJPEG[:0]
 	if len(s.thumbRows) > 0 {
 		if err := s.cat.insertThumbs(s.thumbRows); err != nil {
 			// The entries are on disk; the next Open indexes them again
@@ -673,7 +699,7 @@ func (s *Store) seal(seg *segment) {
 // PauseRetry has passed; what arrives meanwhile is dropped and counted.
 func (s *Store) pause(err error) {
 	reason := err.Error()
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG) {
+	if diskFull(err) {
 		reason = "disk full: " + reason
 	}
 	if len(reason) > 300 {
@@ -681,8 +707,7 @@ func (s *Store) pause(err error) {
 	}
 	s.retryAt = time.Now().Add(s.cfg.PauseRetry)
 	if s.paused.Swap(true) {
-		s.droppedPaused.Add(uint64(s.pendingN))
-		s.pending, s.pendingN, s.pendingT = s.pending[:0], 0, s.pendingT[:0]
+		s.dropPending()
 		return
 	}
 	s.pauses.Add(1)
@@ -692,10 +717,28 @@ func (s *Store) pause(err error) {
 	s.log.Error("history: paused, records are dropped until writing works again (classification goes on)",
 		"reason", reason, "retry_in", s.cfg.PauseRetry)
 	// A segment that failed mid-write is not appended to again.
-	s.droppedPaused.Add(uint64(s.pendingN))
-	s.pending, s.pendingN, s.pendingT = s.pending[:0], 0, s.pendingT[:0]
+	s.dropPending()
 	s.sealVec()
 	s.sealThumb()
+}
+
+func (s *Store) dropPending() {
+	s.droppedPaused.Add(uint64(s.pendingN))
+	s.pending, s.pendingN, s.pendingT = s.pending[:0], 0, s.pendingT[:0]
+	clear(s.pendingJPEG)
+	s.pendingJPEG = s.pendingJPEG[:0]
+}
+
+// diskFull says whether err is the file system refusing more bytes: no
+// space, a quota, or a file-size limit, from a segment write or SQLite.
+func diskFull(err error) bool {
+	full := func(e syscall.Errno) bool { return e == syscall.ENOSPC || e == syscall.EDQUOT || e == syscall.EFBIG }
+	var errno syscall.Errno
+	if errors.As(err, &errno) && full(errno) {
+		return true
+	}
+	var se sqlite3.Error
+	return errors.As(err, &se) && (se.Code == sqlite3.ErrFull || full(se.SystemErrno))
 }
 
 // maintain runs about once a second and at every Flush: it resumes a
