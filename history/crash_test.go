@@ -113,7 +113,7 @@ func checkRecords(t *testing.T, s *Store) uint64 {
 	var thumbs int
 	for _, seg := range s.segs {
 		if seg.bad {
-			t.Fatalf("segment %s failed validation", seg.path)
+			continue // TestHostileSegmentFiles makes some; the others check Status
 		}
 		if seg.kind == kindThumbnails {
 			thumbs += int(seg.count.Load())
@@ -184,7 +184,7 @@ func TestKill9DuringWrites(t *testing.T) {
 		}
 		n := checkRecords(t, s)
 		st := s.Status()
-		if n < durable || st.Records != int64(n) {
+		if n < durable || st.Records != int64(n) || st.BadSegments != 0 {
 			t.Fatalf("round %d: %d records after kill -9 (status %d), %d were durable", round, n, st.Records, durable)
 		}
 		if st.TornBytes > 0 && !strings.Contains(logs.String(), "torn tail") {
