@@ -20,6 +20,9 @@ import (
 // call per chunk costs nothing, small enough to share among cores.
 const chunkRecords = 2048
 
+// forcePortable makes the scan use the portable loop (benchmarks compare).
+var forcePortable bool
+
 // maxLabels bounds a label query's classifier (its logits are scored per
 // frame).
 const maxLabels = 4096
@@ -331,7 +334,7 @@ func (sc *scan) scoreChunk(c chunk, idx []int32, metas []recMeta, out, logits []
 		return
 	}
 	sc.scanned.Add(int64(n))
-	dots(unsafe.Pointer(&seg.data[headerSize]), rs, recHeaderSize, idx[:n], sc.dim, sc.queries, sc.nq, out, false)
+	dots(unsafe.Pointer(&seg.data[headerSize]), rs, recHeaderSize, idx[:n], sc.dim, sc.queries, sc.nq, out, forcePortable)
 	matched := 0
 	stride := sc.nq + 1
 	for i := range n {

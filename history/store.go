@@ -339,9 +339,14 @@ func due(last, at time.Time, every time.Duration) bool {
 // due, a full queue or a paused store (full disk) drops it silently, and
 // Status counts each case.
 func (s *Store) Add(r Record) error {
+	// Most frames are not due: they cost a map look-up and no more.
+	if !s.Wants(r.Target, r.Time, r.Changed).Record {
+		s.skipped.Add(1)
+		return nil
+	}
 	if err := r.validate(); err != nil {
 		s.invalid.Add(1)
-		return fmt.Errorf("history: record of %s: %w", r.Target, err)
+		return fmt.Errorf("history: record of %.80s: %w", r.Target, err)
 	}
 	s.admitMu.Lock()
 	a := s.admit[r.Target]
