@@ -25,8 +25,16 @@ static float half_to_float(uint16_t h) {
 	return f;
 }
 
-// The portable loop accumulates in float like the vector one, so both
-// round alike (to within summation order).
+// The portable loop converts through a table of all 65536 halves (256
+// KiB, built once by hist_kernel_init): a load instead of the branches of
+// half_to_float. It accumulates in float like the vector loops, so all
+// round alike to within summation order.
+static float half_table[65536];
+
+static void build_table(void) {
+	for (uint32_t h = 0; h < 65536; h++) half_table[h] = half_to_float((uint16_t)h);
+}
+
 void hist_dots_portable(const uint8_t *base, size_t stride, size_t voff, const int32_t *idx, int n,
 	int dim, const float *q, int nq, float *out) {
 	float acc[64];
@@ -34,6 +42,30 @@ void hist_dots_portable(const uint8_t *base, size_t stride, size_t voff, const i
 		const uint8_t *v = base + (size_t)idx[i] * stride + voff;
 		float *o = out + (size_t)i * (nq + 1);
 		float ss = 0;
+		if (nq == 1) {
+			float a0 = 0, a1 = 0, s0 = 0, s1 = 0;
+			int d = 0;
+			for (; d + 2 <= dim; d += 2) {
+				uint16_t h0, h1;
+				memcpy(&h0, v + 2 * d, 2);
+				memcpy(&h1, v + 2 * d + 2, 2);
+				float x0 = half_table[h0], x1 = half_table[h1];
+				a0 += x0 * q[d];
+				a1 += x1 * q[d + 1];
+				s0 += x0 * x0;
+				s1 += x1 * x1;
+			}
+			for (; d < dim; d++) {
+				uint16_t h;
+				memcpy(&h, v + 2 * d, 2);
+				float x = half_table[h];
+				a0 += x * q[d];
+				s0 += x * x;
+			}
+			o[0] = a0 + a1;
+			o[1] = s0 + s1;
+			continue;
+		}
 		for (int j0 = 0; j0 < nq; j0 += 64) {
 			int nj = nq - j0 < 64 ? nq - j0 : 64;
 			for (int j = 0; j < nj; j++) acc[j] = 0;
@@ -41,7 +73,7 @@ void hist_dots_portable(const uint8_t *base, size_t stride, size_t voff, const i
 			for (int d = 0; d < dim; d++) {
 				uint16_t h;
 				memcpy(&h, v + 2 * d, 2);
-				float x = half_to_float(h);
+				float x = half_table[h];
 				ss += x * x;
 				for (int j = 0; j < nj; j++) acc[j] += x * q[(size_t)(j0 + j) * dim + d];
 			}
@@ -162,7 +194,10 @@ void hist_dots(const uint8_t *base, size_t stride, size_t voff, const int32_t *i
 	hist_dots_portable(base, stride, voff, idx, n, dim, q, nq, out);
 }
 
-const char *hist_kernel(void) { return use_avx2() ? "avx2+f16c" : "portable"; }
+const char *hist_kernel(void) {
+	build_table();
+	return use_avx2() ? "avx2+f16c" : "portable";
+}
 
 #else
 
@@ -171,6 +206,9 @@ void hist_dots(const uint8_t *base, size_t stride, size_t voff, const int32_t *i
 	hist_dots_portable(base, stride, voff, idx, n, dim, q, nq, out);
 }
 
-const char *hist_kernel(void) { return "portable"; }
+const char *hist_kernel(void) {
+	build_table();
+	return "portable";
+}
 
 #endif

@@ -13,5 +13,6 @@ void hist_dots(const uint8_t *base, size_t stride, size_t voff, const int32_t *i
 void hist_dots_portable(const uint8_t *base, size_t stride, size_t voff, const int32_t *idx, int n,
 	int dim, const float *q, int nq, float *out);
 
-// hist_kernel names the implementation hist_dots uses on this CPU.
+// hist_kernel prepares the loops and names the one hist_dots uses on this
+// CPU; call it once before the others.
 const char *hist_kernel(void);
