@@ -364,6 +364,9 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("paused with reason %q; log:\n%s", st.PauseReason, logs.String())
 	}
 	t.Logf("paused after %d records (%d stored): %s", seq, st.Stored, st.PauseReason)
+	if w := s.Wants(Target{Camera: "cam"}, epoch.Add(time.Duration(seq+100)*time.Second), true); w.Record || w.Thumbnail {
+		t.Errorf("a paused store wants %+v", w)
+	}
 	// Space comes back; history resumes by itself.
 	os.Remove(filler)
 	before := s.Status().Stored

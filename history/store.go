@@ -307,8 +307,16 @@ func (s *Store) closeFiles() error {
 // Wants says what Add would keep of a frame of target t captured at at:
 // the embedding (at most one per Every, every frame that changed a state)
 // and, with it, a thumbnail (at most one per ThumbnailEvery, and at every
-// state change). It changes nothing, and costs a map lookup.
+// state change). While history is paused (a full disk) or closed it
+// wants nothing. It changes nothing, and costs a map lookup.
 func (s *Store) Wants(t Target, at time.Time, changed bool) Want {
+	if s.paused.Load() || s.closed.Load() {
+		return Want{}
+	}
+	return s.due(t, at, changed)
+}
+
+func (s *Store) due(t Target, at time.Time, changed bool) Want {
 	s.admitMu.Lock()
 	defer s.admitMu.Unlock()
 	return s.wants(s.admit[t], at, changed)
@@ -340,7 +348,7 @@ func due(last, at time.Time, every time.Duration) bool {
 // Status counts each case.
 func (s *Store) Add(r Record) error {
 	// Most frames are not due: they cost a map look-up and no more.
-	if !s.Wants(r.Target, r.Time, r.Changed).Record {
+	if !s.due(r.Target, r.Time, r.Changed).Record {
 		s.skipped.Add(1)
 		return nil
 	}
@@ -366,7 +374,10 @@ func (s *Store) Add(r Record) error {
 	case !w.Record:
 		s.skipped.Add(1)
 		return nil
-	case s.paused.Load() || s.closed.Load():
+	case s.closed.Load():
+		s.dropped.Add(1)
+		return nil
+	case s.paused.Load():
 		s.droppedPaused.Add(1)
 		return nil
 	}
