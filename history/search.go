@@ -54,6 +54,11 @@ type topHits struct {
 	h []hit
 }
 
+// accepts says whether push would keep x.
+func (t *topHits) accepts(x hit) bool {
+	return len(t.h) < t.n || better(x, t.h[0])
+}
+
 func (t *topHits) push(x hit) {
 	if len(t.h) < t.n {
 		t.h = append(t.h, x)
@@ -279,7 +284,6 @@ func (sc *scan) run(ctx context.Context) ([]hit, error) {
 		go func() {
 			defer wg.Done()
 			idx := make([]int32, chunkRecords)
-			metas := make([]recMeta, chunkRecords)
 			out := make([]float32, chunkRecords*(sc.nq+1))
 			var logits []float32
 			if sc.clf != nil {
@@ -290,7 +294,7 @@ func (sc *scan) run(ctx context.Context) ([]hit, error) {
 				if c >= len(sc.chunks) || ctx.Err() != nil {
 					return
 				}
-				sc.scoreChunk(sc.chunks[c], idx, metas, out, logits, &tops[w])
+				sc.scoreChunk(sc.chunks[c], idx, out, logits, &tops[w])
 			}
 		}()
 	}
@@ -314,17 +318,24 @@ func (sc *scan) run(ctx context.Context) ([]hit, error) {
 	return all[:min(len(all), sc.q.MaxHits)], nil
 }
 
-func (sc *scan) scoreChunk(c chunk, idx []int32, metas []recMeta, out, logits []float32, top *topHits) {
+func (sc *scan) scoreChunk(c chunk, idx []int32, out, logits []float32, top *topHits) {
 	seg := sc.segs[c.seg]
 	rs := recordSize(seg.dim)
 	n := 0
-	for i := c.start; i < c.end; i++ {
-		m := parseMeta(seg.data[headerSize+i*rs:])
-		if !sc.wanted(&m) {
-			continue
+	if sc.allowed == nil && seg.first.Load() >= sc.since && seg.last.Load() <= sc.until {
+		// Every record passes: no header needs reading before scoring.
+		for i := c.start; i < c.end; i++ {
+			idx[n] = int32(i)
+			n++
 		}
-		idx[n], metas[n] = int32(i), m
-		n++
+	} else {
+		for i := c.start; i < c.end; i++ {
+			m := parseMeta(seg.data[headerSize+i*rs:])
+			if sc.wanted(&m) {
+				idx[n] = int32(i)
+				n++
+			}
+		}
 	}
 	if sc.other[c.seg] {
 		sc.excluded[c.seg].Add(int64(n))
@@ -359,7 +370,12 @@ func (sc *scan) scoreChunk(c chunk, idx []int32, metas []recMeta, out, logits []
 			continue
 		}
 		matched++
-		top.push(hit{score: score, seg: c.seg, rec: idx[i], time: metas[i].time, target: metas[i].target})
+		h := hit{score: score, seg: c.seg, rec: idx[i]}
+		if top.accepts(h) {
+			m := parseMeta(seg.data[headerSize+int(idx[i])*rs:])
+			h.time, h.target = m.time, m.target
+			top.push(h)
+		}
 	}
 	sc.matched.Add(int64(matched))
 }
