@@ -69,8 +69,11 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.StopTimeout == 0 {
 		d.opts.StopTimeout = 10 * time.Second
 	}
-	if err := d.initialize(); err != nil {
+	if err := d.initialize(ctx); err != nil {
 		d.shutdown()
+		if ctx.Err() != nil {
+			return nil // stopped while starting (encoding prompts)
+		}
 		return err
 	}
 	systemd.Ready()
@@ -107,7 +110,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 }
 
-func (d *daemon) initialize() error {
+func (d *daemon) initialize(ctx context.Context) error {
 	m := d.conf.Model
 	status := func(msg string) {
 		d.log.Info(msg)
@@ -123,7 +126,16 @@ func (d *daemon) initialize() error {
 		return err
 	}
 	d.model = mod
-	d.embedder = labels.NewEmbedder(mod)
+	var store labels.PromptStore
+	if m.PromptCacheMax > 0 {
+		if cache, err := mod.OpenPromptCache(m.StateDir, m.PromptCacheMax); err != nil {
+			d.log.Warn("no prompt cache: every start encodes the labels again", "err", err)
+		} else {
+			store = cache
+		}
+	}
+	d.embedder, _ = labels.OpenEmbedder(labels.EmbedderConfig{Encoder: mod, Store: store, Context: ctx, Log: d.log,
+		Progress: func(p labels.Progress) { systemd.Status(p.String()) }})
 	pre := mod.NewPreprocessor()
 	tensorLen := pre.TensorLen()
 	pre.Close()

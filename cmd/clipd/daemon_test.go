@@ -247,6 +247,7 @@ func patternConfig(bundle, labels string, extra string) string {
 bundle = %q
 backend = "onnxruntime"
 threads = 1
+state_dir = "%%DIR%%/state"
 [socket]
 path = "%%SOCKET%%"
 [log]
