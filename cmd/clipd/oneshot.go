@@ -153,6 +153,8 @@ func cmdEmbed(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	fs := newFlagSet("embed", "--model DIR [--image PATH]... [--text STRING]...", stderr)
 	var mf modelFlags
 	mf.register(fs)
+	var cf cacheFlags
+	cf.register(fs)
 	var inputs orderedInputs
 	fs.Var(inputFlag{&inputs, true}, "image", "an image file (repeatable)")
 	fs.Var(inputFlag{&inputs, false}, "text", "a text (repeatable)")
@@ -169,6 +171,16 @@ func cmdEmbed(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 		return err
 	}
 	defer m.Close()
+	var texts []string
+	for _, in := range inputs.items {
+		if in.image == "" {
+			texts = append(texts, in.text)
+		}
+	}
+	textEmbs, err := embedTexts(m, cf.open(m, stderr), texts, stderr)
+	if err != nil {
+		return err
+	}
 	pre := m.NewPreprocessor()
 	defer pre.Close()
 	out := bufio.NewWriter(stdout)
@@ -189,13 +201,11 @@ func cmdEmbed(_ context.Context, args []string, _ io.Reader, stdout, stderr io.W
 				Embedding []float32 `json:"embedding"`
 			}{in.image, emb[0]}
 		} else {
-			if emb, err = m.EncodePrompts([]string{in.text}); err != nil {
-				return err
-			}
 			line = struct {
 				Text      string    `json:"text"`
 				Embedding []float32 `json:"embedding"`
-			}{in.text, emb[0]}
+			}{in.text, textEmbs[0]}
+			textEmbs = textEmbs[1:]
 		}
 		if err := writeJSONLine(out, line); err != nil {
 			return err
@@ -208,6 +218,8 @@ func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 	fs := newFlagSet("classify", "--model DIR --labels FILE [--top-k K] IMAGE...", stderr)
 	var mf modelFlags
 	mf.register(fs)
+	var cf cacheFlags
+	cf.register(fs)
 	labelsPath := fs.String("labels", "", "labels file (one label per line; see docs/labels.md)")
 	topK := fs.Int("top-k", 5, "labels to print per image; 0 prints all")
 	images, err := parseFlags(fs, args)
@@ -230,7 +242,7 @@ func cmdClassify(_ context.Context, args []string, _ io.Reader, stdout, stderr i
 		return err
 	}
 	defer m.Close()
-	if err := labels.NewEmbedder(m).Embed(set); err != nil {
+	if err := cf.embedder(m, stderr).Embed(set); err != nil {
 		return err
 	}
 	clf := set.Classifier(m.LogitScale())
