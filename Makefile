@@ -79,6 +79,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFrame -fuzztime 30s ./preprocess/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./labels/
 	$(GO) test -run '^$$' -fuzz FuzzJPEGStream -fuzztime 30s ./capture/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s ./promptcache/
 
 install: build
 	install -D -m 0755 bin/clipd $(DESTDIR)$(PREFIX)/bin/clipd

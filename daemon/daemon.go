@@ -135,7 +135,7 @@ func (d *daemon) initialize(ctx context.Context) error {
 		}
 	}
 	d.embedder, _ = labels.OpenEmbedder(labels.EmbedderConfig{Encoder: mod, Store: store, Context: ctx, Log: d.log,
-		Progress: func(p labels.Progress) { systemd.Status(p.String()) }})
+		Progress: d.encodingStatus})
 	pre := mod.NewPreprocessor()
 	tensorLen := pre.TensorLen()
 	pre.Close()
@@ -288,6 +288,16 @@ func (d *daemon) setStatus() {
 	n := len(d.cameras)
 	d.mu.Unlock()
 	systemd.Status(fmt.Sprintf("serving %d camera(s) on %s with %s", n, d.server.Path(), d.model.Encoder.Backend()))
+}
+
+// encodingStatus shows prompt encoding in systemd's status line, and the
+// usual status once it is done.
+func (d *daemon) encodingStatus(p labels.Progress) {
+	if p.Done < p.Total || d.server == nil {
+		systemd.Status(p.String())
+		return
+	}
+	d.setStatus()
 }
 
 func (d *daemon) cameraNames() []string {

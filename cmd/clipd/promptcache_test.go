@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -383,5 +385,43 @@ func waitForLog(t *testing.T, d *daemonProc, re *regexp.Regexp, within time.Dura
 			t.Fatalf("clipd exited (%v):\n%s", err, d.logs.String())
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// While the daemon encodes prompts, systemd's status line says so; when
+// it is done, the line is the usual one again.
+func TestDaemonEncodingStatusForSystemd(t *testing.T) {
+	dir := testDir(t)
+	notify := filepath.Join(dir, "n.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", notify)
+	labelsFile := filepath.Join(dir, "many.labels")
+	var b strings.Builder
+	b.WriteString("template: a photo of a {}.\ntemplate: a {} shape.\n")
+	for i := range 100 {
+		fmt.Fprintf(&b, "thing %d\n", i)
+	}
+	writeFile(t, labelsFile, b.String())
+	startDaemon(t, dir, patternConfig(demoBundle(t), labelsFile, ""))
+	var states []string
+	buf := make([]byte, 4096)
+	for deadline := time.Now().Add(time.Minute); ; {
+		conn.SetReadDeadline(deadline)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("%v; notifications so far: %q", err, states)
+		}
+		states = append(states, string(buf[:n]))
+		if strings.HasPrefix(states[len(states)-1], "STATUS=serving 1 camera(s)") {
+			break
+		}
+	}
+	i := slices.Index(states, "STATUS="+labelsFile+": encoding 200 prompts")
+	if i < 0 || !slices.Contains(states[i:], "READY=1") {
+		t.Errorf("notifications %q: want the encoding status, then READY=1 and the serving status", states)
 	}
 }
