@@ -30,7 +30,7 @@ var (
 	buildErr  error
 )
 
-func clipdBinary(t *testing.T) string {
+func clipdBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "clipd-bin")
