@@ -251,11 +251,8 @@ func (e *Embedder) encode(file string, prompts []string, cached int) (err error)
 		}
 		for i, emb := range embs {
 			e.cache[batch[i]] = emb
-			if isUnit(emb) {
-				toStore = append(toStore, batch[i])
-				toStoreEmbs = append(toStoreEmbs, emb)
-			}
 		}
+		toStore, toStoreEmbs = append(toStore, batch...), append(toStoreEmbs, embs...)
 		p.Done, p.Elapsed = lo+len(batch), time.Since(start)
 		if now := time.Now(); p.Done < p.Total && now.Sub(lastReport) >= e.conf.ProgressEvery {
 			e.report(p)
@@ -267,13 +264,6 @@ func (e *Embedder) encode(file string, prompts []string, cached int) (err error)
 	}
 	e.report(p)
 	return nil
-}
-
-// isUnit tells embeddings worth storing from degenerate ones (a zero
-// vector), which Ensemble refuses and which must not outlive this call.
-func isUnit(v []float32) bool {
-	n := engine.Norm(v)
-	return math.Abs(n-1) < 1e-4
 }
 
 // report logs p and passes it to the Progress callback.

@@ -358,8 +358,9 @@ func (c *Cache) segments(dir string) []dirEntry {
 	return segs
 }
 
-// Put stores embeddings just computed for prompts (unit vectors of the
-// model's dimension). Prompts longer than MaxPromptBytes are skipped. An
+// Put stores embeddings just computed for prompts. Embeddings must have the
+// model's dimension; those that are not finite unit vectors (a degenerate
+// zero embedding) and prompts longer than MaxPromptBytes are skipped. An
 // error means nothing or only part was stored; the cache stays valid.
 func (c *Cache) Put(prompts []string, embs [][]float32) error {
 	if c == nil {
@@ -376,11 +377,13 @@ func (c *Cache) Put(prompts []string, embs [][]float32) error {
 			continue
 		}
 		seen[p] = true
-		e := Entry{Prompt: p, Embedding: embs[i], Used: now}
-		if err := checkEntry(e, c.dim); err != nil {
-			return fmt.Errorf("promptcache: %w", err)
+		if len(embs[i]) != c.dim {
+			return fmt.Errorf("promptcache: prompt %q: embedding has %d values, want %d", p, len(embs[i]), c.dim)
 		}
-		entries = append(entries, e)
+		if checkUnit(embs[i]) != nil {
+			continue // degenerate (a zero vector): not worth keeping
+		}
+		entries = append(entries, Entry{Prompt: p, Embedding: embs[i], Used: now})
 	}
 	return c.write(entries)
 }

@@ -161,10 +161,12 @@ func TestModelsDoNotShareEntries(t *testing.T) {
 func TestPutRefusesWrongEmbeddings(t *testing.T) {
 	f := newFixture(t)
 	c := f.open(t, testKey, 4, 0)
-	for _, embs := range [][][]float32{{{1, 0, 0}}, {{2, 0, 0, 0}}, {{0, 0, 0, 0}}} {
-		if err := c.Put([]string{"p"}, embs); err == nil {
-			t.Errorf("Put(%v) accepted", embs)
-		}
+	if err := c.Put([]string{"p"}, [][]float32{{1, 0, 0}}); err == nil {
+		t.Error("Put of a 3-value embedding in a 4-dimensional cache accepted")
+	}
+	// Vectors that are not unit length are skipped, not stored.
+	if err := c.Put([]string{"p", "q"}, [][]float32{{2, 0, 0, 0}, {0, 0, 0, 0}}); err != nil {
+		t.Error(err)
 	}
 	if err := c.Put([]string{"p", "q"}, [][]float32{{1, 0, 0, 0}}); err == nil {
 		t.Error("Put with fewer embeddings than prompts accepted")
