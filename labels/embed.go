@@ -107,6 +107,9 @@ func (p Progress) String() string {
 }
 
 func roundDuration(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
 	if d < 10*time.Second {
 		return d.Round(100 * time.Millisecond)
 	}
@@ -178,7 +181,9 @@ func (e *Embedder) Embed(s *Set) error {
 			}
 		}
 		missing = left
-		e.log.Debug("prompts from the prompt cache", "file", s.File, "found", cached, "to_encode", len(missing))
+		if len(missing) == 0 && cached > 0 {
+			e.log.Info("prompts from the prompt cache", "file", s.File, "prompts", cached)
+		}
 	}
 	if len(missing) > 0 {
 		if err := e.encode(s.File, missing, cached); err != nil {

@@ -325,7 +325,7 @@ func TestDaemonRestartEncodesNothing(t *testing.T) {
 	nextOf(t, second.dial(), "result", 20*time.Second)
 	second.stop()
 	logs := second.logs.String()
-	if strings.Contains(logs, "encoding prompts") || !strings.Contains(logs, "found=16 to_encode=0") {
+	if strings.Contains(logs, "encoding prompts") || !strings.Contains(logs, `msg="prompts from the prompt cache" file=`+labelsFile+` prompts=16`) {
 		t.Fatalf("second start encoded prompts:\n%s", logs)
 	}
 }
