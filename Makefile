@@ -94,6 +94,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime 30s ./state/
 	$(GO) test -run '^$$' -fuzz FuzzOwnedConfig -fuzztime 30s ./mqtt/
 	$(GO) test -run '^$$' -fuzz FuzzSegment -fuzztime 30s ./history/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s ./promptcache/
 
 install: build
 	install -D -m 0755 bin/clipd $(DESTDIR)$(PREFIX)/bin/clipd

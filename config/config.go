@@ -10,6 +10,9 @@
 //	backend         = "auto"               auto | tensorrt | onnxruntime
 //	onnxruntime_lib = ""                   libonnxruntime.so.1 to load (path); "" = $CLIPD_ONNXRUNTIME_LIB, then the loader's search
 //	engine_cache    = "/var/cache/clipd"   where built TensorRT engines are kept (path)
+//	state_dir       = "/var/lib/clipd"     where prompt embeddings are cached (path), in prompt-cache/
+//	prompt_cache_max = "1GiB"              bound on the prompt cache: a size ("512MiB", "2GB") or an
+//	                                       integer of bytes; 0 turns the cache off, else at least 1MiB
 //	max_batch       = 8                    TensorRT optimization profile maximum, 1..256
 //	threads         = 0                    ONNX Runtime intra-op threads, 0 = all cores, 0..1024
 //
@@ -86,6 +89,10 @@ type Model struct {
 	EngineCache    string
 	MaxBatch       int
 	Threads        int
+	// StateDir holds the prompt cache (package promptcache).
+	StateDir string
+	// PromptCacheMax bounds the prompt cache in bytes; 0 disables it.
+	PromptCacheMax int64
 }
 
 // Socket is the [socket] table.
@@ -170,6 +177,9 @@ func Default() *Config {
 			EngineCache: "/var/cache/clipd",
 			MaxBatch:    8,
 			Threads:     0,
+
+			StateDir:       "/var/lib/clipd",
+			PromptCacheMax: 1 << 30,
 		},
 		Socket: Socket{
 			Path:           "/run/clipd/clipd.sock",

@@ -35,6 +35,8 @@ type fileModel struct {
 	EngineCache    string `toml:"engine_cache"`
 	MaxBatch       int64  `toml:"max_batch"`
 	Threads        int64  `toml:"threads"`
+	StateDir       string `toml:"state_dir"`
+	PromptCacheMax any    `toml:"prompt_cache_max"` // a size string or an integer of bytes
 }
 
 type fileSocket struct {
@@ -77,6 +79,7 @@ func parse(data []byte, name string) (*Config, *positions, error) {
 		Model: fileModel{
 			Bundle: def.Model.Bundle, Backend: def.Model.Backend, ONNXRuntimeLib: def.Model.ONNXRuntimeLib,
 			EngineCache: def.Model.EngineCache, MaxBatch: int64(def.Model.MaxBatch), Threads: int64(def.Model.Threads),
+			StateDir: def.Model.StateDir, PromptCacheMax: def.Model.PromptCacheMax,
 		},
 		Socket: fileSocket{
 			Path: def.Socket.Path, Mode: fmt.Sprintf("%04o", def.Socket.Mode), Group: def.Socket.Group,
@@ -207,6 +210,8 @@ func (v *validator) build(raw *fileConfig) *Config {
 		EngineCache:    v.resolve(v.nonEmpty("model.engine_cache", m.EngineCache)),
 		MaxBatch:       v.intIn("model.max_batch", m.MaxBatch, 1, 256),
 		Threads:        v.intIn("model.threads", m.Threads, 0, 1024),
+		StateDir:       v.resolve(v.nonEmpty("model.state_dir", m.StateDir)),
+		PromptCacheMax: v.byteSize("model.prompt_cache_max", m.PromptCacheMax, 1<<20),
 	}
 
 	s := raw.Socket
@@ -253,6 +258,84 @@ func (v *validator) build(raw *fileConfig) *Config {
 		cfg.Cameras = append(cfg.Cameras, cam)
 	}
 	return cfg
+}
+
+// byteSize reads a size: an integer of bytes, or a string of an integer
+// and a unit ("512MiB", "2GB"). 0 is allowed (off); other values must be at
+// least min, which catches a number written without its unit.
+func (v *validator) byteSize(key string, raw any, min int64) int64 {
+	const help = `a size such as "1GiB", "512MiB" or "800MB", or an integer of bytes`
+	var n int64
+	switch x := raw.(type) {
+	case int64:
+		n = x
+	case string:
+		var err error
+		if n, err = parseByteSize(x); err != nil {
+			v.fail(key, "%v: want %s", err, help)
+			return 0
+		}
+	default:
+		v.fail(key, "must be %s, got a TOML %s", help, tomlType(raw))
+		return 0
+	}
+	if n != 0 && (n < min || n > maxByteSize) {
+		v.fail(key, "must be 0 (off) or between %s and %s, got %d bytes", formatByteSize(min), formatByteSize(maxByteSize), n)
+	}
+	return n
+}
+
+// maxByteSize keeps sizes far from overflow.
+const maxByteSize = 1 << 50
+
+var byteUnits = map[string]int64{
+	"": 1, "B": 1,
+	"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+}
+
+// parseByteSize reads "<integer>[ ]<unit>", the units of byteUnits.
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 16 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	n, _ := strconv.ParseInt(t[:i], 10, 64)
+	unit, ok := byteUnits[strings.TrimSpace(t[i:])]
+	if !ok {
+		return 0, fmt.Errorf("invalid size %q (unknown unit %q)", s, strings.TrimSpace(t[i:]))
+	}
+	if n > maxByteSize/unit {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * unit, nil
+}
+
+func formatByteSize(n int64) string {
+	for _, u := range []string{"TiB", "GiB", "MiB", "KiB"} {
+		if m := byteUnits[u]; n >= m && n%m == 0 {
+			return strconv.FormatInt(n/m, 10) + u
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
+}
+
+func tomlType(v any) string {
+	switch v.(type) {
+	case bool:
+		return "boolean"
+	case float64:
+		return "float"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "table"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func (v *validator) fileMode(key, s string) os.FileMode {

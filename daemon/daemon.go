@@ -111,6 +111,9 @@ func Run(ctx context.Context, opts Options) error {
 	case err := <-initDone:
 		if err != nil {
 			d.shutdown()
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
 			return err
 		}
 	case <-ctx.Done():
@@ -204,7 +207,16 @@ func (d *daemon) initialize(ctx context.Context) error {
 		return err
 	}
 	d.model = mod
-	d.embedder = labels.NewEmbedder(mod)
+	var store labels.PromptStore
+	if m.PromptCacheMax > 0 {
+		if cache, err := mod.OpenPromptCache(m.StateDir, m.PromptCacheMax); err != nil {
+			d.log.Warn("no prompt cache: every start encodes the labels again", "err", err)
+		} else {
+			store = cache
+		}
+	}
+	d.embedder, _ = labels.OpenEmbedder(labels.EmbedderConfig{Encoder: mod, Store: store, Log: d.log,
+		Progress: d.encodingStatus})
 	pcfg := mod.PreprocessConfig()
 	pcfg.MaxPixels = d.conf.Socket.MaxImagePixels
 	d.classifyPre = preprocess.New(pcfg)
@@ -385,6 +397,16 @@ func stringErrors(msgs []string) []error {
 		errs[i] = errors.New(m)
 	}
 	return errs
+}
+
+// encodingStatus shows prompt encoding in systemd's status line, and the
+// usual status once it is done.
+func (d *daemon) encodingStatus(p labels.Progress) {
+	if p.Done < p.Total || d.server == nil {
+		systemd.Status(p.String())
+		return
+	}
+	d.setStatus()
 }
 
 func (d *daemon) cameraNames() []string {

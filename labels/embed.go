@@ -3,7 +3,10 @@ package labels
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"math"
 	"sync"
+	"time"
 
 	"github.com/clipd/clipd/engine"
 )
@@ -18,11 +21,106 @@ type PromptEncoder interface {
 	LogitScale() float32
 }
 
+// PromptStore keeps prompt embeddings beyond the process, so that a
+// restart encodes only prompts never seen (promptcache.Cache implements
+// it). A store never fails a lookup: what it cannot find is encoded.
+type PromptStore interface {
+	// Get returns the stored embedding of each prompt, nil where none.
+	Get(prompts []string) [][]float32
+	// Put stores embeddings just computed.
+	Put(prompts []string, embs [][]float32) error
+}
+
+// encodeBatch is how many prompts go to the encoder at once: the batch
+// model.EncodePrompts runs in one call. Between batches the Embedder
+// checks its context and reports progress.
+const encodeBatch = 64
+
+// Progress intervals: reports (log lines, Progress callbacks) are at most
+// this far apart, and encoded prompts are stored at least this often, so
+// that a crash loses little work.
+const (
+	DefaultProgressEvery = 5 * time.Second
+	storeEvery           = 10 * time.Second
+)
+
+// EmbedderConfig configures an Embedder; only Encoder is required.
+type EmbedderConfig struct {
+	Encoder PromptEncoder
+	// Store, if set, is consulted before encoding and receives every
+	// prompt encoded.
+	Store PromptStore
+	// Log receives a line when encoding starts and ends, and progress
+	// lines while it runs.
+	Log *slog.Logger
+	// Progress, if set, is called with the same reports (the daemon sends
+	// them to systemd's STATUS=, one-shot commands draw a bar).
+	Progress func(Progress)
+	// ProgressEvery is the least time between two reports while encoding;
+	// 0 means DefaultProgressEvery.
+	ProgressEvery time.Duration
+}
+
+// Progress reports prompts being encoded for one labels file.
+type Progress struct {
+	File string
+	// Done of Total prompts encoded so far; Cached more came from the
+	// Store without encoding.
+	Done, Total, Cached int
+	Elapsed             time.Duration
+}
+
+// Rate is prompts encoded per second so far.
+func (p Progress) Rate() float64 {
+	if p.Elapsed <= 0 {
+		return 0
+	}
+	return float64(p.Done) / p.Elapsed.Seconds()
+}
+
+// Remaining estimates the time left at the rate so far; 0 when unknown.
+func (p Progress) Remaining() time.Duration {
+	r := p.Rate()
+	if r == 0 {
+		return 0
+	}
+	return time.Duration(float64(p.Total-p.Done) / r * float64(time.Second))
+}
+
+// String is the report as one line, e.g. "labels/cifar100.labels: encoding
+// prompts, 640/1800 (35%), 11.8/s, about 1m38s left".
+func (p Progress) String() string {
+	switch {
+	case p.Done == 0:
+		cached := ""
+		if p.Cached > 0 {
+			cached = fmt.Sprintf(" (%d more from the prompt cache)", p.Cached)
+		}
+		return fmt.Sprintf("%s: encoding %d prompts%s", p.File, p.Total, cached)
+	case p.Done < p.Total:
+		return fmt.Sprintf("%s: encoding prompts, %d/%d (%d%%), %.1f/s, about %s left",
+			p.File, p.Done, p.Total, 100*p.Done/p.Total, p.Rate(), roundDuration(p.Remaining()))
+	}
+	return fmt.Sprintf("%s: encoded %d prompts in %s (%.1f/s)", p.File, p.Total, roundDuration(p.Elapsed), p.Rate())
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
 // Embedder computes label weights and remembers prompt embeddings by prompt
 // text, so that editing one label in a file with eighty prompts per label
-// encodes only the prompts that changed. It is safe for concurrent use.
+// encodes only the prompts that changed. With a PromptStore it also
+// remembers them across restarts. It is safe for concurrent use.
 type Embedder struct {
-	enc PromptEncoder
+	conf EmbedderConfig
+	log  *slog.Logger
 
 	mu    sync.Mutex
 	cache map[string][]float32
@@ -31,14 +129,32 @@ type Embedder struct {
 	live map[*Watcher][]*Set
 }
 
-// NewEmbedder wraps enc with a prompt cache.
+// NewEmbedder wraps enc with an in-memory prompt cache.
 func NewEmbedder(enc PromptEncoder) *Embedder {
-	return &Embedder{enc: enc, cache: make(map[string][]float32), live: make(map[*Watcher][]*Set)}
+	e, _ := OpenEmbedder(EmbedderConfig{Encoder: enc})
+	return e
 }
 
-// Embed fills the Weight of every label of s. Only prompts not already
-// cached are sent to the encoder, in one batch. s must not yet be visible to
-// readers. Encoding stops early, with ctx's error, when ctx ends.
+// OpenEmbedder makes an Embedder as conf says.
+func OpenEmbedder(conf EmbedderConfig) (*Embedder, error) {
+	if conf.Encoder == nil {
+		return nil, fmt.Errorf("labels: EmbedderConfig.Encoder is nil")
+	}
+	if conf.ProgressEvery <= 0 {
+		conf.ProgressEvery = DefaultProgressEvery
+	}
+	log := conf.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Embedder{conf: conf, log: log, cache: make(map[string][]float32), live: make(map[*Watcher][]*Set)}, nil
+}
+
+// Embed fills the Weight of every label of s. Prompts neither in memory
+// nor in the Store are encoded, in batches. s must not yet be visible to
+// readers. Encoding stops between batches, with ctx's error, when ctx
+// ends (the daemon's shutdown, a watcher's Close); what was encoded is kept
+// in memory and in the Store.
 func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -49,24 +165,26 @@ func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 			missing = append(missing, p)
 		}
 	}
+	cached := 0
+	if len(missing) > 0 && e.conf.Store != nil {
+		stored := e.conf.Store.Get(missing)
+		left := missing[:0]
+		for i, emb := range stored {
+			if emb != nil && e.acceptDim(emb) {
+				e.cache[missing[i]] = emb
+				cached++
+			} else {
+				left = append(left, missing[i])
+			}
+		}
+		missing = left
+		if len(missing) == 0 && cached > 0 {
+			e.log.Info("prompts from the prompt cache", "file", s.File, "prompts", cached)
+		}
+	}
 	if len(missing) > 0 {
-		embs, err := e.enc.EncodePrompts(ctx, missing)
-		if err != nil {
-			return fmt.Errorf("%s: encoding %d prompts: %w", s.File, len(missing), err)
-		}
-		if len(embs) != len(missing) {
-			return fmt.Errorf("%s: encoder returned %d embeddings for %d prompts", s.File, len(embs), len(missing))
-		}
-		for i, emb := range embs {
-			if e.dim == 0 {
-				e.dim = len(emb)
-			}
-			if len(emb) != e.dim || len(emb) == 0 {
-				return fmt.Errorf("%s: prompt %q: embedding has %d values, want %d", s.File, missing[i], len(emb), e.dim)
-			}
-		}
-		for i, emb := range embs {
-			e.cache[missing[i]] = emb
+		if err := e.encode(ctx, s.File, missing, cached); err != nil {
+			return err
 		}
 	}
 
@@ -82,8 +200,90 @@ func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 		}
 		l.Weight = w
 	}
-	s.clf = &engine.Classifier{Labels: s.Names(), Weights: s.Weights(), Scale: e.enc.LogitScale()}
+	s.clf = &engine.Classifier{Labels: s.Names(), Weights: s.Weights(), Scale: e.conf.Encoder.LogitScale()}
 	return nil
+}
+
+// acceptDim fixes the dimension at the first embedding and accepts only
+// embeddings of that length.
+func (e *Embedder) acceptDim(emb []float32) bool {
+	if e.dim == 0 {
+		e.dim = len(emb)
+	}
+	return len(emb) == e.dim && len(emb) > 0
+}
+
+// encode runs prompts through the encoder in batches, storing and
+// reporting as it goes. On failure, what was encoded is kept.
+func (e *Embedder) encode(ctx context.Context, file string, prompts []string, cached int) (err error) {
+	start := time.Now()
+	p := Progress{File: file, Total: len(prompts), Cached: cached}
+	e.report(p)
+	lastReport, lastStore := start, start
+	var toStore []string
+	var toStoreEmbs [][]float32
+	store := func() {
+		if e.conf.Store == nil || len(toStore) == 0 {
+			return
+		}
+		if err := e.conf.Store.Put(toStore, toStoreEmbs); err != nil {
+			e.log.Warn("prompt cache: storing prompt embeddings failed; they will be encoded again next time",
+				"file", file, "prompts", len(toStore), "err", err)
+		}
+		toStore, toStoreEmbs = nil, nil
+		lastStore = time.Now()
+	}
+	defer store()
+	for lo := 0; lo < len(prompts); lo += encodeBatch {
+		if err := ctx.Err(); err != nil {
+			e.log.Info("encoding prompts stopped", "file", file, "done", lo, "total", len(prompts))
+			return fmt.Errorf("%s: encoding stopped after %d of %d prompts: %w", file, lo, len(prompts), err)
+		}
+		batch := prompts[lo:min(lo+encodeBatch, len(prompts))]
+		embs, err := e.conf.Encoder.EncodePrompts(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("%s: encoding %d prompts: %w", file, len(prompts), err)
+		}
+		if len(embs) != len(batch) {
+			return fmt.Errorf("%s: encoder returned %d embeddings for %d prompts", file, len(embs), len(batch))
+		}
+		for i, emb := range embs {
+			if !e.acceptDim(emb) {
+				return fmt.Errorf("%s: prompt %q: embedding has %d values, want %d", file, batch[i], len(emb), e.dim)
+			}
+		}
+		for i, emb := range embs {
+			e.cache[batch[i]] = emb
+		}
+		toStore, toStoreEmbs = append(toStore, batch...), append(toStoreEmbs, embs...)
+		p.Done, p.Elapsed = lo+len(batch), time.Since(start)
+		if now := time.Now(); p.Done < p.Total && now.Sub(lastReport) >= e.conf.ProgressEvery {
+			e.report(p)
+			lastReport = now
+		}
+		if time.Since(lastStore) >= storeEvery {
+			store()
+		}
+	}
+	e.report(p)
+	return nil
+}
+
+// report logs p and passes it to the Progress callback.
+func (e *Embedder) report(p Progress) {
+	switch {
+	case p.Done == 0:
+		e.log.Info("encoding prompts", "file", p.File, "prompts", p.Total, "from_cache", p.Cached)
+	case p.Done < p.Total:
+		e.log.Info("encoding prompts", "file", p.File, "done", p.Done, "total", p.Total,
+			"per_s", math.Round(p.Rate()*10)/10, "left", roundDuration(p.Remaining()).String())
+	default:
+		e.log.Info("prompts encoded", "file", p.File, "prompts", p.Total,
+			"took", roundDuration(p.Elapsed).String(), "per_s", math.Round(p.Rate()*10)/10)
+	}
+	if e.conf.Progress != nil {
+		e.conf.Progress(p)
+	}
 }
 
 // Retain forgets cached prompts that neither sets nor the current set of

@@ -30,7 +30,7 @@ var (
 	buildErr  error
 )
 
-func clipdBinary(t *testing.T) string {
+func clipdBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "clipd-bin")
@@ -253,6 +253,7 @@ func patternConfig(bundle, labels string, extra string) string {
 bundle = %q
 backend = "onnxruntime"
 threads = 1
+state_dir = "%%DIR%%/state"
 [socket]
 path = "%%SOCKET%%"
 [log]

@@ -155,6 +155,8 @@ func cmdEmbed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs := newFlagSet("embed", "--model DIR [--image PATH]... [--text STRING]...", stderr)
 	var mf modelFlags
 	mf.register(fs)
+	var cf cacheFlags
+	cf.register(fs)
 	var inputs orderedInputs
 	fs.Var(inputFlag{&inputs, true}, "image", "an image file (repeatable)")
 	fs.Var(inputFlag{&inputs, false}, "text", "a text (repeatable)")
@@ -171,6 +173,16 @@ func cmdEmbed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	defer m.Close()
+	var texts []string
+	for _, in := range inputs.items {
+		if in.image == "" {
+			texts = append(texts, in.text)
+		}
+	}
+	textEmbs, err := embedTexts(ctx, m, cf.open(m, stderr), texts, stderr)
+	if err != nil {
+		return err
+	}
 	pre := m.NewPreprocessor()
 	defer pre.Close()
 	out := bufio.NewWriter(stdout)
@@ -191,13 +203,11 @@ func cmdEmbed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 				Embedding []float32 `json:"embedding"`
 			}{in.image, emb[0]}
 		} else {
-			if emb, err = m.EncodePrompts(ctx, []string{in.text}); err != nil {
-				return err
-			}
 			line = struct {
 				Text      string    `json:"text"`
 				Embedding []float32 `json:"embedding"`
-			}{in.text, emb[0]}
+			}{in.text, textEmbs[0]}
+			textEmbs = textEmbs[1:]
 		}
 		if err := writeJSONLine(out, line); err != nil {
 			return err
@@ -210,6 +220,8 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 	fs := newFlagSet("classify", "--model DIR --labels FILE [--top-k K] [--box X1,Y1,X2,Y2] IMAGE...", stderr)
 	var mf modelFlags
 	mf.register(fs)
+	var cf cacheFlags
+	cf.register(fs)
 	labelsPath := fs.String("labels", "", "labels file (one label per line; see docs/labels.md)")
 	topK := fs.Int("top-k", 5, "labels to print per image; 0 prints all")
 	var box boxFlag
@@ -234,7 +246,7 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 		return err
 	}
 	defer m.Close()
-	if err := labels.NewEmbedder(m).Embed(ctx, set); err != nil {
+	if err := cf.embedder(m, stderr).Embed(ctx, set); err != nil {
 		return err
 	}
 	pre := m.NewPreprocessor()
