@@ -135,6 +135,33 @@ type Camera struct {
 	TopK          int
 	Threshold     float64
 	Loop          bool
+	// WholeFrame classifies the whole frame (CLIP's centre crop of it);
+	// false when only the regions matter.
+	WholeFrame bool
+	Regions    []Region
+}
+
+// Region is one [[camera.region]]: a named crop of the camera's frame,
+// classified with its own labels, threshold and top_k (the camera's unless
+// given).
+type Region struct {
+	Name string
+	// Exactly one of Rect (fractions of the frame) and Box (pixels) is set.
+	Rect      *frame.Rect
+	Box       *frame.Box
+	Labels    string
+	Threshold float64
+	TopK      int
+}
+
+// BoxIn is the region's box in a width×height frame, or why it has none
+// there (a pixel box beyond a stream's own size, a rect that maps to fewer
+// than frame.MinSide pixels).
+func (r Region) BoxIn(width, height int) (frame.Box, error) {
+	if r.Rect != nil {
+		return r.Rect.Box(width, height)
+	}
+	return *r.Box, r.Box.ValidateIn(width, height)
 }
 
 // SourceKind says how a camera's frames are obtained (already validated
@@ -284,10 +311,18 @@ func checkFiles(cfg *Config, pos *positions, file string) ErrorList {
 	var devices []openedDevice
 	for i, cam := range cfg.Cameras {
 		prefix := fmt.Sprintf("camera[%d].", i)
-		if st, err := os.Stat(cam.Labels); err != nil {
-			add(prefix+"labels", "label file %s: %v", cam.Labels, unwrapPathError(err))
-		} else if st.IsDir() {
-			add(prefix+"labels", "label file %s is a directory", cam.Labels)
+		checkLabels := func(key, path string) {
+			if st, err := os.Stat(path); err != nil {
+				add(key, "label file %s: %v", path, unwrapPathError(err))
+			} else if st.IsDir() {
+				add(key, "label file %s is a directory", path)
+			}
+		}
+		checkLabels(prefix+"labels", cam.Labels)
+		for j, r := range cam.Regions {
+			if r.Labels != cam.Labels {
+				checkLabels(fmt.Sprintf("%sregion[%d].labels", prefix, j), r.Labels)
+			}
 		}
 		if cam.SourceKind() != capture.KindV4L2 {
 			continue

@@ -1,5 +1,7 @@
 package config
 
+import "reflect"
+
 // Changes is what a reload must act on. Cameras are matched by name; a
 // camera whose settings differ in any way is Changed and must be restarted,
 // the others keep running.
@@ -44,7 +46,7 @@ func Diff(old, new *Config) Changes {
 		switch {
 		case !existed:
 			ch.Added = append(ch.Added, c.Name)
-		case prev != c:
+		case !reflect.DeepEqual(prev, c):
 			ch.Changed = append(ch.Changed, c.Name)
 		default:
 			ch.Unchanged = append(ch.Unchanged, c.Name)

@@ -55,17 +55,31 @@ type fileLog struct {
 }
 
 type fileCamera struct {
-	Name          *string  `toml:"name"`
-	Source        *string  `toml:"source"`
-	Format        *string  `toml:"format"`
-	Width         *int64   `toml:"width"`
-	Height        *int64   `toml:"height"`
-	FPS           *int64   `toml:"fps"`
-	Labels        *string  `toml:"labels"`
-	ClassifyEvery any      `toml:"classify_every"` // duration string or the integer 0
-	TopK          *int64   `toml:"top_k"`
-	Threshold     *float64 `toml:"threshold"`
-	Loop          *bool    `toml:"loop"`
+	Name          *string      `toml:"name"`
+	Source        *string      `toml:"source"`
+	Format        *string      `toml:"format"`
+	Width         *int64       `toml:"width"`
+	Height        *int64       `toml:"height"`
+	FPS           *int64       `toml:"fps"`
+	Labels        *string      `toml:"labels"`
+	ClassifyEvery any          `toml:"classify_every"` // duration string or the integer 0
+	TopK          *int64       `toml:"top_k"`
+	Threshold     *float64     `toml:"threshold"`
+	Loop          *bool        `toml:"loop"`
+	WholeFrame    *bool        `toml:"whole_frame"`
+	Region        []fileRegion `toml:"region"`
+}
+
+// fileRegion is one [[camera.region]]. rect and box are arrays of numbers;
+// decoded as any so that [0, 0.5, 1, 1] (integers among floats) is read
+// and a wrong element type is reported in the file's terms.
+type fileRegion struct {
+	Name      *string  `toml:"name"`
+	Rect      []any    `toml:"rect"`
+	Box       []any    `toml:"box"`
+	Labels    *string  `toml:"labels"`
+	Threshold *float64 `toml:"threshold"`
+	TopK      *int64   `toml:"top_k"`
 }
 
 func parse(data []byte, name string) (*Config, *positions, error) {
@@ -433,12 +447,121 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 
 	cam.Threshold = DefaultCameraThreshold
 	if fc.Threshold != nil {
-		cam.Threshold = *fc.Threshold
-		if math.IsNaN(cam.Threshold) || cam.Threshold < 0 || cam.Threshold > 1 {
-			v.fail(prefix+"threshold", "must be between 0 and 1, got %v", cam.Threshold)
+		cam.Threshold = v.threshold(prefix+"threshold", *fc.Threshold)
+	}
+	cam.WholeFrame = true
+	if fc.WholeFrame != nil {
+		cam.WholeFrame = *fc.WholeFrame
+	}
+	names := map[string]int{}
+	for j := range fc.Region {
+		r := v.region(prefix, j, &fc.Region[j], cam)
+		if first, dup := names[r.Name]; dup && r.Name != "" {
+			v.fail(fmt.Sprintf("%sregion[%d].name", prefix, j), "duplicate region name %q in camera %q (also region[%d])", r.Name, cam.Name, first)
 		}
+		names[r.Name] = j
+		cam.Regions = append(cam.Regions, r)
+	}
+	if !cam.WholeFrame && len(cam.Regions) == 0 {
+		v.fail(prefix+"whole_frame", "is false, but the camera has no [[camera.region]]: nothing would be classified")
 	}
 	return cam
+}
+
+func (v *validator) threshold(key string, t float64) float64 {
+	if math.IsNaN(t) || t < 0 || t > 1 {
+		v.fail(key, "must be between 0 and 1, got %v", t)
+	}
+	return t
+}
+
+// region reads one [[camera.region]]; what it leaves out comes from the
+// camera. A region's pixel box is checked against the camera's frame size
+// when the config fixes it; for streams and files, which keep their own
+// size, when the first frame arrives.
+func (v *validator) region(camPrefix string, j int, fr *fileRegion, cam Camera) Region {
+	prefix := fmt.Sprintf("%sregion[%d].", camPrefix, j)
+	r := Region{Labels: cam.Labels, Threshold: cam.Threshold, TopK: cam.TopK}
+	if fr.Name == nil {
+		v.fail(prefix+"name", "is required")
+	} else if r.Name = *fr.Name; !cameraNamePattern.MatchString(r.Name) || len(r.Name) > 64 {
+		v.fail(prefix+"name", "must match [a-z0-9_-]+ and be at most 64 bytes, got %q", r.Name)
+	}
+	switch {
+	case fr.Rect != nil && fr.Box != nil:
+		v.fail(prefix+"box", "give either rect (fractions of the frame) or box (pixels), not both")
+	case fr.Rect == nil && fr.Box == nil:
+		v.fail(prefix+"rect", "is required: rect = [x1, y1, x2, y2] as fractions of the frame, or box = [x1, y1, x2, y2] in pixels")
+	case fr.Rect != nil:
+		nums, ok := v.numbers(prefix+"rect", fr.Rect, false)
+		if !ok {
+			break
+		}
+		rect := frame.Rect(nums)
+		if err := rect.Validate(); err != nil {
+			v.fail(prefix+"rect", "%v", err)
+		} else if cam.Width > 0 {
+			if _, err := rect.Box(cam.Width, cam.Height); err != nil {
+				v.fail(prefix+"rect", "%v", err)
+			}
+		}
+		r.Rect = &rect
+	default:
+		nums, ok := v.numbers(prefix+"box", fr.Box, true)
+		if !ok {
+			break
+		}
+		box := frame.Box{X1: int(nums[0]), Y1: int(nums[1]), X2: int(nums[2]), Y2: int(nums[3])}
+		var err error
+		if cam.Width > 0 {
+			err = box.ValidateIn(cam.Width, cam.Height)
+		} else {
+			err = box.Validate()
+		}
+		if err != nil {
+			v.fail(prefix+"box", "%v", err)
+		}
+		r.Box = &box
+	}
+	if fr.Labels != nil {
+		r.Labels = v.resolve(v.nonEmpty(prefix+"labels", *fr.Labels))
+	}
+	if fr.Threshold != nil {
+		r.Threshold = v.threshold(prefix+"threshold", *fr.Threshold)
+	}
+	if fr.TopK != nil {
+		r.TopK = v.intIn(prefix+"top_k", *fr.TopK, 1, 1000)
+	}
+	return r
+}
+
+// numbers reads an array of four numbers (integers only when integral).
+func (v *validator) numbers(key string, raw []any, integral bool) ([4]float64, bool) {
+	var out [4]float64
+	want := "numbers"
+	if integral {
+		want = "integers (pixels)"
+	}
+	if len(raw) != 4 {
+		v.fail(key, "must be 4 %s [x1, y1, x2, y2], got %d", want, len(raw))
+		return out, false
+	}
+	for i, x := range raw {
+		switch n := x.(type) {
+		case int64:
+			out[i] = float64(n)
+		case float64:
+			if integral {
+				v.fail(key, "must be 4 %s, got %v at position %d", want, n, i+1)
+				return out, false
+			}
+			out[i] = n
+		default:
+			v.fail(key, "must be 4 %s, got a %T at position %d", want, x, i+1)
+			return out, false
+		}
+	}
+	return out, true
 }
 
 func (v *validator) duration(key string, raw any) time.Duration {

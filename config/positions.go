@@ -47,7 +47,10 @@ func scanPositions(data []byte) (*positions, *syntaxError) {
 		case unstable.Table, unstable.ArrayTable:
 			raw := keyParts(expr)
 			if expr.Kind == unstable.ArrayTable {
-				arrayLen[strings.Join(raw, ".")]++
+				// Counted under the rendered parent, so that the regions
+				// of each camera are numbered from 0.
+				parent := renderPath(raw[:len(raw)-1], arrayLen)
+				arrayLen[strings.Join(append(parent, raw[len(raw)-1]), ".")]++
 			}
 			table = renderPath(raw, arrayLen)
 			if first := expr.Child(); first != nil {
@@ -111,12 +114,14 @@ func keyParts(n *unstable.Node) []string {
 }
 
 // renderPath turns a raw header key into a path that names array elements
-// by index: [camera.extra] after the second [[camera]] is camera[1].extra.
+// by index: [camera.extra] after the second [[camera]] is camera[1].extra,
+// and the first [[camera.region]] after it camera[1].region[0].
+// arrayLen counts the elements of each array under its rendered path.
 func renderPath(raw []string, arrayLen map[string]int) []string {
 	out := make([]string, len(raw))
 	for i := range raw {
 		out[i] = raw[i]
-		if n := arrayLen[strings.Join(raw[:i+1], ".")]; n > 0 {
+		if n := arrayLen[strings.Join(append(out[:i:i], raw[i]), ".")]; n > 0 {
 			out[i] += "[" + strconv.Itoa(n-1) + "]"
 		}
 	}

@@ -44,7 +44,7 @@ func TestBatcherPacksWaitingFrames(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		results <- [2]float32{id, rep.embedding[0]}
+		results <- [2]float32{id, rep.embeddings[0][0]}
 	}
 	go send(1)
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 })
@@ -67,6 +67,48 @@ func TestBatcherPacksWaitingFrames(t *testing.T) {
 	if len(batches) != 2 || batches[0] != 1 || batches[1] != 4 {
 		t.Errorf("encoder calls had batch sizes %v, want [1 4]", batches)
 	}
+}
+
+// The images of one request go out together and come back in order; a
+// request too large for one call is split, and one that does not fit the
+// batch being gathered waits for the next.
+func TestBatcherKeepsRequestsWholeAndInOrder(t *testing.T) {
+	const tensorLen = 2
+	var mu sync.Mutex
+	var calls []int
+	encode := func(pixels []float32, n int) ([][]float32, error) {
+		mu.Lock()
+		calls = append(calls, n)
+		mu.Unlock()
+		out := make([][]float32, n)
+		for i := range out {
+			out[i] = []float32{pixels[i*tensorLen]}
+		}
+		return out, nil
+	}
+	b := newBatcher(encode, tensorLen, 3)
+	defer b.Close()
+	tensors := func(ids ...float32) [][]float32 {
+		var ts [][]float32
+		for _, id := range ids {
+			ts = append(ts, []float32{id, 0})
+		}
+		return ts
+	}
+	rep, err := b.Encode(context.Background(), tensors(1, 2, 3, 4, 5)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range rep.embeddings {
+		if e[0] != float32(i+1) {
+			t.Errorf("image %d got the embedding of %v", i+1, e[0])
+		}
+	}
+	mu.Lock()
+	if len(calls) != 2 || calls[0] != 3 || calls[1] != 2 {
+		t.Errorf("5 images with maxBatch 3 went out as %v, want [3 2]", calls)
+	}
+	mu.Unlock()
 }
 
 func TestBatcherPassesErrorsAndStops(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,15 +14,16 @@ import (
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/internal/lifecycle"
-	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 )
 
-// camera runs one [[camera]]: capture → rate limit → preprocess → encode
-// (through the shared batcher) → score → publish. Capture runs in the
-// source's own goroutine and keeps only the newest frame, so a slow
-// pipeline never slows capture; this loop just takes whatever is newest.
+// camera runs one [[camera]]: capture → rate limit → preprocess every
+// target (the whole frame and each region) → encode them in one batch
+// (through the shared batcher, with other cameras' targets) → score each
+// against its own labels → publish. Capture runs in the source's own
+// goroutine and keeps only the newest frame, so a slow pipeline never
+// slows capture; this loop just takes whatever is newest.
 //
 // Its lifecycle serves reloads: prepareCamera makes one without a source,
 // start runs it on a source, halt stops the loop and hands the source
@@ -32,7 +32,8 @@ import (
 type camera struct {
 	conf    config.Camera
 	log     *slog.Logger
-	watcher *labels.Watcher
+	targets []*target // the whole frame first, when classified
+	hub     *labelsHub
 	pre     *preprocess.Preprocessor
 	batcher *batcher
 	publish func(server.Event)
@@ -40,11 +41,10 @@ type camera struct {
 	classified atomic.Uint64
 	skipped    atomic.Uint64 // frames not classified because of classify_every
 	badFrames  atomic.Uint64 // frames preprocessing rejected
-	belowThr   atomic.Uint64
 	nonFinite  atomic.Uint64 // frames whose embedding could not be scored
-	// badFrameReports and nonFiniteReports space the error reports of bad
-	// frames and of unusable embeddings.
-	badFrameReports, nonFiniteReports limiter
+	// Reports of bad frames, unusable embeddings and regions that do not
+	// fit the frame are spaced, not sent at frame rate.
+	badFrameReports, nonFiniteReports, boxReports limiter
 	// preprocessingSince is the UnixNano when preprocessing of the current
 	// frame began, 0 when not preprocessing; the watchdog reads it (the
 	// batcher watches the encoder).
@@ -56,6 +56,37 @@ type camera struct {
 	rate      rateMeter
 
 	loop *lifecycle.Loop // nil while halted
+}
+
+// target is what one classification answers: a camera's whole frame
+// (region "") or one region, with its own labels, threshold and top_k.
+type target struct {
+	name   targetName
+	conf   config.Region // for the whole frame: the camera's labels, threshold and top_k
+	labels *labelsFile
+
+	classified atomic.Uint64
+	belowThr   atomic.Uint64
+
+	mu    sync.Mutex
+	box   frame.Box // in the last frame classified
+	err   error     // why the region does not fit the current frames
+	total window
+}
+
+// targetsOf lists what a camera classifies, in the order results are
+// published: the whole frame (unless whole_frame = false), then the
+// regions as configured.
+func targetsOf(cc config.Camera) []*target {
+	var ts []*target
+	if cc.WholeFrame {
+		ts = append(ts, &target{name: targetName{camera: cc.Name},
+			conf: config.Region{Labels: cc.Labels, Threshold: cc.Threshold, TopK: cc.TopK}})
+	}
+	for _, r := range cc.Regions {
+		ts = append(ts, &target{name: targetName{camera: cc.Name, region: r.Name}, conf: r})
+	}
+	return ts
 }
 
 // start runs the camera's loop on src.
@@ -81,9 +112,14 @@ func (c *camera) halt() capture.Source {
 	return src
 }
 
-// release closes the watcher and the preprocessor of a halted camera.
+// release lets go of the labels files and closes the preprocessor of a
+// halted camera.
 func (c *camera) release() {
-	c.watcher.Close()
+	for _, t := range c.targets {
+		if t.labels != nil {
+			c.hub.release(t.labels, t.name)
+		}
+	}
 	c.pre.Close()
 }
 
@@ -95,22 +131,32 @@ func (c *camera) close() {
 	c.release()
 }
 
-// prepared is a frame that has been preprocessed and waits for the encoder.
+// prepared is a frame that has been preprocessed and waits for the encoder:
+// one tensor per target that fits the frame.
 type prepared struct {
-	frame  *frame.Frame
-	tensor []float32
-	taken  time.Time // when the frame was taken from the source
-	ready  time.Time // when preprocessing finished
+	frame   *frame.Frame
+	tensors *tensorSet
+	targets []*target // those tensors are of
+	taken   time.Time // when the frame was taken from the source
+	ready   time.Time // when preprocessing finished
 }
 
+// tensorSet holds one input tensor per target of the camera.
+type tensorSet struct{ t [][]float32 }
+
 // run preprocesses the next frame while the previous one is being encoded:
-// two tensors circulate between the preprocessing loop and the encoding
-// loop, so the encoder never waits for preprocessing. A frame waits at most
-// one encoder call; the source keeps only the newest frame meanwhile.
+// two tensor sets circulate between the preprocessing loop and the
+// encoding loop, so the encoder never waits for preprocessing. A frame
+// waits at most one encoder call; the source keeps only the newest frame
+// meanwhile.
 func (c *camera) run(ctx context.Context, src capture.Source) {
-	free := make(chan []float32, 2)
+	free := make(chan *tensorSet, 2)
 	for range cap(free) {
-		free <- make([]float32, c.pre.TensorLen())
+		ts := &tensorSet{t: make([][]float32, len(c.targets))}
+		for i := range ts.t {
+			ts.t[i] = make([]float32, c.pre.TensorLen())
+		}
+		free <- ts
 	}
 	ready := make(chan prepared)
 	var wg sync.WaitGroup
@@ -122,19 +168,57 @@ func (c *camera) run(ctx context.Context, src capture.Source) {
 	}()
 	for p := range ready {
 		c.classify(ctx, p)
-		free <- p.tensor
+		free <- p.tensors
 	}
 	wg.Wait()
 }
 
+// layout is where each target lies in frames of one size.
+type layout struct {
+	width, height int
+	boxes         []frame.Box
+	targets       []*target
+}
+
+// layoutFor places the targets in a width×height frame. A region that
+// does not fit (a pixel box beyond a stream's own size) is left out and
+// reported; the others go on.
+func (c *camera) layoutFor(width, height int) layout {
+	l := layout{width: width, height: height}
+	var misfits []error
+	for _, t := range c.targets {
+		box := frame.Full(width, height)
+		var err error
+		if t.name.region != "" {
+			box, err = t.conf.BoxIn(width, height)
+		}
+		t.mu.Lock()
+		t.box, t.err = box, err
+		t.mu.Unlock()
+		if err != nil {
+			misfits = append(misfits, fmt.Errorf("region %q: %w", t.name.region, err))
+			continue
+		}
+		l.boxes = append(l.boxes, box)
+		l.targets = append(l.targets, t)
+	}
+	if err := errors.Join(misfits...); err != nil && c.boxReports.allow(time.Now()) {
+		c.log.Warn("regions left out: they do not fit the frame", "width", width, "height", height, "err", err)
+		c.publish(&server.ErrorReport{Camera: c.conf.Name,
+			Message: fmt.Sprintf("%dx%d frames: %v; these regions are not classified", width, height, err)})
+	}
+	return l
+}
+
 // prepare takes frames from the source, applies classify_every and
-// preprocesses them into free tensors.
-func (c *camera) prepare(ctx context.Context, src capture.Source, free chan []float32, ready chan<- prepared) {
+// preprocesses every target of each frame into a free tensor set.
+func (c *camera) prepare(ctx context.Context, src capture.Source, free chan *tensorSet, ready chan<- prepared) {
 	var lastClassified time.Time
+	var lay layout
 	for {
-		var tensor []float32
+		var ts *tensorSet
 		select {
-		case tensor = <-free:
+		case ts = <-free:
 		case <-ctx.Done():
 			return
 		}
@@ -142,13 +226,20 @@ func (c *camera) prepare(ctx context.Context, src capture.Source, free chan []fl
 		if err != nil {
 			return
 		}
+		if lay.width != f.Width || lay.height != f.Height {
+			lay = c.layoutFor(f.Width, f.Height)
+		}
+		if len(lay.boxes) == 0 {
+			free <- ts
+			continue
+		}
 		taken := time.Now()
 		c.preprocessingSince.Store(taken.UnixNano())
-		err = c.pre.Frame(f, tensor)
+		err = c.pre.FrameBoxes(f, lay.boxes, ts.t[:len(lay.boxes)])
 		c.preprocessingSince.Store(0)
 		if err != nil {
 			c.badFrames.Add(1)
-			free <- tensor
+			free <- ts
 			if c.badFrameReports.allow(time.Now()) {
 				c.log.Warn("frame dropped", "seq", f.Seq, "err", err)
 				c.publish(&server.ErrorReport{Camera: c.conf.Name, Message: "frame dropped: " + err.Error()})
@@ -156,7 +247,7 @@ func (c *camera) prepare(ctx context.Context, src capture.Source, free chan []fl
 			continue
 		}
 		select {
-		case ready <- prepared{frame: f, tensor: tensor, taken: taken, ready: time.Now()}:
+		case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, taken: taken, ready: time.Now()}:
 		case <-ctx.Done():
 			return
 		}
@@ -205,10 +296,10 @@ func classifyDue(last, t time.Time, every time.Duration) bool {
 	return t.Sub(last) >= every-every/20
 }
 
-// classify encodes one prepared frame, scores it against the current label
-// set and publishes the result.
+// classify encodes the targets of one prepared frame in one batch, scores
+// each against its current label set and publishes a result for each.
 func (c *camera) classify(ctx context.Context, p prepared) {
-	rep, err := c.batcher.Encode(ctx, p.tensor)
+	rep, err := c.batcher.Encode(ctx, p.tensors.t[:len(p.targets)]...)
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, errBatcherClosed) {
 			c.log.Error("encoding failed", "err", err)
@@ -217,22 +308,34 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		return
 	}
 	encoded := time.Now()
-	set := c.watcher.Current(c.conf.Labels)
-	top, err := set.Top(rep.embedding, c.conf.TopK)
-	if err != nil {
-		// Only an embedding that is not a finite vector fails here: a
-		// model that produces NaN. Clients must hear of it, not just
-		// the log; once a minute is enough.
-		c.nonFinite.Add(1)
-		if c.nonFiniteReports.allow(time.Now()) {
-			c.log.Error("frame not scored", "seq", p.frame.Seq, "err", err)
-			c.publish(&server.ErrorReport{Camera: c.conf.Name,
-				Message: fmt.Sprintf("frame %d not scored: %v; the model produces unusable embeddings (counted in status non_finite)", p.frame.Seq, err)})
+	f := p.frame
+	results := make([]*server.Result, 0, len(p.targets))
+	for i, t := range p.targets {
+		set := t.labels.current()
+		top, err := set.Top(rep.embeddings[i], t.conf.TopK)
+		if err != nil {
+			// Only an embedding that is not a finite vector fails here: a
+			// model that produces NaN. Clients must hear of it, not just
+			// the log; once a minute is enough.
+			c.nonFinite.Add(1)
+			if c.nonFiniteReports.allow(time.Now()) {
+				c.log.Error("frame not scored", "seq", f.Seq, "target", t.name.String(), "err", err)
+				c.publish(&server.ErrorReport{Camera: c.conf.Name,
+					Message: fmt.Sprintf("frame %d not scored: %v; the model produces unusable embeddings (counted in status non_finite)", f.Seq, err)})
+			}
+			return
 		}
-		return
+		t.classified.Add(1)
+		if len(top) > 0 && float64(top[0].Score) < t.conf.Threshold {
+			t.belowThr.Add(1)
+			continue
+		}
+		results = append(results, &server.Result{
+			Camera: c.conf.Name, Region: t.name.region, Seq: f.Seq, Time: f.Time,
+			LabelsVersion: set.Version, Top: top, Truth: f.Meta,
+		})
 	}
 	done := time.Now()
-	f := p.frame
 	lat := map[string]float64{
 		"capture":    ms(p.taken.Sub(f.Time)),
 		"preprocess": ms(p.ready.Sub(p.taken)),
@@ -242,20 +345,16 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		"total":      ms(done.Sub(f.Time)),
 	}
 	c.record(lat, done)
-	c.classified.Add(1)
-	if len(top) > 0 && float64(top[0].Score) < c.conf.Threshold {
-		c.belowThr.Add(1)
-		return
+	for _, t := range p.targets {
+		t.mu.Lock()
+		t.total.add(lat["total"])
+		t.mu.Unlock()
 	}
-	c.publish(&server.Result{
-		Camera:        c.conf.Name,
-		Seq:           f.Seq,
-		Time:          f.Time,
-		LabelsVersion: set.Version,
-		Top:           top,
-		LatencyMS:     lat,
-		Truth:         f.Meta,
-	})
+	c.classified.Add(1)
+	for _, r := range results {
+		r.LatencyMS = lat
+		c.publish(r)
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -290,14 +389,18 @@ func (c *camera) status() server.CameraStatus {
 		Width: st.Width, Height: st.Height,
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
-		Corrupt: st.Corrupt + c.badFrames.Load(), BelowThresh: c.belowThr.Load(),
-		LabelsFile: c.conf.Labels,
+		Corrupt: st.Corrupt + c.badFrames.Load(), WholeFrame: c.conf.WholeFrame,
 	}
 	if st.Format != 0 {
 		s.Format = st.Format.String()
 	}
-	if set := c.watcher.Current(c.conf.Labels); set != nil {
-		s.LabelsVersion, s.Labels = set.Version, len(set.Labels)
+	for _, t := range c.targets {
+		ts := t.status()
+		if t.name.region == "" {
+			s.LabelsFile, s.LabelsVersion, s.Labels, s.BelowThresh = ts.LabelsFile, ts.LabelsVersion, ts.Labels, ts.BelowThresh
+			continue
+		}
+		s.Regions = append(s.Regions, ts)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -311,74 +414,21 @@ func (c *camera) status() server.CameraStatus {
 	return s
 }
 
-// limiter admits one report a minute: a camera sending garbage, or a
-// broken model, would otherwise flood clients at frame rate.
-type limiter struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (l *limiter) allow(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < time.Minute {
-		return false
+func (t *target) status() server.RegionStatus {
+	rs := server.RegionStatus{Name: t.name.region, LabelsFile: t.conf.Labels,
+		Classified: t.classified.Load(), BelowThresh: t.belowThr.Load()}
+	if set := t.labels.current(); set != nil {
+		rs.LabelsVersion, rs.Labels = set.Version, len(set.Labels)
 	}
-	l.last = now
-	return true
-}
-
-const latencyWindow = 512
-
-// window keeps the last latencyWindow samples of one stage.
-type window struct {
-	samples [latencyWindow]float64
-	n, next int
-}
-
-func (w *window) add(v float64) {
-	w.samples[w.next] = v
-	w.next = (w.next + 1) % latencyWindow
-	w.n = min(w.n+1, latencyWindow)
-}
-
-func (w *window) quantile(q float64) float64 {
-	if w.n == 0 {
-		return 0
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		rs.Error = t.err.Error()
+	} else if t.box != (frame.Box{}) {
+		rs.Box = &[4]int{t.box.X1, t.box.Y1, t.box.X2, t.box.Y2}
 	}
-	s := append([]float64(nil), w.samples[:w.n]...)
-	sort.Float64s(s)
-	return s[int(q*float64(w.n-1)+0.5)]
-}
-
-// rateMeter counts events over the last few seconds.
-type rateMeter struct {
-	times [64]time.Time
-	n     int
-	next  int
-}
-
-func (r *rateMeter) tick(t time.Time) {
-	r.times[r.next] = t
-	r.next = (r.next + 1) % len(r.times)
-	r.n = min(r.n+1, len(r.times))
-}
-
-func (r *rateMeter) perSecond(now time.Time) float64 {
-	const span = 5 * time.Second
-	count := 0
-	var oldest time.Time
-	for i := 0; i < r.n; i++ {
-		t := r.times[i]
-		if now.Sub(t) <= span {
-			count++
-			if oldest.IsZero() || t.Before(oldest) {
-				oldest = t
-			}
-		}
+	if t.total.n > 0 {
+		rs.LatencyMS = &server.LatencySummary{P50: t.total.quantile(0.5), P99: t.total.quantile(0.99)}
 	}
-	if count < 2 {
-		return 0
-	}
-	return float64(count-1) / now.Sub(oldest).Seconds()
+	return rs
 }

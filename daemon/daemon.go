@@ -68,6 +68,7 @@ type daemon struct {
 	log      *slog.Logger
 	model    *model.Model
 	embedder *labels.Embedder
+	labels   *labelsHub
 	batcher  *batcher
 	server   *server.Server
 	gpu      *telemetry.Reader
@@ -200,7 +201,7 @@ func (d *daemon) initialize(ctx context.Context) error {
 	status("loading model " + m.Bundle)
 	mod, err := model.Open(m.Bundle, model.Options{
 		Backend: m.Backend, ONNXRuntimeLib: m.ONNXRuntimeLib, Threads: m.Threads,
-		EngineCache: m.EngineCache, MaxBatch: m.MaxBatch, OptBatch: max(len(d.conf.Cameras), 1),
+		EngineCache: m.EngineCache, MaxBatch: m.MaxBatch, OptBatch: max(targetCount(d.conf), 1),
 		Log: d.log, Progress: status, OpenEncoder: d.opts.OpenEncoder,
 	})
 	if err != nil {
@@ -217,6 +218,7 @@ func (d *daemon) initialize(ctx context.Context) error {
 	}
 	d.embedder, _ = labels.OpenEmbedder(labels.EmbedderConfig{Encoder: mod, Store: store, Log: d.log,
 		Progress: d.encodingStatus})
+	d.labels = newLabelsHub(d.embedder, d.log, d.publish)
 	pcfg := mod.PreprocessConfig()
 	pcfg.MaxPixels = d.conf.Socket.MaxImagePixels
 	d.classifyPre = preprocess.New(pcfg)
@@ -263,19 +265,32 @@ func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, 
 	if _, err := capture.Preflight(sourceConfig(cc)); err != nil {
 		return nil, err
 	}
-	log := d.log.With("camera", cc.Name)
-	watcher, err := labels.NewWatcher(ctx, labels.WatcherConfig{
-		Files:    []string{cc.Labels},
-		Embedder: d.embedder,
-		OnEvent:  func(ev labels.Event) { d.labelsEvent(cc.Name, log, ev) },
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &camera{
-		conf: cc, log: log, watcher: watcher,
+	c := &camera{
+		conf: cc, log: d.log.With("camera", cc.Name), targets: targetsOf(cc), hub: d.labels,
 		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish,
-	}, nil
+	}
+	for _, t := range c.targets {
+		f, err := d.labels.acquire(ctx, t.conf.Labels, t.name)
+		if err != nil {
+			c.release()
+			if t.name.region != "" {
+				return nil, fmt.Errorf("region %q: %w", t.name.region, err)
+			}
+			return nil, err
+		}
+		t.labels = f
+	}
+	return c, nil
+}
+
+// targetCount is how many images one frame of every camera makes: the
+// batch TensorRT optimizes for.
+func targetCount(conf *config.Config) int {
+	n := 0
+	for _, cc := range conf.Cameras {
+		n += len(targetsOf(cc))
+	}
+	return n
 }
 
 // swapIn starts c in place of old (nil for a new camera), stopping old
@@ -335,22 +350,6 @@ func (d *daemon) stopCamera(name string) {
 	if c != nil {
 		c.close()
 		d.log.Info("camera stopped", "camera", name)
-	}
-}
-
-func (d *daemon) labelsEvent(cameraName string, log *slog.Logger, ev labels.Event) {
-	switch ev.Kind {
-	case labels.Loaded:
-		log.Info("labels loaded", "file", ev.File, "version", ev.Version, "labels", len(ev.Set.Labels))
-		d.publish(&server.LabelsUpdate{Camera: cameraName, File: ev.File, Version: ev.Version, Labels: ev.Set.Names()})
-	default:
-		msg := "labels file " + ev.Kind.String()
-		if ev.Err != nil {
-			msg = ev.Err.Error()
-		}
-		log.Warn("labels not reloaded; keeping the previous set", "file", ev.File, "line", ev.Line, "err", msg)
-		d.publish(&server.ErrorReport{Camera: cameraName, File: ev.File, Line: ev.Line,
-			Message: msg + " (keeping labels version " + fmt.Sprint(ev.Version) + ")"})
 	}
 }
 

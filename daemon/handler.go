@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clipd/clipd/internal/procfs"
@@ -63,19 +64,11 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 		}
 		set = s
 	default:
-		name := req.Camera
-		d.mu.Lock()
-		if name == "" && len(d.cameras) == 1 {
-			for n := range d.cameras {
-				name = n
-			}
+		t, err := d.findTarget(req.Camera)
+		if err != nil {
+			return nil, err
 		}
-		c := d.cameras[name]
-		d.mu.Unlock()
-		if c == nil {
-			return nil, fmt.Errorf("no camera %s: give \"camera\" (one of %v) or \"labels\"", server.Quote(name), d.cameraNames())
-		}
-		set = c.watcher.Current(c.conf.Labels)
+		set = t.labels.current()
 	}
 	d.classifyMu.Lock()
 	tensor := make([]float32, d.classifyPre.TensorLen())
@@ -92,7 +85,7 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 	if k == 0 {
 		k = 5
 	}
-	top, err := set.Top(rep.embedding, k)
+	top, err := set.Top(rep.embeddings[0], k)
 	if err != nil {
 		return nil, err
 	}
@@ -106,4 +99,31 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// findTarget resolves classify's "camera": a camera's name (its whole
+// frame, or its only region when it classifies no whole frame), or
+// "camera/region"; "" when there is only one camera.
+func (d *daemon) findTarget(name string) (*target, error) {
+	camName, region, _ := strings.Cut(name, "/")
+	d.mu.Lock()
+	if camName == "" && len(d.cameras) == 1 {
+		for n := range d.cameras {
+			camName = n
+		}
+	}
+	c := d.cameras[camName]
+	d.mu.Unlock()
+	if c == nil {
+		return nil, fmt.Errorf("no camera %s: give \"camera\" (one of %v, or \"camera/region\") or \"labels\"", server.Quote(name), d.cameraNames())
+	}
+	for _, t := range c.targets {
+		if t.name.region == region {
+			return t, nil
+		}
+	}
+	if region == "" && len(c.targets) > 0 {
+		return nil, fmt.Errorf("camera %q classifies regions only (whole_frame = false): name one, \"%s/%s\"", camName, camName, c.targets[0].name.region)
+	}
+	return nil, fmt.Errorf("camera %q has no region %s", camName, server.Quote(region))
 }

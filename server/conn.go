@@ -46,8 +46,8 @@ type conn struct {
 	// cancel ends a Classify running for this client.
 	cancel context.CancelFunc
 
-	// filter is the set of subscribed cameras; nil means all.
-	filter atomic.Pointer[map[string]bool]
+	// filter is the subscription; nil means everything.
+	filter atomic.Pointer[subscription]
 
 	mu           sync.Mutex
 	queue        []queued
@@ -70,9 +70,9 @@ func newConn(s *Server, nc net.Conn, id uint64) *conn {
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-func (c *conn) wants(camera string) bool {
+func (c *conn) wants(camera, region string, perTarget bool) bool {
 	f := c.filter.Load()
-	return f == nil || camera == "" || (*f)[camera]
+	return f == nil || camera == "" || f.wants(camera, region, perTarget)
 }
 
 // enqueue never blocks. When the queue is full, in messages or in bytes,
@@ -230,15 +230,12 @@ func (c *conn) handle(line []byte, lineNo int) {
 	}
 	switch cmd.Cmd {
 	case "subscribe":
-		if len(cmd.Cameras) == 0 {
-			c.filter.Store(nil)
-		} else {
-			f := make(map[string]bool, len(cmd.Cameras))
-			for _, cam := range cmd.Cameras {
-				f[cam] = true
-			}
-			c.filter.Store(&f)
+		sub, err := parseSubscription(cmd.Cameras)
+		if err != nil {
+			c.replyError(cmd.ID, cmd.Cmd, err.Error())
+			return
 		}
+		c.filter.Store(sub)
 		c.reply(cmd, map[string]any{"cameras": cmd.Cameras})
 	case "status":
 		if c.s.conf.Handler == nil {
@@ -348,10 +345,7 @@ func (c *conn) replyError(id json.RawMessage, cmd, msg string) {
 func (c *conn) info() ClientInfo {
 	info := ClientInfo{ID: c.id}
 	if f := c.filter.Load(); f != nil {
-		for cam := range *f {
-			info.Cameras = append(info.Cameras, cam)
-		}
-		slices.Sort(info.Cameras)
+		info.Cameras = f.names
 	}
 	c.mu.Lock()
 	info.Queued, info.QueuedBytes, info.Dropped = len(c.queue), c.queueBytes, c.droppedTotal

@@ -22,16 +22,21 @@ type Hello struct {
 // *LabelsUpdate or *ErrorReport.
 type Event interface {
 	eventType() string
-	// eventCamera is "" for events that concern every camera.
-	eventCamera() string
+	// eventTarget names what the event concerns: camera "" for every
+	// camera; perTarget when it concerns one target of the camera (its
+	// whole frame, region "", or one region), rather than the camera as a
+	// whole (its source, a config error).
+	eventTarget() (camera, region string, perTarget bool)
 	// droppable events may be discarded for a client that cannot keep up;
 	// the others (label changes, errors) are rare and worth keeping.
 	droppable() bool
 }
 
-// Result is the classification of one frame.
+// Result is the classification of one frame, or of one region of it.
 type Result struct {
-	Camera        string         `json:"camera"`
+	Camera string `json:"camera"`
+	// Region is the region classified; absent for the whole frame.
+	Region        string         `json:"region,omitempty"`
 	Seq           uint64         `json:"seq"`
 	Time          time.Time      `json:"time"`
 	LabelsVersion uint64         `json:"labels_version"`
@@ -44,9 +49,11 @@ type Result struct {
 	Truth any `json:"truth,omitempty"`
 }
 
-// LabelsUpdate announces the label set now used for a camera.
+// LabelsUpdate announces the label set now used for a camera's whole
+// frame, or for one region (Region).
 type LabelsUpdate struct {
 	Camera  string   `json:"camera,omitempty"`
+	Region  string   `json:"region,omitempty"`
 	File    string   `json:"file,omitempty"`
 	Version uint64   `json:"version"`
 	Labels  []string `json:"labels"`
@@ -55,21 +62,23 @@ type LabelsUpdate struct {
 // ErrorReport tells clients about a problem in the daemon, e.g. a labels
 // file that failed to reload.
 type ErrorReport struct {
-	Camera  string `json:"camera,omitempty"`
+	Camera string `json:"camera,omitempty"`
+	// Region, when set, is the region the problem concerns (its labels).
+	Region  string `json:"region,omitempty"`
 	File    string `json:"file,omitempty"`
 	Line    int    `json:"line,omitempty"`
 	Message string `json:"message"`
 }
 
-func (*Result) eventType() string           { return "result" }
-func (r *Result) eventCamera() string       { return r.Camera }
-func (*Result) droppable() bool             { return true }
-func (*LabelsUpdate) eventType() string     { return "labels" }
-func (l *LabelsUpdate) eventCamera() string { return l.Camera }
-func (*LabelsUpdate) droppable() bool       { return false }
-func (*ErrorReport) eventType() string      { return "error" }
-func (e *ErrorReport) eventCamera() string  { return e.Camera }
-func (*ErrorReport) droppable() bool        { return false }
+func (*Result) eventType() string                           { return "result" }
+func (r *Result) eventTarget() (string, string, bool)       { return r.Camera, r.Region, true }
+func (*Result) droppable() bool                             { return true }
+func (*LabelsUpdate) eventType() string                     { return "labels" }
+func (l *LabelsUpdate) eventTarget() (string, string, bool) { return l.Camera, l.Region, true }
+func (*LabelsUpdate) droppable() bool                       { return false }
+func (*ErrorReport) eventType() string                      { return "error" }
+func (e *ErrorReport) eventTarget() (string, string, bool)  { return e.Camera, e.Region, e.Region != "" }
+func (*ErrorReport) droppable() bool                        { return false }
 
 // Command is one line a client sends. The same struct is used by Client to
 // write commands and by the server to read them.
@@ -77,7 +86,9 @@ type Command struct {
 	// ID is echoed in the reply; any JSON value.
 	ID  json.RawMessage `json:"id,omitempty"`
 	Cmd string          `json:"cmd"`
-	// Cameras for "subscribe"; empty means all.
+	// Cameras for "subscribe": "drive" (everything of that camera),
+	// "drive/gate" (one region, and what concerns the camera as a whole),
+	// "drive/" (the whole frame only, likewise); empty means all.
 	Cameras []string `json:"cameras,omitempty"`
 	// Image (a path readable by the daemon) or ImageB64 for "classify".
 	Image    string `json:"image,omitempty"`

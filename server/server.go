@@ -308,11 +308,12 @@ func (s *Server) Publish(ev Event) error {
 	if err != nil {
 		return err
 	}
-	camera, droppable := ev.eventCamera(), ev.droppable()
+	camera, region, perTarget := ev.eventTarget()
+	droppable := ev.droppable()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for c := range s.clients {
-		if c.wants(camera) {
+		if c.wants(camera, region, perTarget) {
 			c.enqueue(line, droppable)
 		}
 	}

@@ -63,6 +63,28 @@ type CameraStatus struct {
 	LabelsVersion uint64                    `json:"labels_version"`
 	Labels        int                       `json:"labels"`
 	LatencyMS     map[string]LatencySummary `json:"latency_ms,omitempty"`
+	// WholeFrame is false when only the regions are classified (the
+	// labels fields above are then empty).
+	WholeFrame bool           `json:"whole_frame"`
+	Regions    []RegionStatus `json:"regions,omitempty"`
+}
+
+// RegionStatus is one region of a camera.
+type RegionStatus struct {
+	Name string `json:"name"`
+	// Box is the region in pixels of the frames classified last
+	// (x1, y1, x2, y2); absent before the first frame.
+	Box           *[4]int `json:"box,omitempty"`
+	LabelsFile    string  `json:"labels_file"`
+	LabelsVersion uint64  `json:"labels_version"`
+	Labels        int     `json:"labels"`
+	Classified    uint64  `json:"classified"`
+	BelowThresh   uint64  `json:"below_threshold"`
+	// LatencyMS is capture to result of the region's results.
+	LatencyMS *LatencySummary `json:"latency_ms,omitempty"`
+	// Error says why the region is not classified in the current frames
+	// (a pixel box beyond a stream's own size).
+	Error string `json:"error,omitempty"`
 }
 
 // LatencySummary is over the last frames of one stage.

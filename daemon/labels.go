@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/clipd/clipd/labels"
+	"github.com/clipd/clipd/server"
+)
+
+// labelsHub watches each labels file once, however many cameras and
+// regions use it, so that it is parsed, watched and embedded once, and
+// keeps a file's watcher (and its version count) alive across a camera's
+// restart: the replacement acquires its files before the old camera
+// releases them.
+type labelsHub struct {
+	embedder *labels.Embedder
+	log      *slog.Logger
+	publish  func(server.Event)
+
+	mu    sync.Mutex
+	files map[string]*labelsFile
+}
+
+// labelsFile is one watched file and the targets that use it.
+type labelsFile struct {
+	path    string
+	watcher *labels.Watcher
+	// users counts acquisitions per target, for the events each target's
+	// clients are sent.
+	users map[targetName]int
+}
+
+// targetName is a camera's whole frame (region "") or one of its regions.
+type targetName struct{ camera, region string }
+
+func (t targetName) String() string {
+	if t.region == "" {
+		return t.camera
+	}
+	return t.camera + "/" + t.region
+}
+
+func newLabelsHub(e *labels.Embedder, log *slog.Logger, publish func(server.Event)) *labelsHub {
+	return &labelsHub{embedder: e, log: log, publish: publish, files: make(map[string]*labelsFile)}
+}
+
+// acquire returns the watched file at path for user, loading and
+// embedding it first if nobody watches it yet (bounded by ctx).
+func (h *labelsHub) acquire(ctx context.Context, path string, user targetName) (*labelsFile, error) {
+	h.mu.Lock()
+	if f := h.files[path]; f != nil {
+		f.users[user]++
+		h.mu.Unlock()
+		return f, nil
+	}
+	h.mu.Unlock()
+
+	// Loading may take minutes (embedding); nobody else waits for it.
+	f := &labelsFile{path: path, users: map[targetName]int{}}
+	w, err := labels.NewWatcher(ctx, labels.WatcherConfig{
+		Files:    []string{path},
+		Embedder: h.embedder,
+		OnEvent:  func(ev labels.Event) { h.event(f, ev) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if other := h.files[path]; other != nil {
+		// Loaded meanwhile for another user: keep that one.
+		go w.Close()
+		other.users[user]++
+		return other, nil
+	}
+	f.watcher = w
+	f.users[user]++
+	h.files[path] = f
+	return f, nil
+}
+
+// release drops user's hold on the file; the last one stops watching it.
+func (h *labelsHub) release(f *labelsFile, user targetName) {
+	h.mu.Lock()
+	f.users[user]--
+	if f.users[user] <= 0 {
+		delete(f.users, user)
+	}
+	last := len(f.users) == 0
+	if last {
+		delete(h.files, f.path)
+	}
+	h.mu.Unlock()
+	if last {
+		f.watcher.Close()
+	}
+}
+
+// current is the set in use for the file.
+func (f *labelsFile) current() *labels.Set { return f.watcher.Current(f.path) }
+
+// event tells each target using the file what happened to it.
+func (h *labelsHub) event(f *labelsFile, ev labels.Event) {
+	h.mu.Lock()
+	users := make([]targetName, 0, len(f.users))
+	for u := range f.users {
+		users = append(users, u)
+	}
+	h.mu.Unlock()
+	slices.SortFunc(users, func(a, b targetName) int { return cmp.Compare(a.String(), b.String()) })
+	switch ev.Kind {
+	case labels.Loaded:
+		h.log.Info("labels loaded", "file", ev.File, "version", ev.Version, "labels", len(ev.Set.Labels), "targets", len(users))
+		for _, u := range users {
+			h.publish(&server.LabelsUpdate{Camera: u.camera, Region: u.region, File: ev.File, Version: ev.Version, Labels: ev.Set.Names()})
+		}
+	default:
+		msg := "labels file " + ev.Kind.String()
+		if ev.Err != nil {
+			msg = ev.Err.Error()
+		}
+		h.log.Warn("labels not reloaded; keeping the previous set", "file", ev.File, "line", ev.Line, "err", msg)
+		for _, u := range users {
+			h.publish(&server.ErrorReport{Camera: u.camera, Region: u.region, File: ev.File, Line: ev.Line,
+				Message: msg + " (keeping labels version " + fmt.Sprint(ev.Version) + ")"})
+		}
+	}
+}
