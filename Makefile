@@ -24,12 +24,13 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 # Debian packages: cgo toolchain, libjpeg-turbo, ffmpeg (file/RTSP sources and
 # test videos), PyTorch and ONNX for tools/export-clip and the demo model,
-# node/npm to fetch ONNX Runtime, systemd for checking the unit files,
-# mosquitto and its clients for the MQTT tests (a real broker), openssl for
-# their test CA.
+# OpenBLAS (Debian's torch otherwise runs its matrix products on the
+# reference BLAS, which makes training the demo model ~30x slower), node/npm
+# to fetch ONNX Runtime, systemd for checking the unit files, mosquitto and
+# its clients for the MQTT tests (a real broker), openssl for their test CA.
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config make git ca-certificates \
 	libturbojpeg0-dev ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base \
-	python3-torch python3-onnx python3-numpy python3-pil nodejs npm systemd \
+	python3-torch python3-onnx python3-numpy python3-pil libopenblas0-pthread nodejs npm systemd \
 	mosquitto mosquitto-clients openssl
 
 GO_LDFLAGS := -X main.version=$(VERSION)

@@ -97,6 +97,37 @@ func TestCompareRefusesDifferentModel(t *testing.T) {
 	}
 }
 
+// The guard covers CLIP's ResNet tower the same way: the opset-16 export
+// of the ModifiedResNet reference is accepted against the opset-17 one
+// (probes at the bundle's own input size), random weights of the same
+// shape are refused.
+func TestCompareResNet(t *testing.T) {
+	ortOptions(t)
+	b17, enc17 := openORT(t, testmodel.TinyResNetBundle(t, "state"))
+	_, enc16 := openORT(t, testmodel.TinyResNetBundleOpset(t, "jit", 16))
+	_, random := openORT(t, testmodel.RandomBundle(t, "tiny-rn"))
+	texts := probesFor(t, b17)
+	vis, txt, err := Compare(enc16, enc17, texts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []Verdict{vis, txt} {
+		if !v.Accept || v.WorstCosine < 0.99999 {
+			t.Errorf("opset 16 vs 17, %s: %+v", v.Encoder, v)
+		}
+	}
+	if len(vis.Cosines) != len(ImageProbes(b17.ImageSize())) {
+		t.Errorf("visual cosines %v", vis.Cosines)
+	}
+	vis, _, err = Compare(random, enc17, texts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vis.Accept || !strings.Contains(vis.Reason, "probe ") {
+		t.Errorf("random ResNet weights accepted: %+v", vis)
+	}
+}
+
 func TestTextProbesEdgeOfContext(t *testing.T) {
 	dir := testmodel.TinyBundle(t, "state")
 	b, err := bundle.Load(dir)

@@ -42,7 +42,7 @@ define trt_check
 		$(GO) build -tags tensorrt -o /dev/null ./trt/
 endef
 
-.PHONY: check-trt check-trt-matrix trt-headers
+.PHONY: check-trt check-trt-matrix check-trt-ops trt-headers
 
 # check-trt uses the given headers when NvInfer.h is there, else the
 # whole fetched matrix.
@@ -56,11 +56,29 @@ endif
 # TensorRT 8.5 (JetPack 5.1), 8.6 (JetPack 6.0), 10.3 and 10.16, with the
 # ONNX parser header of the matching onnx-tensorrt branch (10.16 ships its
 # own; for 10.3 the newest branch in the snapshot was 10.1-GA).
-check-trt-matrix: trt-headers
+check-trt-matrix: trt-headers check-trt-ops
 	$(call trt_check,$(TRT_HEADER_CACHE)/trt-8.5.3/include,$(TRT_HEADER_CACHE)/onnxparser-8.5-GA,$(CUDA_STUB))
 	$(call trt_check,$(TRT_HEADER_CACHE)/trt-v8.6.1/include,$(TRT_HEADER_CACHE)/onnxparser-8.6-GA,$(CUDA_STUB))
 	$(call trt_check,$(TRT_HEADER_CACHE)/trt-v10.3.0/include,$(TRT_HEADER_CACHE)/onnxparser-10.1-GA,$(CUDA_STUB))
 	$(call trt_check,$(TRT_HEADER_CACHE)/trt-v10.16/include,$(TRT_HEADER_CACHE)/trt-v10.16/include,$(CUDA_STUB))
+
+# The exported graphs against each parser branch's operator matrix
+# (docs/operators.md; tools/check-trt-ops): the ViT and ModifiedResNet
+# reference checkpoints at opsets 16 and 17, and the demo model. TensorRT
+# 8.5 has no LayerNormalization, so it is given the opset-16 exports only;
+# 10.3 and 10.16 are checked against 10.1-GA's matrix, the newest branch
+# in the snapshot.
+TRT_OPS_DIR := $(BUILD)/check-trt-ops
+TRT_OPS_16  := $(foreach m,tiny-vit tiny-rn,$(TRT_OPS_DIR)/$(m)-16/visual/model.onnx $(TRT_OPS_DIR)/$(m)-16/textual/model.onnx)
+TRT_OPS_17  := $(subst -16/,-17/,$(TRT_OPS_16)) models/demo/visual/model.onnx models/demo/textual/model.onnx
+check-trt-ops: trt-headers
+	@set -e; for m in tiny-vit tiny-rn; do for o in 16 17; do \
+		ck=$(CLIPD_SHARED)/$$([ $$m = tiny-rn ] && echo reference-rn || echo reference)/model/$$m-state.pt; \
+		$(PYTHON) tools/export-clip $$ck $(TRT_OPS_DIR)/$$m-$$o --opset $$o --force \
+			--vocab $(CLIPD_SHARED)/clip/bpe_simple_vocab_16e6.txt.gz 2>/dev/null; done; done
+	$(PYTHON) tools/check-trt-ops $(TRT_HEADER_CACHE)/onnxparser-8.5-GA/docs/operators.md $(TRT_OPS_16)
+	$(PYTHON) tools/check-trt-ops $(TRT_HEADER_CACHE)/onnxparser-8.6-GA/docs/operators.md $(TRT_OPS_16) $(TRT_OPS_17)
+	$(PYTHON) tools/check-trt-ops $(TRT_HEADER_CACHE)/onnxparser-10.1-GA/docs/operators.md $(TRT_OPS_16) $(TRT_OPS_17)
 
 # Extracts headers from git mirrors of NVIDIA/TensorRT and onnx/onnx-tensorrt
 # (TRT_GIT, ONNXTRT_GIT: git directories, e.g. bare clones).
@@ -71,5 +89,5 @@ trt-headers:
 		d=$(TRT_HEADER_CACHE)/trt-$$t; [ -f $$d/include/NvInfer.h ] && continue; \
 		mkdir -p $$d; git --git-dir=$(TRT_GIT) archive $$t include | tar -x -C $$d; done
 	@set -e; for b in 8.5-GA 8.6-GA 10.1-GA; do \
-		d=$(TRT_HEADER_CACHE)/onnxparser-$$b; [ -f $$d/NvOnnxParser.h ] && continue; \
-		mkdir -p $$d; git --git-dir=$(ONNXTRT_GIT) archive $$b NvOnnxParser.h | tar -x -C $$d; done
+		d=$(TRT_HEADER_CACHE)/onnxparser-$$b; [ -f $$d/NvOnnxParser.h ] && [ -f $$d/docs/operators.md ] && continue; \
+		mkdir -p $$d; git --git-dir=$(ONNXTRT_GIT) archive $$b NvOnnxParser.h docs/operators.md | tar -x -C $$d; done

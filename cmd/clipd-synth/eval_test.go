@@ -78,10 +78,12 @@ func TestDemoModelAccuracy(t *testing.T) {
 	}
 }
 
-// Floors for TestDemoModelAccuracy, a little under models/demo/README.md.
+// Floors for TestDemoModelAccuracy, a little under models/demo/README.md
+// (which are at or above the targets of the model's issue: 48-way ≥ 0.90,
+// shape ≥ 0.95, colour ≥ 0.97; this sample: 0.998, 0.998, 1.000, 0.990).
 const (
-	minPair48  = 0.60 // card: 0.680
-	minColor8  = 0.97 // card: 0.999
-	minShape6  = 0.57 // card: 0.656 (chance 0.167)
-	minHeldOut = 0.09 // card: 0.176 (chance 0.021)
+	minPair48  = 0.97 // card: 1.000 (chance 0.021)
+	minColor8  = 0.98 // card: 1.000 (chance 0.125)
+	minShape6  = 0.97 // card: 1.000 (chance 0.167)
+	minHeldOut = 0.93 // card: 0.998 (chance 0.021)
 )

@@ -292,27 +292,37 @@ func decodeResult(t *testing.T, m server.Message) resultLine {
 }
 
 func TestDaemonResultsAgreeWithTruth(t *testing.T) {
-	dir := testDir(t)
-	labels := filepath.Join(dir, "colours.labels")
-	writeFile(t, labels, colourLabels)
-	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, ""))
-	c := d.dial()
-	agree, total := 0, 0
-	for total < 60 {
-		r := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
-		if len(r.Truth.Shapes) != 1 {
-			t.Fatalf("frame %d has %d shapes; the camera draws one", r.Seq, len(r.Truth.Shapes))
-		}
-		total++
-		if r.Top[0].Label == r.Truth.Shapes[0].Color {
-			agree++
-		}
+	for _, tc := range []struct {
+		name, labels string
+		truth        func(kind, color string) string
+	}{
+		{"colours", colourLabels, func(_, color string) string { return color }},
+		{"shapes", shapeLabels, func(kind, _ string) string { return kind }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := testDir(t)
+			labels := filepath.Join(dir, tc.name+".labels")
+			writeFile(t, labels, tc.labels)
+			d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, ""))
+			c := d.dial()
+			agree, total := 0, 0
+			for total < 60 {
+				r := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+				if len(r.Truth.Shapes) != 1 {
+					t.Fatalf("frame %d has %d shapes; the camera draws one", r.Seq, len(r.Truth.Shapes))
+				}
+				total++
+				if s := r.Truth.Shapes[0]; r.Top[0].Label == tc.truth(s.Kind, s.Color) {
+					agree++
+				}
+			}
+			t.Logf("top-1 %s label agrees with the synthetic truth on %d of %d frames", tc.name, agree, total)
+			if agree*100 < 90*total {
+				t.Errorf("only %d of %d results agree with the truth (want ≥ 90%%)", agree, total)
+			}
+			d.stop()
+		})
 	}
-	t.Logf("top-1 colour agrees with the synthetic truth on %d of %d frames", agree, total)
-	if agree*100 < 90*total {
-		t.Errorf("only %d of %d results agree with the truth (want ≥ 90%%)", agree, total)
-	}
-	d.stop()
 }
 
 func TestDaemonLabelsHotReload(t *testing.T) {

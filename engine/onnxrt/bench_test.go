@@ -16,8 +16,15 @@ import (
 // architecture and size, so timings match the released model's.
 func openRandomViTB32(b *testing.B) (*bundle.Bundle, *Encoder) {
 	b.Helper()
+	return openRandom(b, "ViT-B/32")
+}
+
+// openRandom opens a random-weight bundle of a released architecture
+// (testmodel.RandomBundle).
+func openRandom(b *testing.B, arch string) (*bundle.Bundle, *Encoder) {
+	b.Helper()
 	requireRuntime(b)
-	bun, err := bundle.Load(testmodel.RandomBundle(b, "ViT-B/32"))
+	bun, err := bundle.Load(testmodel.RandomBundle(b, arch))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -79,6 +86,58 @@ func alternate(b *testing.B, n int, unit string, viaEncoder, direct func()) {
 
 func BenchmarkEncodeImagesViTB32(b *testing.B) {
 	bun, enc := openRandomViTB32(b)
+	benchEncodeImages(b, bun, enc)
+}
+
+// BenchmarkEncodeImagesRN50 is BenchmarkEncodeImagesViTB32 for CLIP's
+// ResNet tower (random RN50 weights, 224 px).
+func BenchmarkEncodeImagesRN50(b *testing.B) {
+	bun, enc := openRandom(b, "RN50")
+	benchEncodeImages(b, bun, enc)
+}
+
+// BenchmarkImageTowers compares the two image towers of CLIP's base size,
+// RN50 and ViT-B/32 (random weights, 224 px, our encoder, all cores),
+// called in turns so that both see the same load on a shared machine.
+// Two sessions' idle thread pools then compete as in the benchmarks above,
+// so the absolute rates are below one session alone; the ratio is fair.
+func BenchmarkImageTowers(b *testing.B) {
+	rnBundle, rn := openRandom(b, "RN50")
+	vitBundle, vit := openRandom(b, "ViT-B/32")
+	if rnBundle.ImageSize() != vitBundle.ImageSize() {
+		b.Fatalf("RN50 takes %d px, ViT-B/32 %d", rnBundle.ImageSize(), vitBundle.ImageSize())
+	}
+	s := rnBundle.ImageSize()
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			pixels := pseudoRandom(n*3*s*s, 11)
+			run := func(enc *Encoder) func() {
+				return func() {
+					if _, err := enc.EncodeImages(pixels, n); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			rnRun, vitRun := run(rn), run(vit)
+			rnRun()
+			vitRun()
+			var rnTime, vitTime time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				rnRun()
+				t1 := time.Now()
+				vitRun()
+				rnTime += t1.Sub(t0)
+				vitTime += time.Since(t1)
+			}
+			items := float64(n * b.N)
+			b.ReportMetric(items/rnTime.Seconds(), "rn50-images/s")
+			b.ReportMetric(items/vitTime.Seconds(), "vitb32-images/s")
+		})
+	}
+}
+
+func benchEncodeImages(b *testing.B, bun *bundle.Bundle, enc *Encoder) {
 	s := bun.ImageSize()
 	item := 3 * s * s
 	for _, n := range []int{1, 8} {

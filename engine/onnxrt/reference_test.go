@@ -67,15 +67,29 @@ func referenceTokens(tb testing.TB, shared string) map[string][]int32 {
 // implementation's embeddings and zero-shot probabilities.
 func TestReferenceParity(t *testing.T) {
 	requireRuntime(t)
+	testReferenceParity(t, testmodel.LoadExpected(t), testmodel.TinyBundleOpset, true)
+}
+
+// TestResNetReferenceParity is the same for CLIP's other image tower, the
+// ModifiedResNet (RN50 family): convolutions with their BatchNorms folded,
+// average-pool downsampling and attention pooling.
+func TestResNetReferenceParity(t *testing.T) {
+	requireRuntime(t)
+	testReferenceParity(t, testmodel.LoadExpectedResNet(t), testmodel.TinyResNetBundleOpset, false)
+}
+
+// testReferenceParity checks bundles made by export (form, opset) against
+// want; scale100 says whether want has probs_scale100 (the ResNet
+// reference carries only probs).
+func testReferenceParity(t *testing.T, want *testmodel.Expected, export func(testing.TB, string, int) string, scale100 bool) {
 	shared := sharedDir(t)
-	want := testmodel.LoadExpected(t)
 	refTokens := referenceTokens(t, shared)
 	for _, variant := range []struct {
 		form  string
 		opset int
 	}{{"state", 17}, {"jit", 17}, {"state", 16}, {"jit", 16}} {
 		t.Run(fmt.Sprintf("%s-opset%d", variant.form, variant.opset), func(t *testing.T) {
-			b, err := bundle.Load(testmodel.TinyBundleOpset(t, variant.form, variant.opset))
+			b, err := bundle.Load(export(t, variant.form, variant.opset))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,6 +166,9 @@ func TestReferenceParity(t *testing.T) {
 					t.Fatal(err)
 				}
 				probs100, _ := clf100.Scores(imgEmb[i])
+				if scale100 && len(img.ProbsScale100) != len(probs) {
+					t.Fatalf("%s: reference has %d probs_scale100, want %d", img.Image, len(img.ProbsScale100), len(probs))
+				}
 				for j := range probs {
 					d := math.Abs(float64(probs[j] - img.Probs[j]))
 					worstProb = max(worstProb, d)
@@ -160,6 +177,9 @@ func TestReferenceParity(t *testing.T) {
 					}
 					// Scale 100 sharpens differences 7x; the reference's
 					// float32 rounding then allows a little more.
+					if !scale100 {
+						continue
+					}
 					if d := math.Abs(float64(probs100[j] - img.ProbsScale100[j])); d > 1e-3 {
 						t.Errorf("%s: scale 100 p(%s) = %.6f, reference %.6f", img.Image, want.Labels[j], probs100[j], img.ProbsScale100[j])
 					}

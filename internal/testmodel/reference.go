@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// Expected is reference/model/expected.json: what the original CLIP code
-// computed from the tiny reference checkpoints.
+// Expected is reference/model/expected.json (or reference-rn/model/'s):
+// what the original CLIP code computed from the tiny reference checkpoints.
+// Image names are relative to reference/ in both.
 type Expected struct {
 	Labels     []string    `json:"labels"`
 	Texts      []string    `json:"texts"`
@@ -23,11 +24,23 @@ type Expected struct {
 	} `json:"images"`
 }
 
-// LoadExpected reads expected.json from the shared reference data, skipping
-// the test when the data is absent.
+// LoadExpected reads the ViT reference's expected.json from the shared
+// reference data, skipping the test when the data is absent.
 func LoadExpected(tb testing.TB) *Expected {
 	tb.Helper()
-	path := filepath.Join(SharedDir(tb), "reference", "model", "expected.json")
+	return loadExpected(tb, "reference")
+}
+
+// LoadExpectedResNet reads the ModifiedResNet reference's expected.json
+// (reference-rn/model/), whose images are those of reference/.
+func LoadExpectedResNet(tb testing.TB) *Expected {
+	tb.Helper()
+	return loadExpected(tb, "reference-rn")
+}
+
+func loadExpected(tb testing.TB, set string) *Expected {
+	tb.Helper()
+	path := filepath.Join(SharedDir(tb), set, "model", "expected.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		tb.Skipf("reference model data missing: %v", err)

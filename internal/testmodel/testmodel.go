@@ -46,21 +46,40 @@ func TinyBundle(tb testing.TB, form string) string {
 // decomposed LayerNorm that TensorRT 8.5 needs.
 func TinyBundleOpset(tb testing.TB, form string, opset int) string {
 	tb.Helper()
+	return referenceBundle(tb, "reference", "tiny-vit-", "tiny-", form, opset)
+}
+
+// TinyResNetBundle exports the ModifiedResNet reference checkpoint
+// /work/shared/reference-rn/model/tiny-rn-<form>.pt (form "state" or
+// "jit") at opset 17 and returns the bundle directory.
+func TinyResNetBundle(tb testing.TB, form string) string {
+	tb.Helper()
+	return TinyResNetBundleOpset(tb, form, DefaultOpset)
+}
+
+// TinyResNetBundleOpset is TinyResNetBundle at another ONNX opset.
+func TinyResNetBundleOpset(tb testing.TB, form string, opset int) string {
+	tb.Helper()
+	return referenceBundle(tb, "reference-rn", "tiny-rn-", "tiny-rn-", form, opset)
+}
+
+func referenceBundle(tb testing.TB, set, filePrefix, cachePrefix, form string, opset int) string {
+	tb.Helper()
 	if form != "state" && form != "jit" {
-		tb.Fatalf("testmodel.TinyBundle: form %q, want \"state\" or \"jit\"", form)
+		tb.Fatalf("testmodel: checkpoint form %q, want \"state\" or \"jit\"", form)
 	}
-	shared := SharedDir(tb)
-	checkpoint := filepath.Join(shared, "reference", "model", "tiny-vit-"+form+".pt")
+	checkpoint := filepath.Join(SharedDir(tb), set, "model", filePrefix+form+".pt")
 	if _, err := os.Stat(checkpoint); err != nil {
 		tb.Skipf("testmodel: reference checkpoint missing: %v", err)
 	}
-	return cachedBundle(tb, withOpset("tiny-"+form, opset), []string{checkpoint},
+	return cachedBundle(tb, withOpset(cachePrefix+form, opset), []string{checkpoint},
 		checkpoint, "--opset", strconv.Itoa(opset))
 }
 
-// RandomBundle exports a random-weight bundle of arch ("tiny", "ViT-B/32",
-// "ViT-B/16", "ViT-L/14", "ViT-L/14@336px"), seed 0, for benchmarks.
-// ViT-B/32 takes a few minutes the first time and 580 MB of disk.
+// RandomBundle exports a random-weight bundle of arch ("tiny", "tiny-rn",
+// "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px", "RN50", "RN101",
+// "RN50x4", "RN50x16", "RN50x64"), seed 0, for benchmarks. ViT-B/32 takes
+// a few minutes the first time and 580 MB of disk; RN50 400 MB.
 func RandomBundle(tb testing.TB, arch string) string {
 	tb.Helper()
 	return RandomBundleOpset(tb, arch, DefaultOpset)

@@ -13,8 +13,10 @@ type bundleConfig struct {
 	EmbedDim   int     `json:"embed_dim"`
 	LogitScale float64 `json:"logit_scale"`
 	VisionCfg  struct {
-		ImageSize int `json:"image_size"`
-		PatchSize int `json:"patch_size"`
+		ImageSize   int   `json:"image_size"`
+		PatchSize   int   `json:"patch_size"`
+		StageLayers []int `json:"stage_layers"`
+		Width       int   `json:"width"`
 	} `json:"vision_cfg"`
 	TextCfg struct {
 		ContextLength int `json:"context_length"`
@@ -90,6 +92,33 @@ func TestTinyBundles(t *testing.T) {
 			}
 			if !after.ModTime().Equal(before.ModTime()) {
 				t.Error("second call re-exported the bundle")
+			}
+		})
+	}
+}
+
+// TestTinyResNetBundles exports the ModifiedResNet reference checkpoints,
+// which share the cache with the ViT ones under their own names.
+func TestTinyResNetBundles(t *testing.T) {
+	want := LoadExpectedResNet(t)
+	vit := TinyBundle(t, "state")
+	for _, form := range []string{"state", "jit"} {
+		t.Run(form, func(t *testing.T) {
+			dir := TinyResNetBundle(t, form)
+			if !strings.HasPrefix(filepath.Base(dir), "tiny-rn-"+form+"-") || filepath.Dir(dir) != filepath.Dir(vit) {
+				t.Errorf("bundle %s is not tiny-rn-%s-KEY beside %s", dir, form, vit)
+			}
+			cfg := readConfig(t, dir)
+			if cfg.EmbedDim != 64 || cfg.VisionCfg.ImageSize != 224 || cfg.VisionCfg.PatchSize != 0 ||
+				fmt.Sprint(cfg.VisionCfg.StageLayers) != "[1 1 1 1]" || cfg.VisionCfg.Width != 16 ||
+				cfg.TextCfg.ContextLength != 77 || cfg.TextCfg.VocabSize != 49408 {
+				t.Errorf("config %+v does not describe the tiny ModifiedResNet reference", cfg)
+			}
+			if diff := cfg.LogitScale - want.LogitScale; diff > 1e-4 || diff < -1e-4 {
+				t.Errorf("logit_scale %v, expected.json has %v", cfg.LogitScale, want.LogitScale)
+			}
+			if opset16 := TinyResNetBundleOpset(t, form, 16); opset16 == dir {
+				t.Errorf("opset 16 shares the opset 17 bundle %s", dir)
 			}
 		})
 	}

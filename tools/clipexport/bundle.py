@@ -215,11 +215,14 @@ def export_towers(model, visual_path, textual_path, opset):
     text = torch.zeros(2, cfg.context_length, dtype=torch.int32)
     text[:, 0] = max(cfg.vocab_size - 2, 0)
     text[:, 1] = cfg.eot_token
+    # The wrappers in eval mode: torch.onnx.export puts the wrapper's own
+    # mode back afterwards, recursively, and a fresh module is in training
+    # mode, which would leave the caller's model (and its BatchNorms) there.
     log(f"exporting image tower (opset {opset}) to {visual_path}")
-    _export(_ImageTower(model), image, "image", visual_path, opset)
+    _export(_ImageTower(model).eval(), image, "image", visual_path, opset)
     materialize_shared_initializers(visual_path)
     log(f"exporting text tower (opset {opset}) to {textual_path}")
-    _export(_TextTower(model), text, "text", textual_path, opset)
+    _export(_TextTower(model).eval(), text, "text", textual_path, opset)
     materialize_shared_initializers(textual_path)
 
 
@@ -232,9 +235,17 @@ def check_graph(path, opset, cfg, kind):
     graph = onnx.load(path).graph
     ops = [node.op_type for node in graph.node]
     layer_norms = ops.count("LayerNormalization")
-    if opset >= 17 and layer_norms == 0:
+    if kind == "visual" and cfg.is_resnet:
+        # A ResNet has no LayerNorm; its BatchNorms are folded into the
+        # convolutions (inference form), which TensorRT and ONNX Runtime
+        # then need not fuse themselves.
+        if layer_norms:
+            raise ExportError(f"{path}: ModifiedResNet graph has LayerNormalization nodes")
+        if "BatchNormalization" in ops:
+            raise ExportError(f"{path}: ModifiedResNet graph kept BatchNormalization nodes (not folded)")
+    elif opset >= 17 and layer_norms == 0:
         raise ExportError(f"{path}: opset {opset} graph has no LayerNormalization node")
-    if opset < 17 and layer_norms:
+    elif opset < 17 and layer_norms:
         raise ExportError(f"{path}: opset {opset} graph has LayerNormalization nodes")
     if kind == "textual":
         _check_eot_pooling(graph, path, cfg.eot_token)
@@ -384,7 +395,12 @@ def export_random(arch, outdir, vocab_path=None, opset=DEFAULT_OPSET, force=Fals
 
 
 def describe(cfg):
-    return (f"image {cfg.image_resolution}px patch {cfg.vision_patch_size} width {cfg.vision_width} "
-            f"layers {cfg.vision_layers}; text ctx {cfg.context_length} vocab {cfg.vocab_size} "
+    if cfg.is_resnet:
+        image = (f"image ModifiedResNet {cfg.image_resolution}px stages {'/'.join(map(str, cfg.vision_layers))} "
+                 f"width {cfg.vision_width} heads {cfg.vision_heads}")
+    else:
+        image = (f"image ViT {cfg.image_resolution}px patch {cfg.vision_patch_size} width {cfg.vision_width} "
+                 f"layers {cfg.vision_layers}")
+    return (f"{image}; text ctx {cfg.context_length} vocab {cfg.vocab_size} "
             f"width {cfg.transformer_width} layers {cfg.transformer_layers}; embed {cfg.embed_dim}")
 

@@ -180,6 +180,30 @@ class ShapeBatches:
         return idx, [self.captions[i][int(rng.integers(len(self.captions[i])))] for i in idx]
 
 
+@torch.no_grad()
+def recalibrate_batch_norm(model, images, order, batch):
+    """Replaces the BatchNorm running statistics of the image tower by their
+    average over ordinary batches (every scene kind, in its natural mix).
+    During training they follow the last few batches, and shape batches
+    (one or two colours) have other statistics than the scenes the model
+    is used on; the exported model normalises with these."""
+    norms = [m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if not norms:
+        return 0
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    for start in range(0, len(order) - batch + 1, batch):
+        model.visual(to_tensor(images[np.sort(order[start:start + batch])]))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)
+    return len(order) // batch
+
+
 def pair_prompts(tok, templates):
     from itertools import product
     colors = ["red", "green", "blue", "yellow", "orange", "purple", "white", "black"]
@@ -220,6 +244,20 @@ def evaluate(model, images, records, tok, templates):
             "heldout48": held_c / max(held_n, 1), "n": total, "heldout_n": held_n}
 
 
+def vision_layers(text):
+    """argparse type: "3" is a ViT's depth, "1,1,1,1" a ModifiedResNet's
+    stage depths (OpenAI's CLIP takes an int or a tuple the same way)."""
+    try:
+        parts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want N or A,B,C,D, got {text!r}") from None
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"a ModifiedResNet has 4 stages, got {len(parts)} in {text!r}")
+    return tuple(parts)
+
+
 def main(argv):
     p = argparse.ArgumentParser(prog="train-demo")
     p.add_argument("--data", required=True, help="clipd-synth gen output (training scenes)")
@@ -233,9 +271,10 @@ def main(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=8, help="ViT patch size (ignored for a ModifiedResNet)")
     p.add_argument("--vision-width", type=int, default=128)
-    p.add_argument("--vision-layers", type=int, default=3)
+    p.add_argument("--vision-layers", type=vision_layers, default=3,
+                   help="ViT depth N, or four stage depths A,B,C,D for a ModifiedResNet (CLIP's RN50 tower)")
     p.add_argument("--text-width", type=int, default=128)
     p.add_argument("--text-layers", type=int, default=2)
     p.add_argument("--embed-dim", type=int, default=64)
@@ -247,6 +286,8 @@ def main(argv):
                    help="fraction of batches drawn from single-shape scenes of only 1-2 colours, "
                         "with captions that name the shape (colour is then no shortcut)")
     p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--bn-batches", type=int, default=100,
+                   help="ordinary batches over which the ResNet's BatchNorm statistics are recomputed at the end")
     args = p.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -266,8 +307,9 @@ def main(argv):
         val = (load_images(args.val, vrec), vrec)
     templates = ["a photo of one {}.", "one {} in the image.", "the {}."]
 
+    resnet = isinstance(args.vision_layers, tuple)
     cfg = CLIPConfig(embed_dim=args.embed_dim, image_resolution=args.image_size, vision_layers=args.vision_layers,
-                     vision_width=args.vision_width, vision_patch_size=args.patch, context_length=77,
+                     vision_width=args.vision_width, vision_patch_size=None if resnet else args.patch, context_length=77,
                      vocab_size=tok.vocab_size, transformer_width=args.text_width,
                      transformer_layers=args.text_layers)
     model = CLIP(cfg)
@@ -282,6 +324,7 @@ def main(argv):
     total = args.steps
     warmup = args.warmup
     start = time.time()
+    cpu_start = time.process_time()  # all threads: the figure a shared machine cannot inflate
     step = 0
     order = rng.permutation(len(records))
     pos = 0
@@ -322,13 +365,19 @@ def main(argv):
         step += 1
         if step % 25 == 0:
             print(f"step {step}/{total} loss {loss.item():.3f} lr {lr:.2e} scale {model.logit_scale.exp().item():.1f} "
-                  f"{time.time() - start:.0f}s", file=sys.stderr, flush=True)
+                  f"{time.time() - start:.0f}s wall {time.process_time() - cpu_start:.0f}s cpu",
+                  file=sys.stderr, flush=True)
         if val is not None and step % args.val_every == 0:
             print(f"step {step} val {evaluate(model, val[0], val[1], tok, templates)}", file=sys.stderr, flush=True)
         if step % 250 == 0:
             torch.save(model.state_dict(), args.out + ".partial")
             os.replace(args.out + ".partial", args.out)
+    if args.bn_batches > 0:
+        bn_order = np.random.default_rng(args.seed + 1).permutation(len(records))[:args.bn_batches * args.batch]
+        if recalibrate_batch_norm(model, images, bn_order, args.batch):
+            print(f"BatchNorm statistics recomputed over {args.bn_batches} batches", file=sys.stderr, flush=True)
     torch.save(model.state_dict(), args.out)
     if val is not None:
         print(f"final val {json.dumps(evaluate(model, val[0], val[1], tok, templates))}", file=sys.stderr, flush=True)
-    print(f"wrote {args.out} after {step} steps, {time.time() - start:.0f}s", file=sys.stderr, flush=True)
+    print(f"wrote {args.out} after {step} steps, {time.time() - start:.0f}s wall, "
+          f"{time.process_time() - cpu_start:.0f}s cpu", file=sys.stderr, flush=True)

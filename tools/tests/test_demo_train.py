@@ -62,6 +62,47 @@ class Trainer(unittest.TestCase):
 
 
 @unittest.skipIf(torch is None, "needs torch (Debian's /usr/bin/python3)")
+class ResNetTower(unittest.TestCase):
+    def test_vision_layers_argument(self):
+        import argparse
+        self.assertEqual(train.vision_layers("3"), 3)
+        self.assertEqual(train.vision_layers("1,2,1,1"), (1, 2, 1, 1))
+        for bad in ("1,2", "a", "1,1,1,1,1"):
+            with self.assertRaises(argparse.ArgumentTypeError):
+                train.vision_layers(bad)
+
+    def test_short_text_encoding_equals_full(self):
+        torch.manual_seed(0)
+        model = CLIP(CLIPConfig(32, 64, (1, 1, 1, 1), 16, None, 77, 600, 64, 2)).eval()
+        t = torch.zeros(2, 77, dtype=torch.long)
+        t[:, 0], t[0, 1:4], t[0, 4], t[1, 1], t[1, 2] = 598, 7, 599, 9, 599
+        with torch.no_grad():
+            self.assertLess((model.encode_text(t) - train.encode_text_short(model, t)).abs().max().item(), 1e-5)
+
+    def test_batch_norm_recalibration(self):
+        import copy
+        import numpy as np
+        torch.manual_seed(0)
+        model = CLIP(CLIPConfig(32, 64, (1, 1, 1, 1), 16, None, 77, 600, 64, 1))
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, size=(256, 64, 64, 3), dtype=np.uint8)
+        # Skewed batches (one bright colour, as in a shape batch) leave
+        # their statistics behind in training mode.
+        with torch.no_grad():
+            for _ in range(5):
+                model.visual(train.to_tensor(np.full((8, 64, 64, 3), 250, dtype=np.uint8)))
+        x = train.to_tensor(images)
+        with torch.no_grad():
+            want = copy.deepcopy(model).train().visual(x)  # normalised by this batch's own statistics
+            stale = model.eval().visual(x)
+            self.assertGreater((stale - want).abs().max().item(), 0.1)
+            self.assertEqual(train.recalibrate_batch_norm(model, images, np.arange(256), 256), 1)
+            got = model.eval().visual(x)
+        self.assertLess((got - want).abs().max().item(), 1e-2 * want.abs().max().item())
+        self.assertEqual({m.momentum for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)}, {0.1})
+
+
+@unittest.skipIf(torch is None, "needs torch (Debian's /usr/bin/python3)")
 class CaptionTruth(unittest.TestCase):
     def test_caption_meaning(self):
         m = train.caption_meaning
