@@ -272,6 +272,7 @@ top_k = 3
 
 type resultLine struct {
 	Camera        string `json:"camera"`
+	Region        string `json:"region"`
 	Seq           uint64 `json:"seq"`
 	LabelsVersion uint64 `json:"labels_version"`
 	Top           []struct {
@@ -279,7 +280,11 @@ type resultLine struct {
 		Score float64 `json:"score"`
 	} `json:"top"`
 	Truth struct {
-		Shapes []struct{ Kind, Color string }
+		Shapes []struct {
+			Kind, Color  string
+			X, Y, Radius float64
+		}
+		Width, Height int
 	} `json:"truth"`
 }
 
@@ -646,4 +651,96 @@ func TestCheckRejectsBadConfig(t *testing.T) {
 	if want := path + ":8: camera[0].fps:"; !strings.Contains(string(out), want) {
 		t.Errorf("clipd check output does not name %q:\n%s", want, out)
 	}
+}
+
+// regionTruth says what a region of the frame shows, from the synthetic
+// camera's truth: the one shape lying wholly inside box, if exactly one
+// does and no other reaches into it.
+func regionTruth(r resultLine, box [4]float64) (kind, color string, ok bool) {
+	w, h := float64(r.Truth.Width), float64(r.Truth.Height)
+	inside, touching := 0, 0
+	for _, s := range r.Truth.Shapes {
+		x, y, rad := s.X*w, s.Y*h, s.Radius
+		if x-rad >= box[0] && x+rad <= box[2] && y-rad >= box[1] && y+rad <= box[3] {
+			inside++
+			kind, color = s.Kind, s.Color
+		} else if x+rad > box[0] && x-rad < box[2] && y+rad > box[1] && y-rad < box[3] {
+			touching++
+		}
+	}
+	return kind, color, inside == 1 && touching == 0
+}
+
+// Two regions of a synthetic camera, the left half asked for colours and
+// the right half for shapes, each with its own labels file: each region's
+// results agree with what the camera drew inside it, and editing one
+// region's labels reloads that region only.
+func TestDaemonRegionsAgreeWithTruth(t *testing.T) {
+	dir := testDir(t)
+	colours, shapes := filepath.Join(dir, "colours.labels"), filepath.Join(dir, "shapes.labels")
+	writeFile(t, colours, colourLabels)
+	writeFile(t, shapes, shapeLabels)
+	conf := patternConfig(demoBundle(t), colours, fmt.Sprintf(`whole_frame = false
+
+[[camera.region]]
+name = "left"
+box = [0, 0, 240, 240]
+labels = %q
+
+[[camera.region]]
+name = "right"
+rect = [0.5, 0, 1, 1]
+labels = %q
+`, colours, shapes))
+	conf = strings.Replace(conf, "source = \"pattern?hold=2&seed=900000&shapes=1\"\nwidth = 240", "source = \"pattern?hold=2&seed=700000&shapes=2\"\nwidth = 480", 1)
+	d := startDaemon(t, dir, conf)
+	c := d.dial()
+	type tally struct{ agree, checked int }
+	got := map[string]*tally{"left": {}, "right": {}}
+	boxes := map[string][4]float64{"left": {0, 0, 240, 240}, "right": {240, 0, 480, 240}}
+	deadline := time.Now().Add(3 * time.Minute)
+	for got["left"].checked < 20 || got["right"].checked < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("too few checkable frames: %+v %+v", *got["left"], *got["right"])
+		}
+		r := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+		region := r.Region
+		kind, color, ok := regionTruth(r, boxes[region])
+		if !ok {
+			continue
+		}
+		want := color
+		if region == "right" {
+			want = kind
+		}
+		got[region].checked++
+		if r.Top[0].Label == want {
+			got[region].agree++
+		}
+	}
+	for region, g := range got {
+		t.Logf("region %s: top-1 agrees with the shape drawn inside it on %d of %d frames", region, g.agree, g.checked)
+		if g.agree*100 < 90*g.checked {
+			t.Errorf("region %s: only %d of %d agree (want ≥ 90%%)", region, g.agree, g.checked)
+		}
+	}
+
+	// An edit of the shapes file reloads the right region only.
+	replaceFile(t, shapes, shapeLabels+"heart\n")
+	m := nextOf(t, c, "labels", 20*time.Second)
+	var upd server.LabelsUpdate
+	m.Decode(&upd)
+	if upd.Region != "right" || upd.Version != 2 {
+		t.Fatalf("labels update %s, want the right region's v2 only", m.Raw)
+	}
+	for {
+		r := decodeResult(t, nextOf(t, c, "result", 20*time.Second))
+		if r.Region == "left" && r.LabelsVersion != 1 {
+			t.Fatalf("the left region's labels version changed to %d", r.LabelsVersion)
+		}
+		if r.Region == "right" && r.LabelsVersion == 2 {
+			break
+		}
+	}
+	d.stop()
 }
