@@ -67,6 +67,7 @@ import (
 
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/internal/safefile"
+	"github.com/clipd/clipd/mqtt"
 
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/frame"
@@ -75,9 +76,13 @@ import (
 // Config is a validated configuration with every path absolute or, when
 // parsed without a file name, relative to the working directory.
 type Config struct {
-	Model   Model
-	Socket  Socket
-	Log     Log
+	Model     Model
+	Socket    Socket
+	Log       Log
+	Snapshots Snapshots
+	History   History
+	// MQTT is off while MQTT.Broker is empty.
+	MQTT    mqtt.Config
 	Cameras []Camera
 }
 
@@ -139,6 +144,9 @@ type Camera struct {
 	// false when only the regions matter.
 	WholeFrame bool
 	Regions    []Region
+	// StateHold is how long a label must stay on top before it is the
+	// camera's state (package state); the regions' default.
+	StateHold time.Duration
 }
 
 // Region is one [[camera.region]]: a named crop of the camera's frame,
@@ -152,6 +160,7 @@ type Region struct {
 	Labels    string
 	Threshold float64
 	TopK      int
+	StateHold time.Duration
 }
 
 // BoxIn is the region's box in a width×height frame, or why it has none
@@ -197,7 +206,7 @@ const (
 // Default returns the configuration of an empty file (no cameras), with
 // paths as written in the documentation, before resolution.
 func Default() *Config {
-	return &Config{
+	c := &Config{
 		Model: Model{
 			Bundle:      "models/demo",
 			Backend:     engine.BackendAuto,
@@ -216,7 +225,15 @@ func Default() *Config {
 			MaxImagePixels: 100_000_000,
 		},
 		Log: Log{Level: "info", Format: "text"},
+		// Directories under state_dir follow it when it is changed; the
+		// values here are those of the default state_dir.
+		Snapshots: Snapshots{Dir: "/var/lib/clipd/snapshots", MaxFiles: DefaultSnapshotMaxFiles, MaxBytes: DefaultSnapshotMaxBytes},
+		History: History{Dir: "/var/lib/clipd/history", Every: DefaultHistoryEvery, Retention: DefaultHistoryRetention,
+			MaxBytes: DefaultHistoryMaxBytes, ThumbnailEvery: DefaultHistoryThumbnailEvery},
+		MQTT: mqtt.Defaults(),
 	}
+	c.Socket.ClassifyDirs = []string{c.Snapshots.Dir}
+	return c
 }
 
 // Error is one problem in a configuration file. Line is 0 when the problem

@@ -22,10 +22,13 @@ import (
 // go-toml appends zero-valued elements for [[camera]], so absence has to be
 // seen to apply a default.
 type fileConfig struct {
-	Model  fileModel    `toml:"model"`
-	Socket fileSocket   `toml:"socket"`
-	Log    fileLog      `toml:"log"`
-	Camera []fileCamera `toml:"camera"`
+	Model     fileModel     `toml:"model"`
+	Socket    fileSocket    `toml:"socket"`
+	Log       fileLog       `toml:"log"`
+	Snapshots fileSnapshots `toml:"snapshots"`
+	History   fileHistory   `toml:"history"`
+	MQTT      fileMQTT      `toml:"mqtt"`
+	Camera    []fileCamera  `toml:"camera"`
 }
 
 type fileModel struct {
@@ -66,6 +69,7 @@ type fileCamera struct {
 	TopK          *int64       `toml:"top_k"`
 	Threshold     *float64     `toml:"threshold"`
 	Loop          *bool        `toml:"loop"`
+	StateHold     any          `toml:"state_hold"`
 	WholeFrame    *bool        `toml:"whole_frame"`
 	Region        []fileRegion `toml:"region"`
 }
@@ -80,6 +84,7 @@ type fileRegion struct {
 	Labels    *string  `toml:"labels"`
 	Threshold *float64 `toml:"threshold"`
 	TopK      *int64   `toml:"top_k"`
+	StateHold any      `toml:"state_hold"`
 }
 
 func parse(data []byte, name string) (*Config, *positions, error) {
@@ -271,6 +276,14 @@ func (v *validator) build(raw *fileConfig) *Config {
 		}
 		cfg.Cameras = append(cfg.Cameras, cam)
 	}
+	cfg.Snapshots = v.snapshots(raw.Snapshots, cfg.Model.StateDir)
+	cfg.History = v.history(raw.History, cfg.Model.StateDir)
+	cfg.MQTT = v.mqtt(raw.MQTT)
+	if raw.Socket.ClassifyDirs == nil {
+		// A client may classify a snapshot the daemon wrote, and nothing
+		// else, unless the operator says otherwise.
+		cfg.Socket.ClassifyDirs = []string{cfg.Snapshots.Dir}
+	}
 	return cfg
 }
 
@@ -449,6 +462,7 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 	if fc.Threshold != nil {
 		cam.Threshold = v.threshold(prefix+"threshold", *fc.Threshold)
 	}
+	cam.StateHold = v.durationOr(prefix+"state_hold", fc.StateHold, DefaultStateHold, 0)
 	cam.WholeFrame = true
 	if fc.WholeFrame != nil {
 		cam.WholeFrame = *fc.WholeFrame
@@ -481,7 +495,8 @@ func (v *validator) threshold(key string, t float64) float64 {
 // size, when the first frame arrives.
 func (v *validator) region(camPrefix string, j int, fr *fileRegion, cam Camera) Region {
 	prefix := fmt.Sprintf("%sregion[%d].", camPrefix, j)
-	r := Region{Labels: cam.Labels, Threshold: cam.Threshold, TopK: cam.TopK}
+	r := Region{Labels: cam.Labels, Threshold: cam.Threshold, TopK: cam.TopK,
+		StateHold: v.durationOr(prefix+"state_hold", fr.StateHold, cam.StateHold, 0)}
 	if fr.Name == nil {
 		v.fail(prefix+"name", "is required")
 	} else if r.Name = *fr.Name; !cameraNamePattern.MatchString(r.Name) || len(r.Name) > 64 {

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clipd/clipd/frame"
 )
@@ -46,8 +47,8 @@ rect = [0, 0, 0.5, 1]
 	drive, yard := cfg.Cameras[0], cfg.Cameras[1]
 	gate := frame.Rect{0.62, 0.05, 0.98, 0.55}
 	want := []Region{
-		{Name: "gate", Rect: &gate, Labels: "/etc/clipd/labels/gate.labels", Threshold: 0.5, TopK: 2},
-		{Name: "step", Box: &frame.Box{X1: 560, Y1: 360, X2: 880, Y2: 720}, Labels: "/etc/clipd/labels/home.labels", Threshold: 0.3, TopK: 4},
+		{Name: "gate", Rect: &gate, Labels: "/etc/clipd/labels/gate.labels", Threshold: 0.5, TopK: 2, StateHold: time.Second},
+		{Name: "step", Box: &frame.Box{X1: 560, Y1: 360, X2: 880, Y2: 720}, Labels: "/etc/clipd/labels/home.labels", Threshold: 0.3, TopK: 4, StateHold: time.Second},
 	}
 	if !drive.WholeFrame || !reflect.DeepEqual(drive.Regions, want) {
 		t.Errorf("drive: whole frame %v, regions\n%+v\nwant\n%+v", drive.WholeFrame, drive.Regions, want)

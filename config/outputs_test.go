@@ -1,0 +1,62 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOutputTables(t *testing.T) {
+	doc := `[model]
+state_dir = "state"
+[snapshots]
+max_files = 10
+max_bytes = "64MiB"
+[history]
+enabled = true
+retention = "2d"
+every = "500ms"
+[mqtt]
+broker = "mqtt://127.0.0.1:1883"
+device = "box1"
+username = "clipd"
+password_file = "secret/mqtt.pw"
+` + camHead + "state_hold = \"0s\"\n[[camera.region]]\nname = \"r\"\nrect = [0, 0, 1, 1]\n"
+	cfg, err := Parse([]byte(doc), "/etc/clipd/clipd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Snapshots.Dir != "/etc/clipd/state/snapshots" || cfg.Snapshots.MaxFiles != 10 || cfg.Snapshots.MaxBytes != 64<<20 {
+		t.Errorf("snapshots %+v", cfg.Snapshots)
+	}
+	if !cfg.History.Enabled || cfg.History.Dir != "/etc/clipd/state/history" || cfg.History.Retention != 48*time.Hour || cfg.History.Every != 500*time.Millisecond {
+		t.Errorf("history %+v", cfg.History)
+	}
+	if cfg.MQTT.Broker != "mqtt://127.0.0.1:1883" || cfg.MQTT.Device != "box1" || cfg.MQTT.PasswordFile != "/etc/clipd/secret/mqtt.pw" || cfg.MQTT.QoS != 1 {
+		t.Errorf("mqtt %+v", cfg.MQTT)
+	}
+	if len(cfg.Socket.ClassifyDirs) != 1 || cfg.Socket.ClassifyDirs[0] != cfg.Snapshots.Dir {
+		t.Errorf("classify_dirs %v, want the snapshot directory by default", cfg.Socket.ClassifyDirs)
+	}
+	if cfg.Cameras[0].StateHold != 0 || cfg.Cameras[0].Regions[0].StateHold != 0 {
+		t.Errorf("state_hold %v / region %v, want 0s inherited", cfg.Cameras[0].StateHold, cfg.Cameras[0].Regions[0].StateHold)
+	}
+}
+
+func TestOutputTableErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"[mqtt]\nbroker = \"mqtt://h\"\nqos = 2\n", "clipd.toml:3: mqtt.qos: must be 0 or 1, got 2"},
+		{"[mqtt]\nbroker = \"ftp://h\"\n", "clipd.toml:2: mqtt.broker:"},
+		{"[history]\nretention = \"10m\"\n", "clipd.toml:2: history.retention: must be at least 1h0m0s"},
+		{"[history]\nevery = \"soon\"\n", `clipd.toml:2: history.every: invalid duration "soon"`},
+		{"[history]\nmax_bytes = \"1MiB\"\n", "clipd.toml:2: history.max_bytes: must be 0 (off) or between 16MiB"},
+		{"[snapshots]\nmax_files = 0\n", "clipd.toml:2: snapshots.max_files: must be between 1 and"},
+		{camHead + "state_hold = \"-1s\"\n", "clipd.toml:5: camera[0].state_hold: must be at least"},
+		{camHead + "state_hold = 5\n", "clipd.toml:5: camera[0].state_hold: a number must be 0"},
+	} {
+		_, err := Parse([]byte(tc.doc), "clipd.toml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n  %v\nwant %q", tc.doc, err, tc.want)
+		}
+	}
+}
