@@ -140,10 +140,10 @@ type Camera struct {
 	TopK          int
 	Threshold     float64
 	Loop          bool
-	// WholeFrame classifies the whole frame (CLIP's centre crop of it);
-	// false when only the regions matter.
-	WholeFrame bool
-	Regions    []Region
+	// RegionsOnly (whole_frame = false) classifies the regions and not
+	// the whole frame; the zero value classifies the whole frame.
+	RegionsOnly bool
+	Regions     []Region
 	// StateHold is how long a label must stay on top before it is the
 	// camera's state (package state); the regions' default.
 	StateHold time.Duration

@@ -44,12 +44,12 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 	want.Cameras = []Camera{
 		{
 			Name: "front", Source: "/dev/video0", Format: "auto", Width: 1280, Height: 720, FPS: 30,
-			Labels: "/etc/clipd/labels/home.labels", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0, WholeFrame: true, StateHold: time.Second,
+			Labels: "/etc/clipd/labels/home.labels", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0, StateHold: time.Second,
 		},
 		{
 			// A stream keeps its own size by default.
 			Name: "door", Source: "rtsp://192.0.2.10:554/stream1", Format: "auto", Width: 0, Height: 0, FPS: 30,
-			Labels: "/etc/clipd/labels/cifar10.labels", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25, WholeFrame: true, StateHold: time.Second,
+			Labels: "/etc/clipd/labels/cifar10.labels", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25, StateHold: time.Second,
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -59,7 +59,7 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 	noDefaults := want.Cameras[0]
 	noDefaults.Name, noDefaults.Source, noDefaults.Labels = "", "", ""
 	if !reflect.DeepEqual(noDefaults, Camera{Format: DefaultCameraFormat, Width: 1280, Height: 720,
-		FPS: DefaultCameraFPS, ClassifyEvery: DefaultClassifyEvery, TopK: DefaultTopK, Threshold: DefaultCameraThreshold, WholeFrame: true,
+		FPS: DefaultCameraFPS, ClassifyEvery: DefaultClassifyEvery, TopK: DefaultTopK, Threshold: DefaultCameraThreshold,
 		StateHold: DefaultStateHold}) {
 		t.Fatalf("example camera front does not show the defaults: %+v", noDefaults)
 	}

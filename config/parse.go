@@ -463,9 +463,8 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 		cam.Threshold = v.threshold(prefix+"threshold", *fc.Threshold)
 	}
 	cam.StateHold = v.durationOr(prefix+"state_hold", fc.StateHold, DefaultStateHold, 0)
-	cam.WholeFrame = true
 	if fc.WholeFrame != nil {
-		cam.WholeFrame = *fc.WholeFrame
+		cam.RegionsOnly = !*fc.WholeFrame
 	}
 	names := map[string]int{}
 	for j := range fc.Region {
@@ -476,7 +475,7 @@ func (v *validator) camera(i int, fc *fileCamera) Camera {
 		names[r.Name] = j
 		cam.Regions = append(cam.Regions, r)
 	}
-	if !cam.WholeFrame && len(cam.Regions) == 0 {
+	if cam.RegionsOnly && len(cam.Regions) == 0 {
 		v.fail(prefix+"whole_frame", "is false, but the camera has no [[camera.region]]: nothing would be classified")
 	}
 	return cam

@@ -50,11 +50,11 @@ rect = [0, 0, 0.5, 1]
 		{Name: "gate", Rect: &gate, Labels: "/etc/clipd/labels/gate.labels", Threshold: 0.5, TopK: 2, StateHold: time.Second},
 		{Name: "step", Box: &frame.Box{X1: 560, Y1: 360, X2: 880, Y2: 720}, Labels: "/etc/clipd/labels/home.labels", Threshold: 0.3, TopK: 4, StateHold: time.Second},
 	}
-	if !drive.WholeFrame || !reflect.DeepEqual(drive.Regions, want) {
-		t.Errorf("drive: whole frame %v, regions\n%+v\nwant\n%+v", drive.WholeFrame, drive.Regions, want)
+	if drive.RegionsOnly || !reflect.DeepEqual(drive.Regions, want) {
+		t.Errorf("drive: whole frame %v, regions\n%+v\nwant\n%+v", !drive.RegionsOnly, drive.Regions, want)
 	}
-	if yard.WholeFrame || len(yard.Regions) != 1 || yard.Regions[0].Name != "left" {
-		t.Errorf("yard: whole frame %v, regions %+v", yard.WholeFrame, yard.Regions)
+	if !yard.RegionsOnly || len(yard.Regions) != 1 || yard.Regions[0].Name != "left" {
+		t.Errorf("yard: whole frame %v, regions %+v", !yard.RegionsOnly, yard.Regions)
 	}
 	// Frigate's convention: fractions round to the nearest pixel, halves
 	// away from zero.

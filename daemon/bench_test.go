@@ -73,6 +73,7 @@ func benchmarkPipeline(b *testing.B, threads int, format string) {
 	conf := config.Default()
 	conf.Model.Bundle, conf.Model.Backend, conf.Model.Threads = bundle, engine.BackendONNXRuntime, threads
 	conf.Model.StateDir = dir
+	conf.Snapshots.Dir = filepath.Join(dir, "snapshots")
 	conf.Socket.Path = filepath.Join(dir, "s.sock")
 	conf.Cameras = []config.Camera{{Name: "cam", Source: video, Loop: true, Format: format, Width: 1280, Height: 720,
 		FPS: 30, Labels: labelsFile, TopK: 3}}

@@ -16,6 +16,7 @@ import (
 	"github.com/clipd/clipd/internal/lifecycle"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
+	"github.com/clipd/clipd/state"
 )
 
 // camera runs one [[camera]]: capture → rate limit → preprocess every
@@ -37,6 +38,12 @@ type camera struct {
 	pre     *preprocess.Preprocessor
 	batcher *batcher
 	publish func(server.Event)
+	outputs *outputs
+
+	// online is whether the source delivers (for MQTT's per-camera
+	// availability); last is the newest frame classified, for snapshot.
+	online atomic.Bool
+	last   atomic.Pointer[frame.Frame]
 
 	classified atomic.Uint64
 	skipped    atomic.Uint64 // frames not classified because of classify_every
@@ -72,6 +79,11 @@ type target struct {
 	box   frame.Box // in the last frame classified
 	err   error     // why the region does not fit the current frames
 	total window
+	// tracker keeps the target's state; seenVersion and seenFile are the
+	// label set it was last told of.
+	tracker     *state.Tracker
+	seenVersion uint64
+	seenFile    string
 }
 
 // targetsOf lists what a camera classifies, in the order results are
@@ -79,7 +91,7 @@ type target struct {
 // regions as configured.
 func targetsOf(cc config.Camera) []*target {
 	var ts []*target
-	if cc.WholeFrame {
+	if !cc.RegionsOnly {
 		ts = append(ts, &target{name: targetName{camera: cc.Name},
 			conf: config.Region{Labels: cc.Labels, Threshold: cc.Threshold, TopK: cc.TopK}})
 	}
@@ -268,6 +280,7 @@ func (c *camera) nextFrame(ctx context.Context, src capture.Source, lastClassifi
 			return nil, err
 		default:
 			c.log.Warn("capture failed", "err", err)
+			c.setOnline(false)
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -326,7 +339,8 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 			return
 		}
 		t.classified.Add(1)
-		if len(top) > 0 && float64(top[0].Score) < t.conf.Threshold {
+		c.observe(t, f, set, top[0])
+		if float64(top[0].Score) < t.conf.Threshold {
 			t.belowThr.Add(1)
 			continue
 		}
@@ -351,9 +365,19 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		t.mu.Unlock()
 	}
 	c.classified.Add(1)
+	c.last.Store(f)
+	c.setOnline(true)
 	for _, r := range results {
 		r.LatencyMS = lat
 		c.publish(r)
+		c.outputs.result(r)
+	}
+}
+
+// setOnline tells the outputs when the source starts or stops delivering.
+func (c *camera) setOnline(up bool) {
+	if c.online.Swap(up) != up {
+		c.outputs.cameraOnline(c.conf.Name, up)
 	}
 }
 
@@ -389,7 +413,7 @@ func (c *camera) status() server.CameraStatus {
 		Width: st.Width, Height: st.Height,
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
-		Corrupt: st.Corrupt + c.badFrames.Load(), WholeFrame: c.conf.WholeFrame,
+		Corrupt: st.Corrupt + c.badFrames.Load(), WholeFrame: !c.conf.RegionsOnly,
 	}
 	if st.Format != 0 {
 		s.Format = st.Format.String()
@@ -397,7 +421,7 @@ func (c *camera) status() server.CameraStatus {
 	for _, t := range c.targets {
 		ts := t.status()
 		if t.name.region == "" {
-			s.LabelsFile, s.LabelsVersion, s.Labels, s.BelowThresh = ts.LabelsFile, ts.LabelsVersion, ts.Labels, ts.BelowThresh
+			s.LabelsFile, s.LabelsVersion, s.Labels, s.BelowThresh, s.State = ts.LabelsFile, ts.LabelsVersion, ts.Labels, ts.BelowThresh, ts.State
 			continue
 		}
 		s.Regions = append(s.Regions, ts)
@@ -417,6 +441,11 @@ func (c *camera) status() server.CameraStatus {
 func (t *target) status() server.RegionStatus {
 	rs := server.RegionStatus{Name: t.name.region, LabelsFile: t.conf.Labels,
 		Classified: t.classified.Load(), BelowThresh: t.belowThr.Load()}
+	t.mu.Lock()
+	if cur := t.tracker.Current(); cur.Label != "" {
+		rs.State = &cur
+	}
+	t.mu.Unlock()
 	if set := t.labels.current(); set != nil {
 		rs.LabelsVersion, rs.Labels = set.Version, len(set.Labels)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
+	"github.com/clipd/clipd/state"
 	"github.com/clipd/clipd/systemd"
 	"github.com/clipd/clipd/telemetry"
 )
@@ -69,6 +70,7 @@ type daemon struct {
 	model    *model.Model
 	embedder *labels.Embedder
 	labels   *labelsHub
+	outputs  *outputs
 	batcher  *batcher
 	server   *server.Server
 	gpu      *telemetry.Reader
@@ -219,6 +221,10 @@ func (d *daemon) initialize(ctx context.Context) error {
 	d.embedder, _ = labels.OpenEmbedder(labels.EmbedderConfig{Encoder: mod, Store: store, Log: d.log,
 		Progress: d.encodingStatus})
 	d.labels = newLabelsHub(d.embedder, d.log, d.publish)
+	d.labels.onLoaded = d.announceTargets
+	if d.outputs, err = newOutputs(d.conf, d.opts.Version, d.log, d.publish); err != nil {
+		return err
+	}
 	pcfg := mod.PreprocessConfig()
 	pcfg.MaxPixels = d.conf.Socket.MaxImagePixels
 	d.classifyPre = preprocess.New(pcfg)
@@ -254,7 +260,20 @@ func (d *daemon) initialize(ctx context.Context) error {
 			return fmt.Errorf("camera %q: %w", cc.Name, err)
 		}
 	}
+	d.announceTargets()
 	return nil
+}
+
+// announceTargets tells the outputs which cameras and targets there are,
+// and their labels.
+func (d *daemon) announceTargets() {
+	d.mu.Lock()
+	cams := make([]*camera, 0, len(d.cameras))
+	for _, name := range sortedKeys(d.cameras) {
+		cams = append(cams, d.cameras[name])
+	}
+	d.mu.Unlock()
+	d.outputs.targets(cams)
 }
 
 // prepareCamera does everything for a camera that can fail, without
@@ -267,9 +286,18 @@ func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, 
 	}
 	c := &camera{
 		conf: cc, log: d.log.With("camera", cc.Name), targets: targetsOf(cc), hub: d.labels,
-		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish,
+		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish, outputs: d.outputs,
 	}
 	for _, t := range c.targets {
+		hold := t.conf.StateHold
+		if t.name.region == "" {
+			hold = cc.StateHold
+		}
+		var err error
+		if t.tracker, err = state.NewTracker(cc.Name, t.name.region, hold); err != nil {
+			c.release()
+			return nil, err
+		}
 		f, err := d.labels.acquire(ctx, t.conf.Labels, t.name)
 		if err != nil {
 			c.release()
@@ -302,6 +330,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 	var src capture.Source
 	if old != nil {
 		src = old.halt()
+		c.inheritStates(old)
 		if !reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)) {
 			src.Close()
 			src = nil
@@ -349,6 +378,7 @@ func (d *daemon) stopCamera(name string) {
 	d.mu.Unlock()
 	if c != nil {
 		c.close()
+		c.setOnline(false)
 		d.log.Info("camera stopped", "camera", name)
 	}
 }
@@ -448,6 +478,9 @@ func (d *daemon) shutdownBy(deadline time.Time) error {
 func (d *daemon) shutdown() {
 	for _, name := range d.cameraNames() {
 		d.stopCamera(name)
+	}
+	if d.outputs != nil {
+		d.outputs.close()
 	}
 	if d.server != nil {
 		d.server.Close()

@@ -39,6 +39,9 @@ type fakeSource struct {
 	closed chan struct{}
 	once   sync.Once
 	seq    atomic.Uint64
+	// scene, when set, is the picture shown (the same every frame, so the
+	// same label); otherwise every frame differs.
+	scene *atomic.Int64
 }
 
 func (s *fakeSource) Next(ctx context.Context) (*frame.Frame, error) {
@@ -51,8 +54,12 @@ func (s *fakeSource) Next(ctx context.Context) (*frame.Frame, error) {
 	}
 	n := s.seq.Add(1)
 	data := make([]byte, 64*64*3)
+	pattern := n
+	if s.scene != nil {
+		pattern = uint64(s.scene.Load())
+	}
 	for i := range data {
-		data[i] = byte(n + uint64(i%7))
+		data[i] = byte(pattern + uint64(i%7))
 	}
 	return &frame.Frame{Format: frame.RGB24, Width: 64, Height: 64, Data: data, Seq: n, Time: time.Now()}, nil
 }
@@ -72,6 +79,8 @@ type sources struct {
 	mu     sync.Mutex
 	opened []*fakeSource
 	fail   map[string]error
+	// scene, when set, makes every source show that fixed picture.
+	scene *atomic.Int64
 }
 
 func (s *sources) open(cfg capture.Config, _ *slog.Logger) (capture.Source, error) {
@@ -80,7 +89,7 @@ func (s *sources) open(cfg capture.Config, _ *slog.Logger) (capture.Source, erro
 	if err := s.fail[cfg.Source]; err != nil {
 		return nil, err
 	}
-	src := &fakeSource{cfg: cfg, closed: make(chan struct{})}
+	src := &fakeSource{cfg: cfg, closed: make(chan struct{}), scene: s.scene}
 	s.opened = append(s.opened, src)
 	return src, nil
 }
@@ -224,7 +233,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func (h *harness) writeConfig(cameras string) {
 	h.t.Helper()
-	doc := fmt.Sprintf("[model]\nbundle = %q\n[socket]\npath = %q\n%s", demoBundle(h.t), h.socket, cameras)
+	doc := fmt.Sprintf("[model]\nbundle = %q\nstate_dir = %q\n[socket]\npath = %q\n%s", demoBundle(h.t), filepath.Join(h.dir, "state"), h.socket, cameras)
 	writeFile(h.t, h.conf, doc)
 }
 

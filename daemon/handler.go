@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/internal/procfs"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/server"
+	"github.com/clipd/clipd/snapshot"
 )
 
 // handler answers the socket's status and classify commands.
@@ -126,4 +128,38 @@ func (d *daemon) findTarget(name string) (*target, error) {
 		return nil, fmt.Errorf("camera %q classifies regions only (whole_frame = false): name one, \"%s/%s\"", camName, camName, c.targets[0].name.region)
 	}
 	return nil, fmt.Errorf("camera %q has no region %s", camName, server.Quote(region))
+}
+
+// Snapshot encodes the newest classified frame of a camera ("cam"), with a
+// region outlined ("cam/region").
+func (h handler) Snapshot(_ context.Context, name string) (any, error) {
+	d := h.d
+	camName, region, _ := strings.Cut(name, "/")
+	d.mu.Lock()
+	c := d.cameras[camName]
+	d.mu.Unlock()
+	if c == nil {
+		return nil, fmt.Errorf("no camera %s (one of %v)", server.Quote(camName), d.cameraNames())
+	}
+	var box *frame.Box
+	if region != "" {
+		i := slices.IndexFunc(c.targets, func(t *target) bool { return t.name.region == region })
+		if i < 0 {
+			return nil, fmt.Errorf("camera %q has no region %s", camName, server.Quote(region))
+		}
+		t := c.targets[i]
+		t.mu.Lock()
+		b := t.box
+		t.mu.Unlock()
+		box = &b
+	}
+	f := c.last.Load()
+	if f == nil {
+		return nil, fmt.Errorf("camera %q has not classified a frame yet", camName)
+	}
+	jpeg, err := snapshot.Encode(f, box, snapshot.DefaultQuality)
+	if err != nil {
+		return nil, err
+	}
+	return server.SnapshotReply{Camera: camName, Region: region, Seq: f.Seq, Time: f.Time, JPEG: jpeg}, nil
 }

@@ -21,6 +21,8 @@ type labelsHub struct {
 	embedder *labels.Embedder
 	log      *slog.Logger
 	publish  func(server.Event)
+	// onLoaded, if set, runs after a file's new set was announced.
+	onLoaded func()
 
 	mu    sync.Mutex
 	files map[string]*labelsFile
@@ -118,6 +120,9 @@ func (h *labelsHub) event(f *labelsFile, ev labels.Event) {
 		h.log.Info("labels loaded", "file", ev.File, "version", ev.Version, "labels", len(ev.Set.Labels), "targets", len(users))
 		for _, u := range users {
 			h.publish(&server.LabelsUpdate{Camera: u.camera, Region: u.region, File: ev.File, Version: ev.Version, Labels: ev.Set.Names()})
+		}
+		if h.onLoaded != nil {
+			h.onLoaded()
 		}
 	default:
 		msg := "labels file " + ev.Kind.String()

@@ -149,6 +149,7 @@ func BenchmarkStartCIFAR100ViTB32(b *testing.B) {
 func startToFirstResult(b *testing.B, bundle, labelsFile, state, dir string) time.Duration {
 	conf := config.Default()
 	conf.Model.Bundle, conf.Model.Backend, conf.Model.StateDir = bundle, engine.BackendONNXRuntime, state
+	conf.Snapshots.Dir = filepath.Join(dir, "snapshots")
 	conf.Socket.Path = filepath.Join(dir, "s.sock")
 	conf.Cameras = []config.Camera{{Name: "cam", Source: "pattern", Format: "auto", Width: 224, Height: 224,
 		FPS: 10, Labels: labelsFile, TopK: 1}}

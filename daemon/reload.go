@@ -129,6 +129,7 @@ func (d *daemon) applyConfig(ctx context.Context) []error {
 	d.mu.Lock()
 	d.conf = applied
 	d.mu.Unlock()
+	d.announceTargets()
 	d.log.Info("configuration reloaded", "added", started, "removed", ch.Removed, "restarted", restarted, "failed", len(errs))
 	return errs
 }

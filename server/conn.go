@@ -254,6 +254,21 @@ func (c *conn) handle(line []byte, lineNo int) {
 			return
 		}
 		c.reply(cmd, data)
+	case "snapshot":
+		if c.s.conf.Handler == nil {
+			c.replyError(cmd.ID, cmd.Cmd, "snapshot is not available")
+			return
+		}
+		if cmd.Camera == "" {
+			c.replyError(cmd.ID, cmd.Cmd, `missing "camera" (a camera, or "camera/region")`)
+			return
+		}
+		data, err := c.s.conf.Handler.Snapshot(c.ctx, cmd.Camera)
+		if err != nil {
+			c.replyError(cmd.ID, cmd.Cmd, err.Error())
+			return
+		}
+		c.reply(cmd, data)
 	case "":
 		c.replyError(cmd.ID, "", fmt.Sprintf("line %d: missing \"cmd\"", lineNo))
 	default:
@@ -261,7 +276,7 @@ func (c *conn) handle(line []byte, lineNo int) {
 	}
 }
 
-const knownCommands = "subscribe, status, classify"
+const knownCommands = "subscribe, status, classify, snapshot"
 
 // maxCommandName is longer than any command's name.
 const maxCommandName = 32

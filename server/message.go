@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/state"
 )
 
 // Hello is the first line every client receives.
@@ -70,6 +71,18 @@ type ErrorReport struct {
 	Message string `json:"message"`
 }
 
+// StateEvent is a change of a target's state (package state): the label
+// that now holds, the one before, the snapshot of the frame that decided.
+type StateEvent struct {
+	state.Event
+}
+
+func (*StateEvent) eventType() string { return "event" }
+func (e *StateEvent) eventTarget() (string, string, bool) {
+	return e.Camera, e.Region, true
+}
+func (*StateEvent) droppable() bool { return false }
+
 func (*Result) eventType() string                           { return "result" }
 func (r *Result) eventTarget() (string, string, bool)       { return r.Camera, r.Region, true }
 func (*Result) droppable() bool                             { return true }
@@ -116,6 +129,19 @@ type Handler interface {
 	// Classify runs one request. ctx ends when the client disconnects or
 	// the server closes; Close waits for Classify to return.
 	Classify(ctx context.Context, req ClassifyRequest) (any, error)
+	// Snapshot returns the latest frame of a camera ("cam", or
+	// "cam/region" to outline the region) as a SnapshotReply.
+	Snapshot(ctx context.Context, target string) (any, error)
+}
+
+// SnapshotReply is the reply to {"cmd":"snapshot"}.
+type SnapshotReply struct {
+	Camera string    `json:"camera"`
+	Region string    `json:"region,omitempty"`
+	Seq    uint64    `json:"seq"`
+	Time   time.Time `json:"time"`
+	// JPEG is the picture; encoding/json writes it as standard base64.
+	JPEG []byte `json:"jpeg_b64"`
 }
 
 // Message is one line received by a Client.

@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,13 @@ type testHandler struct {
 }
 
 func (h *testHandler) Status() any { return map[string]any{"cameras": 2, "ok": true} }
+
+func (h *testHandler) Snapshot(_ context.Context, target string) (any, error) {
+	if target != "front" {
+		return nil, errors.New("no camera " + Quote(target))
+	}
+	return SnapshotReply{Camera: "front", Seq: 7, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}, nil
+}
 
 func (h *testHandler) Classify(ctx context.Context, req ClassifyRequest) (any, error) {
 	h.mu.Lock()
@@ -353,6 +361,79 @@ func TestClassify(t *testing.T) {
 		var ce *CommandError
 		if !errors.As(err, &ce) || !strings.Contains(ce.Message, tc.want) {
 			t.Errorf("%+v: err = %v, want %q", tc.cmd, err, tc.want)
+		}
+	}
+}
+
+func TestSnapshotCommand(t *testing.T) {
+	s := startServer(t, Config{Handler: &testHandler{}})
+	c := dial(t, s)
+	reply, err := c.Command(Command{Cmd: "snapshot", Camera: "front"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got SnapshotReply
+	if err := json.Unmarshal(reply.Data, &got); err != nil || got.Seq != 7 || !reflect.DeepEqual(got.JPEG, []byte{0xff, 0xd8, 0xff, 0xd9}) {
+		t.Fatalf("reply %s: %+v, %v", reply.Data, got, err)
+	}
+	if !strings.Contains(string(reply.Data), `"jpeg_b64":"/9j/2Q=="`) {
+		t.Errorf("reply %s does not carry standard base64", reply.Data)
+	}
+	for cmd, want := range map[string]string{"": `missing "camera"`, "back": `no camera "back"`} {
+		if _, err := c.Command(Command{Cmd: "snapshot", Camera: cmd}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("snapshot %q: %v, want %q", cmd, err, want)
+		}
+	}
+}
+
+// Subscriptions name cameras, regions ("cam/region") or whole frames
+// ("cam/"); what concerns a camera as a whole reaches its targets'
+// subscribers.
+func TestSubscribeToRegions(t *testing.T) {
+	s := startServer(t, Config{})
+	sub := func(names ...string) *Client {
+		c := dial(t, s)
+		if err := c.Subscribe(names); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	whole, gate, all := sub("front/"), sub("front/gate"), sub("front")
+	events := []Event{
+		&Result{Camera: "front", Seq: 1},
+		&Result{Camera: "front", Region: "gate", Seq: 2},
+		&Result{Camera: "front", Region: "step", Seq: 3},
+		&Result{Camera: "back", Seq: 4},
+		&ErrorReport{Camera: "front", Message: "source down"},
+		&ErrorReport{Camera: "front", Region: "step", Message: "step labels broken"},
+		&LabelsUpdate{Camera: "front", Region: "gate", Version: 2},
+		&LabelsUpdate{Version: 9},
+	}
+	for _, ev := range events {
+		s.Publish(ev)
+	}
+	read := func(c *Client, n int) []string {
+		var got []string
+		for range n {
+			got = append(got, string(next(t, c).Raw))
+		}
+		return got
+	}
+	has := func(lines []string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			if !slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, w) }) {
+				t.Errorf("lines %q lack %q", lines, w)
+			}
+		}
+	}
+	has(read(whole, 3), `"seq":1`, "source down", `"version":9`)
+	has(read(gate, 4), `"seq":2`, "source down", `"region":"gate","version":2`, `"version":9`)
+	has(read(all, 7), `"seq":1`, `"seq":2`, `"seq":3`, "source down", "step labels broken", `"version":2`, `"version":9`)
+	for _, bad := range [][]string{{"Front"}, {"front/Gate"}, {"a/b/c"}, {strings.Repeat("x", 65)}} {
+		c := dial(t, s)
+		if err := c.Subscribe(bad); err == nil {
+			t.Errorf("subscribe %q accepted", bad)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/state"
 	"github.com/clipd/clipd/telemetry"
 )
 
@@ -67,6 +68,9 @@ type CameraStatus struct {
 	// labels fields above are then empty).
 	WholeFrame bool           `json:"whole_frame"`
 	Regions    []RegionStatus `json:"regions,omitempty"`
+	// State is the whole frame's state (package state); absent until one
+	// is established.
+	State *state.Current `json:"state,omitempty"`
 }
 
 // RegionStatus is one region of a camera.
@@ -85,6 +89,9 @@ type RegionStatus struct {
 	// Error says why the region is not classified in the current frames
 	// (a pixel box beyond a stream's own size).
 	Error string `json:"error,omitempty"`
+	// State is the region's state and since when; absent until one is
+	// established.
+	State *state.Current `json:"state,omitempty"`
 }
 
 // LatencySummary is over the last frames of one stage.

@@ -667,3 +667,31 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// OnWritten hands each snapshot's bytes on once the file is on disk, from
+// the writer's goroutine, so that MQTT need not encode it again.
+func TestOnWrittenGetsTheFileBytes(t *testing.T) {
+	type written struct {
+		camera, region, path string
+		jpeg                 []byte
+	}
+	got := make(chan written, 4)
+	w := newWriter(t, Config{OnWritten: func(camera, region, path string, jpeg []byte) {
+		got <- written{camera, region, path, append([]byte(nil), jpeg...)}
+	}})
+	f := frames(t, 64, 48)["rgb24"]
+	path, err := w.Save("front", "gate", at(f, t0, 1), &frame.Box{X1: 0, Y1: 0, X2: 32, Y2: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	select {
+	case g := <-got:
+		disk, err := os.ReadFile(path)
+		if err != nil || g.camera != "front" || g.region != "gate" || g.path != path || !bytes.Equal(g.jpeg, disk) {
+			t.Fatalf("OnWritten(%q, %q, %q, %d bytes); file %d bytes, %v", g.camera, g.region, g.path, len(g.jpeg), len(disk), err)
+		}
+	default:
+		t.Fatal("OnWritten was not called")
+	}
+}

@@ -58,6 +58,10 @@ type Config struct {
 	QueueBytes int64
 	// Log receives write failures; nil discards them.
 	Log *slog.Logger
+	// OnWritten, if set, is called from the writer's goroutine after each
+	// snapshot is on disk, with its bytes (to publish them elsewhere, e.g.
+	// MQTT, without encoding twice). It must not keep jpeg.
+	OnWritten func(camera, region, path string, jpeg []byte)
 }
 
 // Stats are a Writer's counters.
@@ -87,8 +91,9 @@ var filePattern = regexp.MustCompile(`^[a-z0-9_-]{1,64}(\.[a-z0-9_-]{1,64})?-[0-
 const tmpPrefix = ".tmp-"
 
 type job struct {
-	name  string
-	frame *frame.Frame
+	name           string
+	camera, region string
+	frame          *frame.Frame
 	box   *frame.Box
 	size  int64
 }
@@ -265,7 +270,7 @@ func (w *Writer) Save(camera, region string, f *frame.Frame, box *frame.Box) (st
 		name = fmt.Sprintf("%s-%d.jpg", base, n)
 	}
 	w.reserved[name] = true
-	w.queue = append(w.queue, job{name: name, frame: f, box: b, size: size})
+	w.queue = append(w.queue, job{name: name, camera: camera, region: region, frame: f, box: b, size: size})
 	w.stats.Queued++
 	w.stats.QueuedBytes += size
 	select {
@@ -377,6 +382,9 @@ func (w *Writer) write(j job) error {
 	w.stats.Bytes += int64(len(jpg))
 	w.mu.Unlock()
 	w.enforceLimits()
+	if w.cfg.OnWritten != nil {
+		w.cfg.OnWritten(j.camera, j.region, filepath.Join(w.cfg.Dir, j.name), jpg)
+	}
 	return nil
 }
 

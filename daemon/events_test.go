@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"image/jpeg"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/server"
+)
+
+func nextEvent(t *testing.T, c *server.Client) server.StateEvent {
+	t.Helper()
+	var ev server.StateEvent
+	m := next(t, c, "event")
+	if err := json.Unmarshal(m.Raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// A target's state: a still picture gives one event (the first state) and
+// then none; a new picture held for state_hold changes it, with a
+// snapshot of the deciding frame on disk.
+func TestStateEventsWithSnapshots(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var scene atomic.Int64
+	scene.Store(1)
+	h := newHarness(t, cameraTOML("front", "pattern", "a.labels", `state_hold = "200ms"`)+`
+[[camera.region]]
+name = "left"
+box = [0, 0, 32, 64]
+`, func(h *harness) {
+		h.sources.scene = &scene
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\nowl\nemu\nyak\nbee\nant\nfox\n")
+	})
+	c := h.dial()
+	first := map[string]server.StateEvent{}
+	for len(first) < 2 {
+		ev := nextEvent(t, c)
+		first[ev.Region] = ev
+	}
+	whole := first[""]
+	if whole.Previous != "" || whole.Label == "" || whole.Snapshot == "" || whole.Since.After(whole.Time) {
+		t.Fatalf("first event %+v", whole)
+	}
+	if filepath.Dir(whole.Snapshot) != filepath.Join(h.dir, "state", "snapshots") {
+		t.Errorf("snapshot %s is not under state_dir", whole.Snapshot)
+	}
+	// Written off the classification path: moments after the event.
+	var data []byte
+	for deadline := time.Now().Add(guard); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if data, err = os.ReadFile(whole.Snapshot); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the event's snapshot: %v", err)
+		}
+	}
+	if _, err := jpeg.Decode(bytes.NewReader(data)); err != nil {
+		t.Fatalf("the snapshot is not a JPEG: %v", err)
+	}
+	if filepath.Dir(first["left"].Snapshot) != filepath.Dir(whole.Snapshot) {
+		t.Errorf("region snapshot %s not beside %s", first["left"].Snapshot, whole.Snapshot)
+	}
+	st := status(t, c)
+	if cam := st.Cameras[0]; cam.State == nil || cam.State.Label != whole.Label || cam.Regions[0].State == nil {
+		t.Errorf("status state %+v, regions %+v", cam.State, cam.Regions)
+	}
+
+	// Nothing changes while the picture is still.
+	quiet := time.Now().Add(time.Second)
+	for time.Now().Before(quiet) {
+		m := next(t, c, "result", "event")
+		if m.Type == "event" {
+			t.Fatalf("an event while nothing changed: %s", m.Raw)
+		}
+	}
+	// Another picture: after state_hold a new state, unless the encoder
+	// happens to give the same label; try a few pictures.
+	for s := int64(2); ; s++ {
+		scene.Store(s)
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			m := next(t, c, "result", "event")
+			if m.Type != "event" {
+				continue
+			}
+			var ev server.StateEvent
+			json.Unmarshal(m.Raw, &ev)
+			if ev.Region == "" {
+				if ev.Previous != whole.Label || ev.Time.Sub(ev.Since) < 200*time.Millisecond {
+					t.Fatalf("second event %+v: want previous %q and the label held 200ms", ev, whole.Label)
+				}
+				h.stop()
+				return
+			}
+		}
+		if s > 20 {
+			t.Fatal("no second event in 20 pictures")
+		}
+	}
+}
+
+func TestSnapshotCommand(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := regionsHarness(t, twoRegions(""))
+	c := h.dial()
+	resultOf(t, c)
+	for _, target := range []string{"front", "front/left"} {
+		m, err := c.Command(server.Command{Cmd: "snapshot", Camera: target})
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", target, err)
+		}
+		var rep server.SnapshotReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			t.Fatal(err)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(rep.JPEG))
+		if err != nil || img.Bounds().Dx() != 64 || rep.Seq == 0 {
+			t.Errorf("snapshot %s: %v, seq %d", target, err, rep.Seq)
+		}
+	}
+	for target, want := range map[string]string{"back": "no camera", "front/gate": "no region"} {
+		if _, err := c.Command(server.Command{Cmd: "snapshot", Camera: target}); err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("snapshot %s: %v, want %q", target, err, want)
+		}
+	}
+	h.stop()
+}
