@@ -12,6 +12,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/clipd/clipd/internal/mqtttest"
 	"github.com/clipd/clipd/state"
 )
 
@@ -36,9 +37,9 @@ const benchResult = `{"camera":"cam0","seq":1842,"time":"2025-11-27T09:41:07.120
 	`{"label":"dog","score":0.02},{"label":"cat","score":0.01}],"latency_ms":{"preprocess":2.1,"encode":18.4,"total":21.3}}`
 
 func benchFleet(b *testing.B, boxes, cameras int) {
-	br := startBroker(b)
+	br := mqtttest.StartBroker(b)
 	var received atomic.Int64
-	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", br.port)).
+	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", br.Port)).
 		SetClientID("bench-sub").SetCleanSession(true).SetOrderMatters(false)
 	sub := paho.NewClient(opts)
 	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -62,7 +63,7 @@ func benchFleet(b *testing.B, boxes, cameras int) {
 		targets = append(targets, Target{Camera: camNames[c], Labels: []string{"person", "car"}})
 	}
 	for i := range boxes {
-		cfg := testConfig(br.url(), fmt.Sprintf("box%d", i))
+		cfg := testConfig(br.URL(), fmt.Sprintf("box%d", i))
 		cfg.TopicPrefix, cfg.PublishResults, cfg.HomeAssistant = "bench", true, false
 		p, err := New(cfg, Options{Log: discardLog()})
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipd/clipd/internal/mqtttest"
 	"github.com/clipd/clipd/state"
 )
 
@@ -38,9 +39,9 @@ func runChild(broker string) int {
 	select {} // until killed
 }
 
-func newTestPublisher(t *testing.T, cfg Config, opts Options) (*Publisher, *syncBuffer) {
+func newTestPublisher(t *testing.T, cfg Config, opts Options) (*Publisher, *mqtttest.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &mqtttest.SyncBuffer{}
 	opts.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opts.Version == "" {
 		opts.Version = "test"
@@ -95,12 +96,12 @@ func eventFor(device string) state.Event {
 // event and one snapshot.
 // With retainedOnly, only messages delivered as retained count (a new
 // subscriber's view); withEvent also waits for the event.
-func checkDevice(t *testing.T, sub *subscriber, device string, snapshot []byte, d time.Duration, retainedOnly, withEvent bool) {
+func checkDevice(t *testing.T, sub *mqtttest.Subscriber, device string, snapshot []byte, d time.Duration, retainedOnly, withEvent bool) {
 	t.Helper()
 	base := "clipd/" + device
-	keep := func(m msg) bool { return !retainedOnly || m.retained }
-	sub.wait(device+" availability online", d, func(m msg) bool {
-		return keep(m) && m.topic == base+"/availability" && string(m.payload) == "online"
+	keep := func(m mqtttest.Msg) bool { return !retainedOnly || m.Retained }
+	sub.Wait(device+" availability online", d, func(m mqtttest.Msg) bool {
+		return keep(m) && m.Topic == base+"/availability" && string(m.Payload) == "online"
 	})
 	for _, topic := range []string{
 		"sensor/" + device + "/front", "sensor/" + device + "/front_door", "sensor/" + device + "/garden",
@@ -108,52 +109,52 @@ func checkDevice(t *testing.T, sub *subscriber, device string, snapshot []byte, 
 		"image/" + device + "/front", "image/" + device + "/front_door", "image/" + device + "/garden",
 		"binary_sensor/" + device + "/front", "binary_sensor/" + device + "/garden",
 	} {
-		m := sub.wait("discovery "+topic, d, func(m msg) bool {
-			return keep(m) && m.topic == "homeassistant/"+topic+"/config" && len(m.payload) > 0
+		m := sub.Wait("discovery "+topic, d, func(m mqtttest.Msg) bool {
+			return keep(m) && m.Topic == "homeassistant/"+topic+"/config" && len(m.Payload) > 0
 		})
 		var p map[string]any
-		if err := json.Unmarshal(m.payload, &p); err != nil {
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
 			t.Fatalf("%s: %v", topic, err)
 		}
 		if uid, _ := p["unique_id"].(string); !strings.HasPrefix(uid, "clipd/"+device+"/") {
 			t.Errorf("%s: unique_id %q", topic, uid)
 		}
-		if !ownedConfig(m.payload, "clipd_"+device) {
+		if !ownedConfig(m.Payload, "clipd_"+device) {
 			t.Errorf("%s: device block %v", topic, p["device"])
 		}
 	}
-	m := sub.wait("event types", d, func(m msg) bool {
-		return keep(m) && m.topic == "homeassistant/event/"+device+"/front_door/config" && len(m.payload) > 0
+	m := sub.Wait("event types", d, func(m mqtttest.Msg) bool {
+		return keep(m) && m.Topic == "homeassistant/event/"+device+"/front_door/config" && len(m.Payload) > 0
 	})
 	var ev haEvent
-	json.Unmarshal(m.payload, &ev)
+	json.Unmarshal(m.Payload, &ev)
 	if !reflect.DeepEqual(ev.EventTypes, []string{"person", "package", "none"}) || ev.StateTopic != base+"/front/door/event" {
 		t.Errorf("event entity: %+v", ev)
 	}
-	sub.wait("camera status", d, func(m msg) bool {
-		return keep(m) && m.topic == base+"/front/status" && string(m.payload) == "online"
+	sub.Wait("camera status", d, func(m mqtttest.Msg) bool {
+		return keep(m) && m.Topic == base+"/front/status" && string(m.Payload) == "online"
 	})
-	sub.wait("garden offline until it delivers", d, func(m msg) bool {
-		return keep(m) && m.topic == base+"/garden/status" && string(m.payload) == "offline"
+	sub.Wait("garden offline until it delivers", d, func(m mqtttest.Msg) bool {
+		return keep(m) && m.Topic == base+"/garden/status" && string(m.Payload) == "offline"
 	})
 	want := eventFor(device)
-	sub.wait("state", d, func(m msg) bool {
-		return keep(m) && m.topic == base+"/front/door/state" &&
-			string(m.payload) == `{"label":"person","score":0.83,"since":"2025-11-27T09:41:07.12Z","labels_version":3}`
+	sub.Wait("state", d, func(m mqtttest.Msg) bool {
+		return keep(m) && m.Topic == base+"/front/door/state" &&
+			string(m.Payload) == `{"label":"person","score":0.83,"since":"2025-11-27T09:41:07.12Z","labels_version":3}`
 	})
-	sub.wait("snapshot", d, func(m msg) bool {
-		return keep(m) && m.topic == base+"/front/door/snapshot" && bytes.Equal(m.payload, snapshot)
+	sub.Wait("snapshot", d, func(m mqtttest.Msg) bool {
+		return keep(m) && m.Topic == base+"/front/door/snapshot" && bytes.Equal(m.Payload, snapshot)
 	})
 	if !withEvent {
 		return
 	}
-	m = sub.wait("event", d, func(m msg) bool { return m.topic == base+"/front/door/event" })
-	if m.retained {
+	m = sub.Wait("event", d, func(m mqtttest.Msg) bool { return m.Topic == base+"/front/door/event" })
+	if m.Retained {
 		t.Errorf("event delivered as retained")
 	}
 	// The event is the socket's event body plus event_type.
 	var got map[string]any
-	json.Unmarshal(m.payload, &got)
+	json.Unmarshal(m.Payload, &got)
 	if got["event_type"] != "person" {
 		t.Errorf("event_type %v", got["event_type"])
 	}
@@ -162,7 +163,7 @@ func checkDevice(t *testing.T, sub *subscriber, device string, snapshot []byte, 
 	body, _ := json.Marshal(want)
 	json.Unmarshal(body, &socket)
 	if !reflect.DeepEqual(got, socket) {
-		t.Errorf("event payload %s\nwant the socket's %s", m.payload, body)
+		t.Errorf("event payload %s\nwant the socket's %s", m.Payload, body)
 	}
 }
 
@@ -171,14 +172,14 @@ func checkDevice(t *testing.T, sub *subscriber, device string, snapshot []byte, 
 // after the broker is killed and restarted (losing every retained
 // message) both resume and republish within 15 s; Close says offline.
 func TestTwoDevicesOneBroker(t *testing.T) {
-	b := startBroker(t)
-	sub := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	b := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#", "homeassistant/#")
 	devices := []string{"box-a", "box-b"}
 	snapshot := []byte("\xff\xd8\xff\xe0 not really a JPEG \xff\xd9")
 	pubs := map[string]*Publisher{}
-	var logs []*syncBuffer
+	var logs []*mqtttest.SyncBuffer
 	for _, dev := range devices {
-		p, l := newTestPublisher(t, testConfig(b.url(), dev), Options{})
+		p, l := newTestPublisher(t, testConfig(b.URL(), dev), Options{})
 		pubs[dev] = p
 		logs = append(logs, l)
 		if err := p.SetTargets(fleetCameras, fleetTargets); err != nil {
@@ -193,23 +194,23 @@ func TestTwoDevicesOneBroker(t *testing.T) {
 		waitStatus(t, pubs[dev], 5*time.Second, "connected", connected)
 	}
 	// What is retained is all there for a newcomer; events are not.
-	late := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	late := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#", "homeassistant/#")
 	for _, dev := range devices {
 		checkDevice(t, late, dev, snapshot, time.Second, true, false)
-		if got := late.all("clipd/" + dev + "/front/door/event"); len(got) != 0 {
+		if got := late.All("clipd/" + dev + "/front/door/event"); len(got) != 0 {
 			t.Errorf("event retained: %v", got)
 		}
 	}
 
-	b.kill()
+	b.Kill()
 	for _, dev := range devices {
 		waitStatus(t, pubs[dev], 10*time.Second, dev+" sees the broker gone", func(st Status) bool {
 			return !st.Connected && st.LastError != ""
 		})
 	}
-	b.start()
+	b.Start()
 	restarted := time.Now()
-	after := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
+	after := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#", "homeassistant/#")
 	for _, dev := range devices {
 		checkDevice(t, after, dev, snapshot, 15*time.Second-time.Since(restarted), false, false)
 	}
@@ -218,12 +219,12 @@ func TestTwoDevicesOneBroker(t *testing.T) {
 	next := eventFor("box-a")
 	next.Label, next.Previous = "package", "person"
 	pubs["box-a"].PublishEvent(next)
-	after.wait("event after restart", 10*time.Second, func(m msg) bool {
-		return m.topic == "clipd/box-a/front/door/event" && strings.Contains(string(m.payload), `"event_type":"package"`)
+	after.Wait("event after restart", 10*time.Second, func(m mqtttest.Msg) bool {
+		return m.Topic == "clipd/box-a/front/door/event" && strings.Contains(string(m.Payload), `"event_type":"package"`)
 	})
 
 	pubs["box-a"].Close()
-	after.waitPayload("clipd/box-a/availability", "offline", 5*time.Second)
+	after.WaitPayload("clipd/box-a/availability", "offline", 5*time.Second)
 	if st := pubs["box-a"].Status(); st.Connected || st.Published == 0 {
 		t.Errorf("after Close: %+v", st)
 	}
@@ -239,30 +240,30 @@ func TestTwoDevicesOneBroker(t *testing.T) {
 
 // A publisher killed with SIGKILL leaves its will: availability offline.
 func TestWillOnSIGKILL(t *testing.T) {
-	b := startBroker(t)
-	sub := subscribe(t, b.connArgs(), "clipd/child/availability", "homeassistant/+/child/+/config")
+	b := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/child/availability", "homeassistant/+/child/+/config")
 	child := exec.Command(os.Args[0], "-test.run=^$")
-	child.Env = append(os.Environ(), "CLIPD_MQTT_TEST_CHILD="+b.url())
-	child.SysProcAttr = diesWithTest()
-	out := &syncBuffer{}
+	child.Env = append(os.Environ(), "CLIPD_MQTT_TEST_CHILD="+b.URL())
+	child.SysProcAttr = mqtttest.DiesWithTest()
+	out := &mqtttest.SyncBuffer{}
 	child.Stdout, child.Stderr = out, out
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
-	sub.waitPayload("clipd/child/availability", "online", 10*time.Second)
-	sub.wait("the child's discovery", 10*time.Second, func(m msg) bool {
-		return m.topic == "homeassistant/sensor/child/cam/config"
+	sub.WaitPayload("clipd/child/availability", "online", 10*time.Second)
+	sub.Wait("the child's discovery", 10*time.Second, func(m mqtttest.Msg) bool {
+		return m.Topic == "homeassistant/sensor/child/cam/config"
 	})
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
-	m := sub.waitPayload("clipd/child/availability", "offline", 10*time.Second)
-	if m.retained {
+	m := sub.WaitPayload("clipd/child/availability", "offline", 10*time.Second)
+	if m.Retained {
 		t.Error("will delivered to a live subscriber as retained")
 	}
 	// ... and it is retained for those who come later.
-	late := subscribe(t, b.connArgs(), "clipd/child/availability")
-	if got := late.all("clipd/child/availability"); len(got) != 1 || string(got[0].payload) != "offline" || !got[0].retained {
+	late := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/child/availability")
+	if got := late.All("clipd/child/availability"); len(got) != 1 || string(got[0].Payload) != "offline" || !got[0].Retained {
 		t.Errorf("retained availability after the kill: %+v (child output %s)", got, out)
 	}
 }
@@ -271,10 +272,10 @@ func TestWillOnSIGKILL(t *testing.T) {
 // `queue`, the oldest are dropped and counted, and what is kept arrives in
 // order once the broker can be reached.
 func TestQueueOverflowWhileDisconnected(t *testing.T) {
-	b := startBroker(t)
-	sub := subscribe(t, b.connArgs(), "clipd/#")
-	k := newLink(t, fmt.Sprintf("127.0.0.1:%d", b.port))
-	cfg := testConfig(k.url(), "q")
+	b := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#")
+	k := mqtttest.NewLink(t, fmt.Sprintf("127.0.0.1:%d", b.Port))
+	cfg := testConfig(k.URL(), "q")
 	cfg.Queue = 5
 	p, _ := newTestPublisher(t, cfg, Options{MaxBackoff: 500 * time.Millisecond})
 	p.SetTargets([]string{"front"}, []Target{{Camera: "front", Labels: []string{"person"}}})
@@ -285,21 +286,21 @@ func TestQueueOverflowWhileDisconnected(t *testing.T) {
 	if st.Dropped != 7 || st.Connected || st.Queued < 5 {
 		t.Fatalf("while unreachable: %+v, want 7 dropped, 5 events queued", st)
 	}
-	k.setUp(true)
-	sub.wait("the last event", 10*time.Second, func(m msg) bool {
-		return m.topic == "clipd/q/front/event" && strings.Contains(string(m.payload), `"labels_version":12`)
+	k.SetUp(true)
+	sub.Wait("the last event", 10*time.Second, func(m mqtttest.Msg) bool {
+		return m.Topic == "clipd/q/front/event" && strings.Contains(string(m.Payload), `"labels_version":12`)
 	})
 	var versions []uint64
-	for _, m := range sub.all("clipd/q/front/event") {
+	for _, m := range sub.All("clipd/q/front/event") {
 		var ev state.Event
-		json.Unmarshal(m.payload, &ev)
+		json.Unmarshal(m.Payload, &ev)
 		versions = append(versions, ev.LabelsVersion)
 	}
 	if !reflect.DeepEqual(versions, []uint64{8, 9, 10, 11, 12}) {
 		t.Errorf("events delivered %v, want 8..12 in order", versions)
 	}
-	states := sub.all("clipd/q/front/state")
-	if len(states) != 1 || !strings.Contains(string(states[0].payload), `"labels_version":12`) {
+	states := sub.All("clipd/q/front/state")
+	if len(states) != 1 || !strings.Contains(string(states[0].Payload), `"labels_version":12`) {
 		t.Errorf("states %v, want only the newest", states)
 	}
 	if st := waitStatus(t, p, 5*time.Second, "drained", func(st Status) bool { return st.Queued == 0 }); st.Dropped != 7 {
@@ -313,13 +314,13 @@ func TestQueueOverflowWhileDisconnected(t *testing.T) {
 // belong to no target any more (left over from a previous run) are
 // deleted, those of other programs are not.
 func TestHomeAssistantLifecycle(t *testing.T) {
-	b := startBroker(t)
+	b := mqtttest.StartBroker(t)
 	pub := func(topic, payload string, retain bool) {
-		args := append(b.connArgs(), "-t", topic, "-m", payload, "-q", "1")
+		args := append(b.ConnArgs(), "-t", topic, "-m", payload, "-q", "1")
 		if retain {
 			args = append(args, "-r")
 		}
-		if out, err := exec.Command(lookTool(t, "mosquitto_pub"), args...).CombinedOutput(); err != nil {
+		if out, err := exec.Command(mqtttest.LookTool(t, "mosquitto_pub"), args...).CombinedOutput(); err != nil {
 			t.Fatalf("mosquitto_pub: %v: %s", err, out)
 		}
 	}
@@ -328,23 +329,23 @@ func TestHomeAssistantLifecycle(t *testing.T) {
 	pub(stale, `{"name":"gone","device":{"identifiers":["clipd_ha"]},"origin":{"name":"clipd"}}`, true)
 	pub(foreign, `{"name":"zigbee","device":{"identifiers":["clipd_ha"]},"origin":{"name":"zigbee2mqtt"}}`, true)
 
-	sub := subscribe(t, b.connArgs(), "clipd/#", "homeassistant/#")
-	p, _ := newTestPublisher(t, testConfig(b.url(), "ha"), Options{BirthDelay: 100 * time.Millisecond})
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#", "homeassistant/#")
+	p, _ := newTestPublisher(t, testConfig(b.URL(), "ha"), Options{BirthDelay: 100 * time.Millisecond})
 	p.SetTargets(fleetCameras, fleetTargets)
 	p.PublishEvent(eventFor("ha"))
-	sub.waitPayload(stale, "", 10*time.Second)
+	sub.WaitPayload(stale, "", 10*time.Second)
 	doorSensor := "homeassistant/sensor/ha/front_door/config"
-	sub.wait("discovery", 10*time.Second, func(m msg) bool { return m.topic == doorSensor && len(m.payload) > 0 })
-	sub.wait("state", 10*time.Second, func(m msg) bool { return m.topic == "clipd/ha/front/door/state" })
+	sub.Wait("discovery", 10*time.Second, func(m mqtttest.Msg) bool { return m.Topic == doorSensor && len(m.Payload) > 0 })
+	sub.Wait("state", 10*time.Second, func(m mqtttest.Msg) bool { return m.Topic == "clipd/ha/front/door/state" })
 
-	configs := len(sub.all(doorSensor))
-	states := len(sub.all("clipd/ha/front/door/state"))
+	configs := len(sub.All(doorSensor))
+	states := len(sub.All("clipd/ha/front/door/state"))
 	pub("homeassistant/status", "online", false)
-	sub.wait("discovery again after the birth message", 10*time.Second, func(m msg) bool {
-		return len(sub.allLocked(doorSensor)) > configs
+	sub.Wait("discovery again after the birth message", 10*time.Second, func(m mqtttest.Msg) bool {
+		return len(sub.AllLocked(doorSensor)) > configs
 	})
-	sub.wait("state again after the birth message", 10*time.Second, func(m msg) bool {
-		return len(sub.allLocked("clipd/ha/front/door/state")) > states
+	sub.Wait("state again after the birth message", 10*time.Second, func(m mqtttest.Msg) bool {
+		return len(sub.AllLocked("clipd/ha/front/door/state")) > states
 	})
 
 	// A reload: the region is gone, front has a new label.
@@ -354,56 +355,44 @@ func TestHomeAssistantLifecycle(t *testing.T) {
 	}
 	for _, topic := range []string{doorSensor, "homeassistant/event/ha/front_door/config",
 		"homeassistant/image/ha/front_door/config", "clipd/ha/front/door/state"} {
-		sub.waitPayload(topic, "", 10*time.Second)
+		sub.WaitPayload(topic, "", 10*time.Second)
 	}
-	sub.wait("new event types", 10*time.Second, func(m msg) bool {
+	sub.Wait("new event types", 10*time.Second, func(m mqtttest.Msg) bool {
 		var ev haEvent
-		return m.topic == "homeassistant/event/ha/front/config" && json.Unmarshal(m.payload, &ev) == nil &&
+		return m.Topic == "homeassistant/event/ha/front/config" && json.Unmarshal(m.Payload, &ev) == nil &&
 			reflect.DeepEqual(ev.EventTypes, []string{"person", "car", "dog", "none"})
 	})
 
-	late := subscribe(t, b.connArgs(), "homeassistant/#")
-	if got := late.all(foreign); len(got) != 1 {
+	late := mqtttest.Subscribe(t, b.ConnArgs(), "homeassistant/#")
+	if got := late.All(foreign); len(got) != 1 {
 		t.Errorf("another program's config was touched: %v", got)
 	}
 	for _, topic := range []string{stale, doorSensor} {
-		if got := late.all(topic); len(got) != 0 {
+		if got := late.All(topic); len(got) != 0 {
 			t.Errorf("%s still retained: %v", topic, got)
 		}
 	}
-	if got := late.all("homeassistant/sensor/ha/front/config"); len(got) != 1 {
+	if got := late.All("homeassistant/sensor/ha/front/config"); len(got) != 1 {
 		t.Errorf("front's sensor not retained: %v", got)
 	}
-}
-
-// allLocked is all for use inside a wait predicate, which runs with the
-// subscriber's lock held.
-func (s *subscriber) allLocked(topic string) []msg {
-	var out []msg
-	for _, m := range s.msgs {
-		if m.topic == topic {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // Results go out only with publish_results, after the events queued
 // before them.
 func TestResults(t *testing.T) {
-	b := startBroker(t)
-	sub := subscribe(t, b.connArgs(), "clipd/#")
+	b := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#")
 	for _, enabled := range []bool{false, true} {
 		dev := fmt.Sprintf("r%v", enabled)
-		cfg := testConfig(b.url(), dev)
+		cfg := testConfig(b.URL(), dev)
 		cfg.PublishResults = enabled
 		p, _ := newTestPublisher(t, cfg, Options{})
 		p.SetTargets([]string{"front"}, []Target{{Camera: "front"}})
 		p.PublishResult("front", "", []byte(`{"seq":1,"top":[{"label":"person","score":0.9}]}`))
 		p.PublishEvent(state.Event{Camera: "front", Label: "person"})
-		sub.wait(dev+" event", 10*time.Second, func(m msg) bool { return m.topic == "clipd/"+dev+"/front/event" })
-		got := sub.all("clipd/" + dev + "/front/result")
-		if enabled && (len(got) != 1 || string(got[0].payload) != `{"seq":1,"top":[{"label":"person","score":0.9}]}`) {
+		sub.Wait(dev+" event", 10*time.Second, func(m mqtttest.Msg) bool { return m.Topic == "clipd/"+dev+"/front/event" })
+		got := sub.All("clipd/" + dev + "/front/result")
+		if enabled && (len(got) != 1 || string(got[0].Payload) != `{"seq":1,"top":[{"label":"person","score":0.9}]}`) {
 			t.Errorf("publish_results: got %v", got)
 		}
 		if !enabled && len(got) != 0 {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clipd/clipd/internal/mqtttest"
 )
 
 // testPKI is a CA made by openssl for the test, a server certificate for
@@ -58,11 +60,11 @@ func TestTLSAndCredentials(t *testing.T) {
 	const user, password = "clipd-user-7a1c", "pa55-Wörd-9f3e"
 	pki := makePKI(t)
 	passwd := filepath.Join(pki.dir, "passwd")
-	if out, err := exec.Command(lookTool(t, "mosquitto_passwd"), "-c", "-b", passwd, user, password).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mqtttest.LookTool(t, "mosquitto_passwd"), "-c", "-b", passwd, user, password).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
 	}
-	pwPort, certPort := freePort(t), freePort(t)
-	b := startBroker(t,
+	pwPort, certPort := mqtttest.FreePort(t), mqtttest.FreePort(t)
+	b := mqtttest.StartBroker(t,
 		fmt.Sprintf("listener %d 127.0.0.1", pwPort),
 		"cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
 		"allow_anonymous false", "password_file "+passwd,
@@ -70,7 +72,7 @@ func TestTLSAndCredentials(t *testing.T) {
 		"cafile "+pki.ca, "certfile "+pki.serverCert, "keyfile "+pki.serverKey,
 		"require_certificate true", "use_identity_as_username true",
 	)
-	sub := subscribe(t, b.connArgs(), "clipd/+/availability")
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/+/availability")
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "mqtt.password")
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
@@ -84,7 +86,7 @@ func TestTLSAndCredentials(t *testing.T) {
 		c.CAFile = pki.ca
 		return c
 	}
-	var logs []*syncBuffer
+	var logs []*mqtttest.SyncBuffer
 	var pubs []*Publisher
 	start := func(c Config) *Publisher {
 		p, l := newTestPublisher(t, c, Options{MaxBackoff: time.Second})
@@ -95,12 +97,12 @@ func TestTLSAndCredentials(t *testing.T) {
 	good := tlsConfig(pwPort, "tls-pw")
 	good.Username, good.PasswordFile = user, pwFile
 	start(good)
-	sub.waitPayload("clipd/tls-pw/availability", "online", 10*time.Second)
+	sub.WaitPayload("clipd/tls-pw/availability", "online", 10*time.Second)
 
 	withCert := tlsConfig(certPort, "tls-cert")
 	withCert.CertFile, withCert.KeyFile = pki.clientCert, pki.clientKey
 	start(withCert)
-	sub.waitPayload("clipd/tls-cert/availability", "online", 10*time.Second)
+	sub.WaitPayload("clipd/tls-cert/availability", "online", 10*time.Second)
 
 	wrong := tlsConfig(pwPort, "tls-wrong")
 	wrong.Username, wrong.PasswordFile = user, badFile
@@ -148,5 +150,5 @@ func TestTLSAndCredentials(t *testing.T) {
 			}
 		}
 	}
-	sub.waitPayload("clipd/tls-pw/availability", "offline", 5*time.Second)
+	sub.WaitPayload("clipd/tls-pw/availability", "offline", 5*time.Second)
 }

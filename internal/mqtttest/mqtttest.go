@@ -1,4 +1,8 @@
-package mqtt
+// Package mqtttest runs a real mosquitto Broker and a mosquitto_sub
+// Subscriber for tests (Debian's mosquitto and mosquitto-clients, which
+// `make deps` installs): the mqtt package's tests and the daemon's
+// end-to-end tests share them.
+package mqtttest
 
 import (
 	"bufio"
@@ -19,15 +23,12 @@ import (
 	"time"
 )
 
-// The tests run a real mosquitto (Debian's mosquitto and mosquitto-clients,
-// installed by `make deps`), started here on 127.0.0.1 and a free port.
-
-func lookTool(t testing.TB, name string) string {
+func LookTool(t testing.TB, name string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	// Debian installs the broker in /usr/sbin, which a user's PATH may lack.
+	// Debian installs the Broker in /usr/sbin, which a user's PATH may lack.
 	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
 		if p := filepath.Join(dir, name); fileExists(p) {
 			return p
@@ -37,9 +38,9 @@ func lookTool(t testing.TB, name string) string {
 	return ""
 }
 
-// diesWithTest makes the kernel kill a helper process when the test
-// binary dies, so that a crashed test leaves no broker running.
-func diesWithTest() *syscall.SysProcAttr {
+// DiesWithTest makes the kernel kill a helper process when the test
+// binary dies, so that a crashed test leaves no Broker running.
+func DiesWithTest() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
@@ -48,7 +49,7 @@ func fileExists(p string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-func freePort(t testing.TB) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,39 +59,40 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// syncBuffer collects a process's output for failure messages.
-type syncBuffer struct {
+// SyncBuffer collects a process's output for failure messages.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
 }
 
-type broker struct {
+// Broker is a mosquitto process on 127.0.0.1:Port.
+type Broker struct {
 	t      testing.TB
-	dir    string
-	port   int
+	Dir    string
+	Port   int
 	conf   string
-	log    *syncBuffer
+	log    *SyncBuffer
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-// startBroker runs mosquitto with a plain listener on a free port; extra
+// StartBroker runs mosquitto with a plain listener on a free port; extra
 // lines are appended to its configuration (more listeners, TLS).
-func startBroker(t testing.TB, extra ...string) *broker {
+func StartBroker(t testing.TB, extra ...string) *Broker {
 	t.Helper()
-	b := &broker{t: t, dir: t.TempDir(), port: freePort(t), log: &syncBuffer{}}
+	b := &Broker{t: t, Dir: t.TempDir(), Port: FreePort(t), log: &SyncBuffer{}}
 	name := "root"
 	if u, err := user.Current(); err == nil {
 		name = u.Username
@@ -99,12 +101,12 @@ func startBroker(t testing.TB, extra ...string) *broker {
 		// Each listener has its own authentication (the TLS test adds
 		// listeners that require a password or a client certificate).
 		"per_listener_settings true",
-		fmt.Sprintf("listener %d 127.0.0.1", b.port),
+		fmt.Sprintf("listener %d 127.0.0.1", b.Port),
 		"allow_anonymous true",
 		// Losing retained messages on a restart is the worst case the
 		// publisher must repair by republishing.
 		"persistence false",
-		// A subscriber in a test must not lose what the publisher sent.
+		// A Subscriber in a test must not lose what the publisher sent.
 		"max_queued_messages 0",
 		"max_inflight_messages 1000",
 		// When run as root mosquitto drops to this user; staying the
@@ -114,22 +116,22 @@ func startBroker(t testing.TB, extra ...string) *broker {
 		"log_type error", "log_type warning", "log_type notice",
 	}
 	lines = append(lines, extra...)
-	b.conf = filepath.Join(b.dir, "mosquitto.conf")
+	b.conf = filepath.Join(b.Dir, "mosquitto.conf")
 	if err := os.WriteFile(b.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.start()
-	t.Cleanup(b.stop)
+	b.Start()
+	t.Cleanup(b.Stop)
 	return b
 }
 
-func (b *broker) url() string { return fmt.Sprintf("mqtt://127.0.0.1:%d", b.port) }
+func (b *Broker) URL() string { return fmt.Sprintf("mqtt://127.0.0.1:%d", b.Port) }
 
-func (b *broker) start() {
+func (b *Broker) Start() {
 	b.t.Helper()
-	b.cmd = exec.Command(lookTool(b.t, "mosquitto"), "-c", b.conf)
+	b.cmd = exec.Command(LookTool(b.t, "mosquitto"), "-c", b.conf)
 	b.cmd.Stdout, b.cmd.Stderr = b.log, b.log
-	b.cmd.SysProcAttr = diesWithTest()
+	b.cmd.SysProcAttr = DiesWithTest()
 	if err := b.cmd.Start(); err != nil {
 		b.t.Fatal(err)
 	}
@@ -140,7 +142,7 @@ func (b *broker) start() {
 	}(b.cmd, b.exited)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.port), time.Second)
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.Port), time.Second)
 		if err == nil {
 			c.Close()
 			return
@@ -151,14 +153,14 @@ func (b *broker) start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto not listening on %d after 10s:\n%s", b.port, b.log)
+			b.t.Fatalf("mosquitto not listening on %d after 10s:\n%s", b.Port, b.log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// kill stops the broker with SIGKILL, as a crash would.
-func (b *broker) kill() {
+// kill stops the Broker with SIGKILL, as a crash would.
+func (b *Broker) Kill() {
 	if b.cmd == nil {
 		return
 	}
@@ -167,7 +169,7 @@ func (b *broker) kill() {
 	b.cmd = nil
 }
 
-func (b *broker) stop() {
+func (b *Broker) Stop() {
 	if b.cmd == nil {
 		return
 	}
@@ -181,37 +183,37 @@ func (b *broker) stop() {
 	b.cmd = nil
 }
 
-// msg is one message as mosquitto_sub printed it.
-type msg struct {
-	retained bool
-	topic    string
-	payload  []byte
+// Msg is one message as mosquitto_sub printed it.
+type Msg struct {
+	Retained bool
+	Topic    string
+	Payload  []byte
 }
 
-// subscriber is a mosquitto_sub process: an MQTT client that is not Paho,
-// reading what the publisher really put on the broker.
-type subscriber struct {
+// Subscriber is a mosquitto_sub process: an MQTT client that is not Paho,
+// reading what the publisher really put on the Broker.
+type Subscriber struct {
 	t      testing.TB
 	mu     sync.Mutex
 	cond   *sync.Cond
-	msgs   []msg
-	stderr *syncBuffer
+	msgs   []Msg
+	stderr *SyncBuffer
 	cmd    *exec.Cmd
 	args   []string
 }
 
 // subscribe starts mosquitto_sub on the topics and returns once it is
 // subscribed (it has seen a marker published after it started).
-func subscribe(t testing.TB, connArgs []string, topics ...string) *subscriber {
+func Subscribe(t testing.TB, connArgs []string, topics ...string) *Subscriber {
 	t.Helper()
-	s := &subscriber{t: t, stderr: &syncBuffer{}, args: connArgs}
+	s := &Subscriber{t: t, stderr: &SyncBuffer{}, args: connArgs}
 	s.cond = sync.NewCond(&s.mu)
 	args := append([]string{"-F", "%r %t %x", "-q", "1", "-t", "clipd-test/ready"}, connArgs...)
 	for _, tp := range topics {
 		args = append(args, "-t", tp)
 	}
-	s.cmd = exec.Command(lookTool(t, "mosquitto_sub"), args...)
-	s.cmd.SysProcAttr = diesWithTest()
+	s.cmd = exec.Command(LookTool(t, "mosquitto_sub"), args...)
+	s.cmd.SysProcAttr = DiesWithTest()
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -230,11 +232,11 @@ func subscribe(t testing.TB, connArgs []string, topics ...string) *subscriber {
 	marker := fmt.Sprintf("%d", time.Now().UnixNano())
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		pub := exec.Command(lookTool(t, "mosquitto_pub"), append([]string{"-t", "clipd-test/ready", "-m", marker}, connArgs...)...)
+		pub := exec.Command(LookTool(t, "mosquitto_pub"), append([]string{"-t", "clipd-test/ready", "-m", marker}, connArgs...)...)
 		if out, err := pub.CombinedOutput(); err != nil {
 			t.Fatalf("mosquitto_pub: %v: %s", err, out)
 		}
-		if s.waitQuiet(func(m msg) bool { return m.topic == "clipd-test/ready" && string(m.payload) == marker }, 200*time.Millisecond) {
+		if s.WaitQuiet(func(m Msg) bool { return m.Topic == "clipd-test/ready" && string(m.Payload) == marker }, 200*time.Millisecond) {
 			return s
 		}
 		if time.Now().After(deadline) {
@@ -243,7 +245,7 @@ func subscribe(t testing.TB, connArgs []string, topics ...string) *subscriber {
 	}
 }
 
-func (s *subscriber) read(r io.Reader, done chan struct{}) {
+func (s *Subscriber) read(r io.Reader, done chan struct{}) {
 	defer close(done)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
@@ -252,9 +254,9 @@ func (s *subscriber) read(r io.Reader, done chan struct{}) {
 		if len(f) < 2 {
 			continue
 		}
-		m := msg{retained: f[0] == "1", topic: f[1]}
+		m := Msg{Retained: f[0] == "1", Topic: f[1]}
 		if len(f) == 3 {
-			m.payload, _ = hex.DecodeString(f[2])
+			m.Payload, _ = hex.DecodeString(f[2])
 		}
 		s.mu.Lock()
 		s.msgs = append(s.msgs, m)
@@ -267,7 +269,7 @@ func (s *subscriber) read(r io.Reader, done chan struct{}) {
 }
 
 // waitQuiet waits up to d for a message matching pred, without failing.
-func (s *subscriber) waitQuiet(pred func(msg) bool, d time.Duration) bool {
+func (s *Subscriber) WaitQuiet(pred func(Msg) bool, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	timer := time.AfterFunc(d, func() {
 		s.mu.Lock()
@@ -291,10 +293,10 @@ func (s *subscriber) waitQuiet(pred func(msg) bool, d time.Duration) bool {
 }
 
 // wait fails the test unless a message matching pred arrives within d.
-func (s *subscriber) wait(what string, d time.Duration, pred func(msg) bool) msg {
+func (s *Subscriber) Wait(what string, d time.Duration, pred func(Msg) bool) Msg {
 	s.t.Helper()
-	var found msg
-	if !s.waitQuiet(func(m msg) bool {
+	var found Msg
+	if !s.WaitQuiet(func(m Msg) bool {
 		if pred(m) {
 			found = m
 			return true
@@ -307,27 +309,39 @@ func (s *subscriber) wait(what string, d time.Duration, pred func(msg) bool) msg
 }
 
 // waitPayload waits for a message on topic with exactly payload.
-func (s *subscriber) waitPayload(topic, payload string, d time.Duration) msg {
+func (s *Subscriber) WaitPayload(topic, payload string, d time.Duration) Msg {
 	s.t.Helper()
-	return s.wait(fmt.Sprintf("%q on %s", payload, topic), d, func(m msg) bool {
-		return m.topic == topic && string(m.payload) == payload
+	return s.Wait(fmt.Sprintf("%q on %s", payload, topic), d, func(m Msg) bool {
+		return m.Topic == topic && string(m.Payload) == payload
 	})
 }
 
 // all returns the messages so far on topic.
-func (s *subscriber) all(topic string) []msg {
+func (s *Subscriber) All(topic string) []Msg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []msg
+	var out []Msg
 	for _, m := range s.msgs {
-		if m.topic == topic {
+		if m.Topic == topic {
 			out = append(out, m)
 		}
 	}
 	return out
 }
 
-func (s *subscriber) dump() string {
+// AllLocked is All for use inside a Wait predicate, which runs with the
+// subscriber's lock held.
+func (s *Subscriber) AllLocked(topic string) []Msg {
+	var out []Msg
+	for _, m := range s.msgs {
+		if m.Topic == topic {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (s *Subscriber) dump() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b strings.Builder
@@ -336,23 +350,23 @@ func (s *subscriber) dump() string {
 			fmt.Fprintf(&b, "... %d more\n", len(s.msgs)-i)
 			break
 		}
-		p := string(m.payload)
+		p := string(m.Payload)
 		if len(p) > 120 {
-			p = p[:120] + "…(" + strconv.Itoa(len(m.payload)) + " bytes)"
+			p = p[:120] + "…(" + strconv.Itoa(len(m.Payload)) + " bytes)"
 		}
-		fmt.Fprintf(&b, "  retained=%v %s %s\n", m.retained, m.topic, p)
+		fmt.Fprintf(&b, "  retained=%v %s %s\n", m.Retained, m.Topic, p)
 	}
 	return b.String() + s.stderr.String()
 }
 
-func (b *broker) connArgs() []string {
-	return []string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.port)}
+func (b *Broker) ConnArgs() []string {
+	return []string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port)}
 }
 
-// link is a TCP forwarder between publishers and a broker that can be cut,
-// to make the broker unreachable without stopping it (subscribers on the
-// broker directly keep their subscriptions).
-type link struct {
+// Link is a TCP forwarder between publishers and a Broker that can be cut,
+// to make the Broker unreachable without stopping it (subscribers on the
+// Broker directly keep their subscriptions).
+type Link struct {
 	t      testing.TB
 	l      net.Listener
 	target string
@@ -361,20 +375,20 @@ type link struct {
 	conns  []net.Conn
 }
 
-func newLink(t testing.TB, target string) *link {
+func NewLink(t testing.TB, target string) *Link {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &link{t: t, l: l, target: target}
+	k := &Link{t: t, l: l, target: target}
 	go k.accept()
-	t.Cleanup(func() { l.Close(); k.setUp(false) })
+	t.Cleanup(func() { l.Close(); k.SetUp(false) })
 	return k
 }
 
-func (k *link) url() string { return "mqtt://" + k.l.Addr().String() }
+func (k *Link) URL() string { return "mqtt://" + k.l.Addr().String() }
 
-func (k *link) setUp(up bool) {
+func (k *Link) SetUp(up bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.up = up
@@ -386,7 +400,7 @@ func (k *link) setUp(up bool) {
 	}
 }
 
-func (k *link) accept() {
+func (k *Link) accept() {
 	for {
 		c, err := k.l.Accept()
 		if err != nil {
