@@ -18,6 +18,7 @@ var BoxColor = [3]byte{255, 0, 255}
 
 // scratch is the reusable memory of one encoding.
 type scratch struct {
+	thumb                       []byte
 	rgb, decoded, repaired, jpg []byte
 }
 
@@ -51,11 +52,10 @@ func Encode(f *frame.Frame, box *frame.Box, quality int) ([]byte, error) {
 }
 
 func (s *scratch) encode(f *frame.Frame, box *frame.Box, quality int) ([]byte, error) {
-	if err := f.Validate(); err != nil {
-		return nil, err
-	}
-	var img jpegturbo.Image
-	if f.Format == frame.MJPEG {
+	if f.Format == frame.MJPEG && box == nil {
+		if err := f.Validate(); err != nil {
+			return nil, err
+		}
 		jpg, err := jpegturbo.RepairMJPEG(s.repaired, f.Data)
 		if err != nil {
 			return nil, err
@@ -63,42 +63,20 @@ func (s *scratch) encode(f *frame.Frame, box *frame.Box, quality int) ([]byte, e
 		if len(jpg) > 0 && &jpg[0] != &f.Data[0] {
 			s.repaired = jpg
 		}
-		if box == nil {
-			// Not decoded, but a header that does not parse or disagrees
-			// with the frame's size is not saved as a picture.
-			hdr, err := jpegturbo.DecodeHeader(jpg)
-			if err != nil {
-				return nil, err
-			}
-			if (f.Width != 0 || f.Height != 0) && (hdr.Width != f.Width || hdr.Height != f.Height) {
-				return nil, fmt.Errorf("JPEG data is %dx%d, not the frame's size", hdr.Width, hdr.Height)
-			}
-			return jpg, nil
-		}
-		dec, err := jpegturbo.Decode(jpg, s.decoded)
+		// Not decoded, but a header that does not parse or disagrees with
+		// the frame's size is not saved as a picture.
+		hdr, err := jpegturbo.DecodeHeader(jpg)
 		if err != nil {
 			return nil, err
 		}
-		s.decoded = dec.Pix
-		if (f.Width != 0 || f.Height != 0) && (dec.Width != f.Width || dec.Height != f.Height) {
-			return nil, fmt.Errorf("JPEG data is %dx%d, not the frame's size", dec.Width, dec.Height)
+		if (f.Width != 0 || f.Height != 0) && (hdr.Width != f.Width || hdr.Height != f.Height) {
+			return nil, fmt.Errorf("JPEG data is %dx%d, not the frame's size", hdr.Width, hdr.Height)
 		}
-		img = dec
-		if dec.Channels == 1 {
-			// Grey to RGB, so that the outline has its colour.
-			s.rgb = grow(s.rgb, dec.Width*dec.Height*3)
-			for i, v := range dec.Pix[:dec.Width*dec.Height] {
-				s.rgb[3*i], s.rgb[3*i+1], s.rgb[3*i+2] = v, v, v
-			}
-			img = jpegturbo.Image{Width: dec.Width, Height: dec.Height, Channels: 3, Pix: s.rgb}
-		}
-	} else {
-		w, h := f.Width, f.Height
-		s.rgb = grow(s.rgb, w*h*3)
-		for y := 0; y < h; y++ {
-			copy(s.rgb[y*w*3:(y+1)*w*3], f.RowRGB(s.rgb[y*w*3:(y+1)*w*3], y, 0, w)[:w*3])
-		}
-		img = jpegturbo.Image{Width: w, Height: h, Channels: 3, Pix: s.rgb}
+		return jpg, nil
+	}
+	img, err := s.rgbImage(f)
+	if err != nil {
+		return nil, err
 	}
 	if box != nil {
 		if err := box.Within(img.Width, img.Height); err != nil {
@@ -113,6 +91,46 @@ func (s *scratch) encode(f *frame.Frame, box *frame.Box, quality int) ([]byte, e
 	}
 	s.jpg = jpg[:0]
 	return jpg, nil
+}
+
+// rgbImage is the frame as packed RGB pixels, in the scratch's buffers,
+// converted as preprocessing converts it (grey JPEGs spread to RGB, so
+// that an outline has its colour).
+func (s *scratch) rgbImage(f *frame.Frame) (jpegturbo.Image, error) {
+	if err := f.Validate(); err != nil {
+		return jpegturbo.Image{}, err
+	}
+	if f.Format != frame.MJPEG {
+		w, h := f.Width, f.Height
+		s.rgb = grow(s.rgb, w*h*3)
+		for y := 0; y < h; y++ {
+			copy(s.rgb[y*w*3:(y+1)*w*3], f.RowRGB(s.rgb[y*w*3:(y+1)*w*3], y, 0, w)[:w*3])
+		}
+		return jpegturbo.Image{Width: w, Height: h, Channels: 3, Pix: s.rgb}, nil
+	}
+	jpg, err := jpegturbo.RepairMJPEG(s.repaired, f.Data)
+	if err != nil {
+		return jpegturbo.Image{}, err
+	}
+	if len(jpg) > 0 && &jpg[0] != &f.Data[0] {
+		s.repaired = jpg
+	}
+	dec, err := jpegturbo.Decode(jpg, s.decoded)
+	if err != nil {
+		return jpegturbo.Image{}, err
+	}
+	s.decoded = dec.Pix
+	if (f.Width != 0 || f.Height != 0) && (dec.Width != f.Width || dec.Height != f.Height) {
+		return jpegturbo.Image{}, fmt.Errorf("JPEG data is %dx%d, not the frame's size", dec.Width, dec.Height)
+	}
+	if dec.Channels == 1 {
+		s.rgb = grow(s.rgb, dec.Width*dec.Height*3)
+		for i, v := range dec.Pix[:dec.Width*dec.Height] {
+			s.rgb[3*i], s.rgb[3*i+1], s.rgb[3*i+2] = v, v, v
+		}
+		return jpegturbo.Image{Width: dec.Width, Height: dec.Height, Channels: 3, Pix: s.rgb}, nil
+	}
+	return dec, nil
 }
 
 // outlineWidth scales the outline with the frame: 4 pixels at 720 lines,

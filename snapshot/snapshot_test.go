@@ -695,3 +695,56 @@ func TestOnWrittenGetsTheFileBytes(t *testing.T) {
 		t.Fatal("OnWritten was not called")
 	}
 }
+
+// Thumbnails: at most maxSide on the longer side, the box's part of the
+// frame, every format, and each pixel the mean of its square.
+func TestThumbnail(t *testing.T) {
+	w, h := 322, 181
+	for name, f := range frames(t, w, h) {
+		full := frameRGB(t, f)
+		for _, tc := range []struct {
+			box          *frame.Box
+			wantW, wantH int
+		}{
+			{nil, 80, 45}, // factor 5 (322/64 rounded up)
+			{&frame.Box{X1: 10, Y1: 20, X2: 138, Y2: 84}, 64, 32}, // 128x64 → factor 2
+			{&frame.Box{X1: 0, Y1: 0, X2: 40, Y2: 30}, 40, 30},    // small enough already
+		} {
+			jpg, err := Thumbnail(f, tc.box, 64, 90)
+			if err != nil {
+				t.Fatalf("%s %v: %v", name, tc.box, err)
+			}
+			img := decode(t, jpg)
+			if img.Width != tc.wantW || img.Height != tc.wantH {
+				t.Errorf("%s %v: %dx%d, want %dx%d", name, tc.box, img.Width, img.Height, tc.wantW, tc.wantH)
+				continue
+			}
+			// Compare with the mean of the frame's pixels, computed here.
+			b := frame.Full(w, h)
+			if tc.box != nil {
+				b = *tc.box
+			}
+			factor := (max(b.Dx(), b.Dy()) + 63) / 64
+			want := make([]byte, img.Width*img.Height*3)
+			for y := range img.Height {
+				for x := range img.Width {
+					for c := range 3 {
+						sum := 0
+						for dy := range factor {
+							for dx := range factor {
+								sum += int(full[((b.Y1+y*factor+dy)*w+b.X1+x*factor+dx)*3+c])
+							}
+						}
+						want[(y*img.Width+x)*3+c] = byte((sum + factor*factor/2) / (factor * factor))
+					}
+				}
+			}
+			if p := psnr(img.Pix, want); p < 30 {
+				t.Errorf("%s %v: thumbnail far from the averaged frame (PSNR %.1f dB)", name, tc.box, p)
+			}
+		}
+	}
+	if _, err := Thumbnail(frames(t, w, h)["rgb24"], &frame.Box{X1: 300, Y1: 0, X2: 400, Y2: 10}, 64, 90); err == nil {
+		t.Error("a box outside the frame was accepted")
+	}
+}

@@ -94,8 +94,8 @@ type job struct {
 	name           string
 	camera, region string
 	frame          *frame.Frame
-	box   *frame.Box
-	size  int64
+	box            *frame.Box
+	size           int64
 }
 
 type entry struct {
