@@ -706,7 +706,7 @@ func TestThumbnail(t *testing.T) {
 			box          *frame.Box
 			wantW, wantH int
 		}{
-			{nil, 80, 45}, // factor 5 (322/64 rounded up)
+			{nil, 53, 30}, // factor 6: 322/64 rounded up
 			{&frame.Box{X1: 10, Y1: 20, X2: 138, Y2: 84}, 64, 32}, // 128x64 → factor 2
 			{&frame.Box{X1: 0, Y1: 0, X2: 40, Y2: 30}, 40, 30},    // small enough already
 		} {
