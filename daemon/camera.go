@@ -13,6 +13,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/history"
 	"github.com/clipd/clipd/internal/lifecycle"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
@@ -39,6 +40,10 @@ type camera struct {
 	batcher *batcher
 	publish func(server.Event)
 	outputs *outputs
+	// history is the camera memory, nil when off; imageModel names the
+	// image model in its records.
+	history    *history.Store
+	imageModel string
 
 	// online is whether the source delivers (for MQTT's per-camera
 	// availability); last is the newest frame classified, for snapshot.
@@ -339,7 +344,8 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 			return
 		}
 		t.classified.Add(1)
-		c.observe(t, f, set, top[0])
+		changed := c.observe(t, f, set, top[0])
+		c.remember(t, f, t.boxFor(), rep.embeddings[i], set, top[0].Label, changed)
 		if float64(top[0].Score) < t.conf.Threshold {
 			t.belowThr.Add(1)
 			continue

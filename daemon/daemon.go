@@ -26,6 +26,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/history"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/preprocess"
@@ -72,9 +73,13 @@ type daemon struct {
 	labels   *labelsHub
 	outputs  *outputs
 	batcher  *batcher
-	server   *server.Server
-	gpu      *telemetry.Reader
-	started  time.Time
+	// history is the camera memory (nil when off); imageModel names the
+	// image model its records are made with.
+	history    *history.Store
+	imageModel string
+	server     *server.Server
+	gpu        *telemetry.Reader
+	started    time.Time
 
 	// classifyPre preprocesses the images of socket classify requests,
 	// which the server admits one at a time.
@@ -225,6 +230,9 @@ func (d *daemon) initialize(ctx context.Context) error {
 	if d.outputs, err = newOutputs(d.conf, d.opts.Version, d.log, d.publish); err != nil {
 		return err
 	}
+	if err := d.openHistory(); err != nil {
+		return err
+	}
 	pcfg := mod.PreprocessConfig()
 	pcfg.MaxPixels = d.conf.Socket.MaxImagePixels
 	d.classifyPre = preprocess.New(pcfg)
@@ -287,6 +295,7 @@ func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, 
 	c := &camera{
 		conf: cc, log: d.log.With("camera", cc.Name), targets: targetsOf(cc), hub: d.labels,
 		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish, outputs: d.outputs,
+		history: d.history, imageModel: d.imageModel,
 	}
 	for _, t := range c.targets {
 		hold := t.conf.StateHold
@@ -481,6 +490,9 @@ func (d *daemon) shutdown() {
 	}
 	if d.outputs != nil {
 		d.outputs.close()
+	}
+	if d.history != nil {
+		d.history.Close()
 	}
 	if d.server != nil {
 		d.server.Close()

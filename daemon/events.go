@@ -151,7 +151,7 @@ func (o *outputs) close() {
 // observe feeds one classified frame of a target to its state tracker and
 // sends the event when the state changed. A new label set (a reload) is
 // given to the tracker first: removing the current label ends that state.
-func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.Match) {
+func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.Match) (changed bool) {
 	t.mu.Lock()
 	var evs []state.Event
 	if set.Version != t.seenVersion || set.File != t.seenFile {
@@ -175,6 +175,19 @@ func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.
 		}
 		c.outputs.event(ev, f, b)
 	}
+	return len(evs) > 0
+}
+
+// boxFor is the target's box in the current frames, nil for the whole
+// frame.
+func (t *target) boxFor() *frame.Box {
+	if t.name.region == "" {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.box
+	return &b
 }
 
 // inheritStates carries the state trackers of the targets old shares with
@@ -188,6 +201,26 @@ func (c *camera) inheritStates(old *camera) {
 				t.tracker, t.seenVersion, t.seenFile = o.tracker, o.seenVersion, o.seenFile
 				o.mu.Unlock()
 			}
+		}
+	}
+}
+
+// status adds the outputs' counters to a status reply.
+func (o *outputs) status(st *server.Status) {
+	if o.snapshots != nil {
+		ss := o.snapshots.Stats()
+		st.Snapshots = &ss
+	}
+	if o.mqtt != nil {
+		ms := o.mqtt.Status()
+		st.MQTT = &ms
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.counts) > 0 {
+		st.Events = make(map[string]uint64, len(o.counts))
+		for t, n := range o.counts {
+			st.Events[t.String()] = n
 		}
 	}
 }

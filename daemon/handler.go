@@ -36,6 +36,11 @@ func (h handler) Status() any {
 		st.Cameras = append(st.Cameras, c.status())
 	}
 	st.Process = processStatus()
+	d.outputs.status(&st)
+	if d.history != nil {
+		hs := d.history.Status()
+		st.History = &hs
+	}
 	return st
 }
 
@@ -162,4 +167,8 @@ func (h handler) Snapshot(_ context.Context, name string) (any, error) {
 		return nil, err
 	}
 	return server.SnapshotReply{Camera: camName, Region: region, Seq: f.Seq, Time: f.Time, JPEG: jpeg}, nil
+}
+
+func (h handler) Search(ctx context.Context, req server.SearchRequest) (any, error) {
+	return h.d.search(ctx, req)
 }

@@ -254,6 +254,17 @@ func (c *conn) handle(line []byte, lineNo int) {
 			return
 		}
 		c.reply(cmd, data)
+	case "search":
+		if c.s.conf.Handler == nil {
+			c.replyError(cmd.ID, cmd.Cmd, "search is not available")
+			return
+		}
+		data, err := c.search(cmd)
+		if err != nil {
+			c.replyError(cmd.ID, cmd.Cmd, err.Error())
+			return
+		}
+		c.reply(cmd, data)
 	case "snapshot":
 		if c.s.conf.Handler == nil {
 			c.replyError(cmd.ID, cmd.Cmd, "snapshot is not available")
@@ -276,7 +287,7 @@ func (c *conn) handle(line []byte, lineNo int) {
 	}
 }
 
-const knownCommands = "subscribe, status, classify, snapshot"
+const knownCommands = "subscribe, status, classify, snapshot, search"
 
 // maxCommandName is longer than any command's name.
 const maxCommandName = 32
@@ -312,6 +323,37 @@ func (c *conn) classify(cmd Command) (any, error) {
 		}
 	}
 	return c.s.conf.Handler.Classify(c.ctx, req)
+}
+
+// search validates a search, reads its image like classify's, and runs it
+// (one at a time with classify: both may decode an image).
+func (c *conn) search(cmd Command) (any, error) {
+	req := SearchRequest{Text: cmd.Text, Image: cmd.Image, ImageB64: cmd.ImageB64, Label: cmd.Label,
+		Camera: cmd.Camera, Region: cmd.Region, Cameras: cmd.Cameras, Since: cmd.Since, Until: cmd.Until,
+		K: cmd.K, MinScore: cmd.MinScore, Frames: cmd.Frames}
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	select {
+	case c.s.classifying <- struct{}{}:
+		defer func() { <-c.s.classifying }()
+	case <-c.ctx.Done():
+		return nil, c.ctx.Err()
+	}
+	var err error
+	switch {
+	case req.Image != "":
+		req.ImageData, err = c.s.readImage(req.Image)
+	case req.ImageB64 != "":
+		req.ImageData, err = base64.StdEncoding.DecodeString(req.ImageB64)
+		if err != nil {
+			err = fmt.Errorf("image_b64: %v", err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c.s.conf.Handler.Search(c.ctx, req)
 }
 
 func classifyRequest(cmd Command) (ClassifyRequest, error) {

@@ -110,6 +110,16 @@ type Command struct {
 	Camera string   `json:"camera,omitempty"`
 	Labels []string `json:"labels,omitempty"`
 	TopK   int      `json:"top_k,omitempty"`
+	// Search, for "search": its fields beside the ones above (image,
+	// image_b64, camera, cameras); see SearchRequest.
+	Text     string   `json:"text,omitempty"`
+	Label    string   `json:"label,omitempty"`
+	Region   string   `json:"region,omitempty"`
+	Since    string   `json:"since,omitempty"`
+	Until    string   `json:"until,omitempty"`
+	K        int      `json:"k,omitempty"`
+	MinScore *float32 `json:"min_score,omitempty"`
+	Frames   bool     `json:"frames,omitempty"`
 }
 
 // ClassifyRequest is a validated "classify" command: exactly one of
@@ -132,6 +142,9 @@ type Handler interface {
 	// Snapshot returns the latest frame of a camera ("cam", or
 	// "cam/region" to outline the region) as a SnapshotReply.
 	Snapshot(ctx context.Context, target string) (any, error)
+	// Search runs a validated search of the camera memory; an image the
+	// request named is in ImageData.
+	Search(ctx context.Context, req SearchRequest) (any, error)
 }
 
 // SnapshotReply is the reply to {"cmd":"snapshot"}.

@@ -48,6 +48,10 @@ type testHandler struct {
 
 func (h *testHandler) Status() any { return map[string]any{"cameras": 2, "ok": true} }
 
+func (h *testHandler) Search(_ context.Context, req SearchRequest) (any, error) {
+	return map[string]any{"text": req.Text, "bytes": len(req.ImageData), "label": req.Label}, nil
+}
+
 func (h *testHandler) Snapshot(_ context.Context, target string) (any, error) {
 	if target != "front" {
 		return nil, errors.New("no camera " + Quote(target))

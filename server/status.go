@@ -2,6 +2,9 @@ package server
 
 import (
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/history"
+	"github.com/clipd/clipd/mqtt"
+	"github.com/clipd/clipd/snapshot"
 	"github.com/clipd/clipd/state"
 	"github.com/clipd/clipd/telemetry"
 )
@@ -21,6 +24,13 @@ type Status struct {
 	Reload *ReloadStatus `json:"reload,omitempty"`
 	// Process is what the daemon costs now.
 	Process ProcessStatus `json:"process"`
+	// The outputs, each absent when off.
+	Snapshots *snapshot.Stats `json:"snapshots,omitempty"`
+	MQTT      *mqtt.Status    `json:"mqtt,omitempty"`
+	History   *history.Status `json:"history,omitempty"`
+	// Events is how many state changes each target has had, by
+	// "camera" or "camera/region".
+	Events map[string]uint64 `json:"events,omitempty"`
 }
 
 // ProcessStatus is the daemon's own footprint.

@@ -68,13 +68,16 @@ type Config struct {
 type Stats struct {
 	// Written snapshots; Dropped because the queue was full; Failed to
 	// encode or write; Deleted to stay within the limits.
-	Written, Dropped, Failed, Deleted uint64
+	Written uint64 `json:"written"`
+	Dropped uint64 `json:"dropped"`
+	Failed  uint64 `json:"failed"`
+	Deleted uint64 `json:"deleted"`
 	// Files and Bytes are the snapshots in the directory now.
-	Files int
-	Bytes int64
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
 	// Queued snapshots wait to be written, holding QueuedBytes of frames.
-	Queued      int
-	QueuedBytes int64
+	Queued      int   `json:"queued"`
+	QueuedBytes int64 `json:"queued_bytes"`
 }
 
 // Errors of Save.

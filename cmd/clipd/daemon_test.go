@@ -271,10 +271,11 @@ top_k = 3
 }
 
 type resultLine struct {
-	Camera        string `json:"camera"`
-	Region        string `json:"region"`
-	Seq           uint64 `json:"seq"`
-	LabelsVersion uint64 `json:"labels_version"`
+	Camera        string    `json:"camera"`
+	Region        string    `json:"region"`
+	Seq           uint64    `json:"seq"`
+	Time          time.Time `json:"time"`
+	LabelsVersion uint64    `json:"labels_version"`
 	Top           []struct {
 		Label string  `json:"label"`
 		Score float64 `json:"score"`
