@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -109,6 +111,16 @@ func TestDaemonCameraMemory(t *testing.T) {
 	c = d.dial()
 	check(c, "red", server.Command{Text: "a photo of one red shape.", Since: "1h"}, "after restart")
 	collect(len(truth) + 50)
+
+	// clipd search prints the same as a table.
+	out, err := exec.Command(clipdBinary(t), "search", "--socket", d.socket, "--since", "1h", "--camera", "pat", "a photo of one red shape.").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "episode(s)") || !strings.Contains(string(out), "TARGET") || !strings.Contains(string(out), "pat ") {
+		t.Errorf("clipd search: %v\n%s", err, out)
+	}
+	out, err = exec.Command(clipdBinary(t), "search", "--socket", d.socket, "--label", "red", "--camera", "pat", "--json").CombinedOutput()
+	if err != nil || !json.Valid(out) {
+		t.Errorf("clipd search --json: %v\n%s", err, out)
+	}
 
 	// kill -9 while it writes: at most the torn tail is lost.
 	d.cmd.Process.Signal(syscall.SIGKILL)

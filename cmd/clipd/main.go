@@ -29,6 +29,7 @@ func commands() []command {
 		{"check", "validate a config file without starting", cmdCheck},
 		{"tail", "print the results a running daemon publishes", cmdTail},
 		{"status", "print a running daemon's status (cameras, rates, latencies, GPU)", cmdStatus},
+		{"search", "search a running daemon's camera memory by text, image or label", cmdSearch},
 		{"classify", "classify image files against a labels file", cmdClassify},
 		{"embed", "print L2-normalized embeddings of images and texts", cmdEmbed},
 		{"tokenize", "turn JSON strings (one per line) into 77 token ids", cmdTokenize},
