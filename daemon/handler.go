@@ -77,14 +77,7 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 		}
 		set = t.labels.current()
 	}
-	d.classifyMu.Lock()
-	tensor := make([]float32, d.classifyPre.TensorLen())
-	err := d.classifyPre.Image(req.ImageData, tensor)
-	d.classifyMu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	rep, err := d.batcher.Encode(ctx, tensor)
+	emb, err := d.imageEmbedding(ctx, req.ImageData)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +85,7 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 	if k == 0 {
 		k = 5
 	}
-	top, err := set.Top(rep.embeddings[0], k)
+	top, err := set.Top(emb, k)
 	if err != nil {
 		return nil, err
 	}

@@ -237,44 +237,12 @@ func (c *conn) handle(line []byte, lineNo int) {
 		}
 		c.filter.Store(sub)
 		c.reply(cmd, map[string]any{"cameras": cmd.Cameras})
-	case "status":
+	case "status", "classify", "search", "snapshot":
 		if c.s.conf.Handler == nil {
-			c.replyError(cmd.ID, cmd.Cmd, "status is not available")
+			c.replyError(cmd.ID, cmd.Cmd, cmd.Cmd+" is not available")
 			return
 		}
-		c.reply(cmd, c.s.conf.Handler.Status())
-	case "classify":
-		if c.s.conf.Handler == nil {
-			c.replyError(cmd.ID, cmd.Cmd, "classify is not available")
-			return
-		}
-		data, err := c.classify(cmd)
-		if err != nil {
-			c.replyError(cmd.ID, cmd.Cmd, err.Error())
-			return
-		}
-		c.reply(cmd, data)
-	case "search":
-		if c.s.conf.Handler == nil {
-			c.replyError(cmd.ID, cmd.Cmd, "search is not available")
-			return
-		}
-		data, err := c.search(cmd)
-		if err != nil {
-			c.replyError(cmd.ID, cmd.Cmd, err.Error())
-			return
-		}
-		c.reply(cmd, data)
-	case "snapshot":
-		if c.s.conf.Handler == nil {
-			c.replyError(cmd.ID, cmd.Cmd, "snapshot is not available")
-			return
-		}
-		if cmd.Camera == "" {
-			c.replyError(cmd.ID, cmd.Cmd, `missing "camera" (a camera, or "camera/region")`)
-			return
-		}
-		data, err := c.s.conf.Handler.Snapshot(c.ctx, cmd.Camera)
+		data, err := c.run(cmd)
 		if err != nil {
 			c.replyError(cmd.ID, cmd.Cmd, err.Error())
 			return
@@ -304,6 +272,33 @@ func checkID(id json.RawMessage) error {
 	return nil
 }
 
+// run answers a command that needs the Handler.
+func (c *conn) run(cmd Command) (any, error) {
+	switch cmd.Cmd {
+	case "status":
+		return c.s.conf.Handler.Status(), nil
+	case "classify":
+		return c.classify(cmd)
+	case "search":
+		return c.search(cmd)
+	}
+	if cmd.Camera == "" {
+		return nil, errors.New(`missing "camera" (a camera, or "camera/region")`)
+	}
+	return c.s.conf.Handler.Snapshot(c.ctx, cmd.Camera)
+}
+
+// exclusive waits for the one turn at reading and decoding an image that
+// the server gives at a time, and returns its release.
+func (c *conn) exclusive() (release func(), err error) {
+	select {
+	case c.s.classifying <- struct{}{}:
+		return func() { <-c.s.classifying }, nil
+	case <-c.ctx.Done():
+		return nil, c.ctx.Err()
+	}
+}
+
 // classify reads the request's image (confined to ClassifyDirs when it
 // is a path) and runs it, one request at a time across all clients.
 func (c *conn) classify(cmd Command) (any, error) {
@@ -311,12 +306,11 @@ func (c *conn) classify(cmd Command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case c.s.classifying <- struct{}{}:
-		defer func() { <-c.s.classifying }()
-	case <-c.ctx.Done():
-		return nil, c.ctx.Err()
+	release, err := c.exclusive()
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	if req.ImagePath != "" {
 		if req.ImageData, err = c.s.readImage(req.ImagePath); err != nil {
 			return nil, err
@@ -334,13 +328,11 @@ func (c *conn) search(cmd Command) (any, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	select {
-	case c.s.classifying <- struct{}{}:
-		defer func() { <-c.s.classifying }()
-	case <-c.ctx.Done():
-		return nil, c.ctx.Err()
+	release, err := c.exclusive()
+	if err != nil {
+		return nil, err
 	}
-	var err error
+	defer release()
 	switch {
 	case req.Image != "":
 		req.ImageData, err = c.s.readImage(req.Image)
