@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/suggest"
 	toml "github.com/pelletier/go-toml/v2"
 )
 
@@ -111,7 +113,9 @@ func decodeErrors(err error, file string, pos *positions) ErrorList {
 		var errs ErrorList
 		for i := range strict.Errors {
 			e := &strict.Errors[i]
-			errs = append(errs, fromDecodeError(e, file, pos, "unknown key"))
+			err := fromDecodeError(e, file, pos, "")
+			err.Msg = unknownKey(strings.Split(withoutIndexes(err.Key), "."))
+			errs = append(errs, err)
 		}
 		return errs
 	}
@@ -120,6 +124,55 @@ func decodeErrors(err error, file string, pos *positions) ErrorList {
 		return ErrorList{fromDecodeError(de, file, pos, friendlyTypeError(strings.TrimPrefix(de.Error(), "toml: ")))}
 	}
 	return ErrorList{{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}}
+}
+
+// unknownKey says that the last part of key is not a key of its table,
+// and which one was probably meant.
+func unknownKey(key []string) string {
+	if len(key) == 0 {
+		return "unknown key"
+	}
+	if near, ok := suggest.Closest(key[len(key)-1], knownKeys(key[:len(key)-1])); ok {
+		return fmt.Sprintf("unknown key (did you mean %s?)", near)
+	}
+	return "unknown key"
+}
+
+// knownKeys lists the keys of the table at path (array indexes left out,
+// as go-toml gives them), read from the file* types' toml tags, so that a
+// key added there is suggested without being listed twice.
+func knownKeys(path []string) []string {
+	t := reflect.TypeOf(fileConfig{})
+	for _, part := range path {
+		next := reflect.Type(nil)
+		for i := range t.NumField() {
+			if f := t.Field(i); tomlName(f) == part {
+				next = f.Type
+			}
+		}
+		for next != nil && (next.Kind() == reflect.Slice || next.Kind() == reflect.Pointer) {
+			next = next.Elem()
+		}
+		if next == nil || next.Kind() != reflect.Struct {
+			return nil
+		}
+		t = next
+	}
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		if name := tomlName(t.Field(i)); name != "" {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
 }
 
 var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\w+) into .* of type \*?(\w+)$`)
@@ -141,7 +194,7 @@ func friendlyTypeError(msg string) string {
 func fromDecodeError(de *toml.DecodeError, file string, pos *positions, msg string) *Error {
 	line, _ := de.Position()
 	key := strings.Join(de.Key(), ".")
-	if p, ok := pos.pathAt[line]; ok {
+	if p, ok := pos.pathAt(line, key); ok {
 		key = p
 	}
 	return &Error{File: file, Line: line, Key: key, Msg: msg}
