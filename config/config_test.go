@@ -385,3 +385,50 @@ func BenchmarkParseExample(b *testing.B) {
 		}
 	}
 }
+
+// Inspect keeps going where Load refuses: a bad value and a missing label
+// file are both reported, the rest of the configuration is usable, and
+// later problems can be located in the file.
+func TestInspectReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clipd.toml")
+	writeFile(t, path, "[model]\nbundle = \"models/x\"\n\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"nope.labels\"\nfps = 0\n"+
+		"[[camera]]\nname = \"b\"\nsource = \"/dev/video7\"\nlabels = \"b.labels\"\n")
+	writeFile(t, filepath.Join(dir, "b.labels"), "x\n")
+	doc, err := Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		path + ":8: camera[0].fps: must be between 1 and 240, got 0",
+		path + ":7: camera[0].labels: label file " + filepath.Join(dir, "nope.labels") + ": no such file or directory",
+	}
+	if got := strings.Split(doc.Problems.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("problems:\n%s\nwant:\n%s", doc.Problems, strings.Join(want, "\n"))
+	}
+	if !doc.Failed("camera[0]") || !doc.Failed("camera[0].fps") || doc.Failed("camera[1]") || doc.Failed("model.bundle") {
+		t.Error("Failed does not match the problems")
+	}
+	if got := doc.Config.Cameras[1].Source; got != "/dev/video7" {
+		t.Errorf("camera b's source %q", got)
+	}
+	if got := doc.At("model.bundle", "gone").Error(); got != path+":2: model.bundle: gone" {
+		t.Errorf("At a written key: %s", got)
+	}
+	// A key left to its default is placed at its table's header.
+	if got := doc.At("camera[1].fps", "x").Error(); got != path+":9: camera[1].fps: x" {
+		t.Errorf("At a default key: %s", got)
+	}
+	if got := doc.At("socket.path", "x").Error(); got != path+": socket.path: x" {
+		t.Errorf("At a key of a table not written: %s", got)
+	}
+	// Load refuses the same file with the same list.
+	if _, err := Load(path); err == nil || err.Error() != doc.Problems.Error() {
+		t.Errorf("Load: %v", err)
+	}
+	// What is not TOML of the right shape leaves nothing to inspect.
+	writeFile(t, path, "[model]\nbundle = 3\n")
+	if doc, err := Inspect(path); err == nil || doc != nil || !strings.Contains(err.Error(), ":2: model.bundle: must be a string") {
+		t.Errorf("Inspect of a wrong type: %v, %v", doc, err)
+	}
+}

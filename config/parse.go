@@ -99,7 +99,9 @@ func parse(data []byte, name string) (*Config, *positions, error) {
 	v := validator{file: name, pos: pos, dir: filepath.Dir(name)}
 	cfg := v.build(&raw)
 	if len(v.errs) > 0 {
-		return nil, pos, v.errs
+		// The configuration is returned too, for clipd check: the keys
+		// without a problem are valid and can be checked further.
+		return cfg, pos, v.errs
 	}
 	return cfg, pos, nil
 }
@@ -210,16 +212,7 @@ type validator struct {
 // fail records a problem with key; a key absent from the file is reported
 // at the line of its table header, when there is one.
 func (v *validator) fail(key, format string, args ...any) {
-	line := v.pos.line(key)
-	for k := key; line == 0 && k != ""; {
-		i := strings.LastIndexByte(k, '.')
-		if i < 0 {
-			break
-		}
-		k = k[:i]
-		line = v.pos.line(k)
-	}
-	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, &Error{File: v.file, Line: v.pos.near(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) resolve(p string) string {

@@ -47,6 +47,21 @@ var indexes = regexp.MustCompile(`\[[0-9]+\]`)
 
 func withoutIndexes(path string) string { return indexes.ReplaceAllString(path, "") }
 
+// near is the line of path or, when path is not written in the file, of
+// the table that holds it (0 when neither is).
+func (p *positions) near(path string) int {
+	line := p.line(path)
+	for k := path; line == 0 && k != ""; {
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+		line = p.line(k)
+	}
+	return line
+}
+
 func (p *positions) line(path string) int {
 	if p == nil {
 		return 0
