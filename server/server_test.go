@@ -440,6 +440,38 @@ func TestPathTooLong(t *testing.T) {
 	}
 }
 
+// CheckPath refuses what New would, before anything is created: New
+// itself asks it first.
+func TestCheckPath(t *testing.T) {
+	dir := sockDir(t)
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(dir, "c.sock"):                    "",
+		filepath.Join(dir, "run", "clipd", "c.sock"):    "", // created by New
+		"/" + strings.Repeat("d", 101) + "/c.sock":      "is 109 bytes; unix sockets allow at most 107",
+		filepath.Join(file, "c.sock"):                   file + " is not a directory",
+		filepath.Join(file, "run", "c.sock"):            file + " is not a directory",
+		"/" + strings.Repeat("d", 93) + "/abcdefg.sock": "leaves no room for a temporary name",
+	} {
+		err := CheckPath(path)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("CheckPath(%s) = %v, want %q", path, err, want)
+		}
+		if want == "" {
+			continue
+		}
+		if _, err := New(Config{Path: path}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New(%s) = %v, want %q", path, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+		t.Error("CheckPath created the socket's directory")
+	}
+}
+
 func TestSocketModeGroupAndRemoval(t *testing.T) {
 	dir := filepath.Join(sockDir(t), "run", "clipd") // parent dirs created
 	path := filepath.Join(dir, "c.sock")
