@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,8 +30,8 @@ func TestEmptyFileIsDefault(t *testing.T) {
 	}
 }
 
-// The example documents every default: it must decode to Default() plus the
-// two example cameras it declares.
+// The example documents every default: it must decode to Default() plus
+// the synthetic camera it runs, wherever it is installed.
 func TestExampleIsDefaultPlusCameras(t *testing.T) {
 	data, err := os.ReadFile("clipd.example.toml")
 	if err != nil {
@@ -41,7 +42,49 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := defaultResolved("/etc/clipd")
-	want.Cameras = []Camera{
+	want.Cameras = []Camera{{
+		Name: "demo", Source: "pattern?hold=10&shapes=1", Format: "auto", Width: 480, Height: 480, FPS: 10,
+		Labels: "/etc/clipd/labels/demo.labels", ClassifyEvery: 500 * time.Millisecond, TopK: 3, Threshold: 0,
+	}}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("example:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// exampleCameras are the commented-out [[camera]] tables of the example,
+// uncommented: "# [[camera]]" and the "# key = value" lines after it.
+func exampleCameras(t *testing.T) string {
+	data, err := os.ReadFile("clipd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case line == "# [[camera]]":
+			in = true
+			out.WriteString("[[camera]]\n")
+		case in && exampleKeyLine.MatchString(line):
+			out.WriteString(strings.TrimPrefix(line, "# ") + "\n")
+		default:
+			in = false
+		}
+	}
+	return out.String()
+}
+
+var exampleKeyLine = regexp.MustCompile(`^# [a-z_]+ = `)
+
+// The commented-out cameras are valid as they stand once uncommented, and
+// the first spells out every camera key with its default.
+func TestExampleCommentedCameras(t *testing.T) {
+	doc := exampleCameras(t)
+	cfg, err := Parse([]byte(doc), "/etc/clipd/clipd.toml")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	want := []Camera{
 		{
 			Name: "front", Source: "/dev/video0", Format: "auto", Width: 1280, Height: 720, FPS: 30,
 			Labels: "/etc/clipd/labels/home.labels", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0,
@@ -52,15 +95,48 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 			Labels: "/etc/clipd/labels/cifar10.labels", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25,
 		},
 	}
-	if !reflect.DeepEqual(cfg, want) {
-		t.Fatalf("example:\n got %+v\nwant %+v", cfg, want)
+	if !reflect.DeepEqual(cfg.Cameras, want) {
+		t.Fatalf("example cameras:\n got %+v\nwant %+v", cfg.Cameras, want)
 	}
-	// The first camera spells out every camera default explicitly.
-	noDefaults := want.Cameras[0]
+	noDefaults := want[0]
 	noDefaults.Name, noDefaults.Source, noDefaults.Labels = "", "", ""
 	if (noDefaults != Camera{Format: DefaultCameraFormat, Width: 1280, Height: 720,
 		FPS: DefaultCameraFPS, ClassifyEvery: DefaultClassifyEvery, TopK: DefaultTopK, Threshold: DefaultCameraThreshold}) {
 		t.Fatalf("example camera front does not show the defaults: %+v", noDefaults)
+	}
+	front := doc[:strings.Index(doc[1:], "[[camera]]")+1]
+	for _, key := range knownKeys([]string{"camera"}) {
+		if !strings.Contains(front, "\n"+key+" = ") && !isTable(key) {
+			t.Errorf("the example camera front does not show key %s", key)
+		}
+	}
+}
+
+// isTable says whether a camera key is a table of its own ([[camera.x]]),
+// which the key lines of the example do not show.
+func isTable(key string) bool {
+	t := reflect.TypeOf(fileCamera{})
+	for i := range t.NumField() {
+		if f := t.Field(i); tomlName(f) == key {
+			ft := f.Type
+			for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			return ft.Kind() == reflect.Struct
+		}
+	}
+	return false
+}
+
+// The example, as it stands in the repository, names files that exist
+// there: its labels and models are links to examples/labels and models.
+func TestExampleResolvesInTheRepository(t *testing.T) {
+	cfg, err := Load("clipd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Model.Bundle, "config.json")); err != nil {
+		t.Errorf("the example's bundle: %v", err)
 	}
 }
 
