@@ -17,8 +17,6 @@ import (
 
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/daemon"
-	"github.com/clipd/clipd/labels"
-	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/server"
 )
 
@@ -68,34 +66,6 @@ func newLogger(conf config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
-}
-
-// cmdCheck validates a config file and what it points at: the model bundle
-// and every labels file.
-func cmdCheck(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "--config FILE", stderr)
-	path := fs.String("config", "", "config file")
-	if err := parseNoArgs(fs, args, path); err != nil {
-		return err
-	}
-	conf, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	if _, _, err := model.Check(conf.Model.Bundle); err != nil {
-		errs = append(errs, fmt.Errorf("%s: model.bundle: %w", *path, err))
-	}
-	for _, cam := range conf.Cameras {
-		if _, err := labels.Load(cam.Labels); err != nil {
-			errs = append(errs, fmt.Errorf("camera %q: %w", cam.Name, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: OK (%d camera(s), model %s)\n", *path, len(conf.Cameras), conf.Model.Bundle)
-	return nil
 }
 
 func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {

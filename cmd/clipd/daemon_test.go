@@ -624,16 +624,3 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 	}
 	d.stop()
 }
-
-func TestCheckRejectsBadConfig(t *testing.T) {
-	dir := testDir(t)
-	path := filepath.Join(dir, "bad.toml")
-	writeFile(t, path, "[model]\nbundle = \"x\"\n\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"l\"\nfps = 0\n")
-	out, err := exec.Command(clipdBinary(t), "check", "--config", path).CombinedOutput()
-	if err == nil {
-		t.Fatalf("clipd check accepted a bad config:\n%s", out)
-	}
-	if want := path + ":8: camera[0].fps:"; !strings.Contains(string(out), want) {
-		t.Errorf("clipd check output does not name %q:\n%s", want, out)
-	}
-}
