@@ -187,6 +187,41 @@ func TestSubscribeFilter(t *testing.T) {
 	}
 }
 
+// A camera's state change is a "camera" line, for that camera's
+// subscribers, and is not dropped for a slow client like results are.
+func TestCameraStateMessage(t *testing.T) {
+	s := startServer(t, Config{ClientQueue: 4})
+	front, back := dial(t, s), dial(t, s)
+	if err := back.Subscribe([]string{"back"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Publish(&CameraState{Camera: "front", State: CameraRetrying, Error: "open /dev/video9: no such file or directory"})
+	for seq := uint64(1); seq <= 20; seq++ {
+		s.Publish(result("front", seq))
+	}
+	s.Publish(&CameraState{Camera: "back", State: CameraRunning})
+	var lines []string
+	for {
+		m := next(t, front)
+		if m.Type == "camera" {
+			lines = append(lines, string(m.Raw))
+			if m.Camera == "back" {
+				break
+			}
+		}
+	}
+	want := []string{
+		`{"type":"camera","camera":"front","state":"retrying","error":"open /dev/video9: no such file or directory"}`,
+		`{"type":"camera","camera":"back","state":"running"}`,
+	}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("camera lines\n%q\nwant\n%q", lines, want)
+	}
+	if m := next(t, back); string(m.Raw) != want[1] {
+		t.Errorf("the back-only client got %s first", m.Raw)
+	}
+}
+
 // A client that never reads must lose its oldest results, be told how many,
 // and neither slow Publish nor starve a client that keeps up.
 func TestSlowClientDropsOldestFastClientGetsAll(t *testing.T) {
