@@ -56,6 +56,8 @@ type camera struct {
 	rate      rateMeter
 
 	loop *lifecycle.Loop // nil while halted
+
+	health health
 }
 
 // start runs the camera's loop on src.
@@ -108,13 +110,19 @@ type prepared struct {
 // loop, so the encoder never waits for preprocessing. A frame waits at most
 // one encoder call; the source keeps only the newest frame meanwhile.
 func (c *camera) run(ctx context.Context, src capture.Source) {
+	ctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	free := make(chan []float32, 2)
 	for range cap(free) {
 		free <- make([]float32, c.pre.TensorLen())
 	}
 	ready := make(chan prepared)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.watchSource(ctx, src)
+	}()
 	go func() {
 		defer wg.Done()
 		defer close(ready)
@@ -124,6 +132,9 @@ func (c *camera) run(ctx context.Context, src capture.Source) {
 		c.classify(ctx, p)
 		free <- p.tensor
 	}
+	// prepare has returned (the context ended, or the source); so must
+	// watchSource.
+	stopWatch()
 	wg.Wait()
 }
 
@@ -170,13 +181,14 @@ func (c *camera) nextFrame(ctx context.Context, src capture.Source, lastClassifi
 		f, err := src.Next(ctx)
 		switch {
 		case err == nil:
+			c.sawFrame(src, f.Time)
 		case errors.Is(err, io.EOF):
-			c.log.Info("source ended", "source", c.conf.Source)
+			c.setState(server.CameraEnded, "")
 			return nil, err
 		case ctx.Err() != nil, errors.Is(err, capture.ErrClosed):
 			return nil, err
 		default:
-			c.log.Warn("capture failed", "err", err)
+			c.setState(server.CameraRetrying, err.Error())
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -286,22 +298,26 @@ func (c *camera) status() server.CameraStatus {
 		st = src.Stats()
 	}
 	s := server.CameraStatus{
-		Name: c.conf.Name, Source: c.conf.Source,
-		Width: st.Width, Height: st.Height,
+		Name: c.conf.Name, Source: c.conf.Source, State: c.stateNow(),
+		Width: st.Width, Height: st.Height, CaptureFPS: c.captureFPS(st.Captured),
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
 		Corrupt: st.Corrupt + c.badFrames.Load(), BelowThresh: c.belowThr.Load(),
-		LabelsFile: c.conf.Labels,
+		LabelsFile: c.conf.Labels, LabelsError: c.health.labelsError(),
 	}
 	if st.Format != 0 {
 		s.Format = st.Format.String()
+	}
+	if !st.LastErrorTime.IsZero() {
+		s.LastErrorTime = st.LastErrorTime.UTC().Format(time.RFC3339)
 	}
 	if set := c.watcher.Current(c.conf.Labels); set != nil {
 		s.LabelsVersion, s.Labels = set.Version, len(set.Labels)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.FPS = c.rate.perSecond(time.Now())
+	s.ClassifiedPerS = c.rate.perSecond(time.Now())
+	s.FPS = s.ClassifiedPerS
 	if len(c.latencies) > 0 {
 		s.LatencyMS = make(map[string]server.LatencySummary)
 		for stage, w := range c.latencies {

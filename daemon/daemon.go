@@ -129,7 +129,6 @@ func Run(ctx context.Context, opts Options) error {
 
 	systemd.Ready()
 	d.setStatus()
-	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.cameraNames()), "backend", d.model.Encoder.Backend())
 
 	var wd *systemd.Watchdog
 	if interval, ok := systemd.WatchdogInterval(); ok {
@@ -241,6 +240,10 @@ func (d *daemon) initialize(ctx context.Context) error {
 	if d.server, err = server.New(sc); err != nil {
 		return err
 	}
+	// Clients may connect from here on (hello lists the cameras still
+	// starting); each camera logs "camera started" once its source
+	// delivers.
+	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.conf.Cameras), "backend", mod.Encoder.Backend())
 	for _, cc := range d.conf.Cameras {
 		status("starting camera " + cc.Name)
 		c, err := d.prepareCamera(ctx, cc)
@@ -264,18 +267,20 @@ func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, 
 		return nil, err
 	}
 	log := d.log.With("camera", cc.Name)
+	c := &camera{conf: cc, log: log, batcher: d.batcher, publish: d.publish}
 	watcher, err := labels.NewWatcher(ctx, labels.WatcherConfig{
 		Files:    []string{cc.Labels},
 		Embedder: d.embedder,
-		OnEvent:  func(ev labels.Event) { d.labelsEvent(cc.Name, log, ev) },
+		OnEvent: func(ev labels.Event) {
+			c.health.noteLabels(ev)
+			d.labelsEvent(cc.Name, log, ev)
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &camera{
-		conf: cc, log: log, watcher: watcher,
-		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish,
-	}, nil
+	c.watcher, c.pre = watcher, d.model.NewPreprocessor()
+	return c, nil
 }
 
 // swapIn starts c in place of old (nil for a new camera), stopping old
@@ -315,7 +320,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 	d.mu.Lock()
 	d.cameras[c.conf.Name] = c
 	d.mu.Unlock()
-	c.log.Info("camera started", "source", c.conf.Source, "labels", c.conf.Labels)
+	c.log.Debug("source opened; waiting for its first frame", "source", c.conf.Source)
 	return nil
 }
 
