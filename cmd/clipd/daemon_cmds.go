@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,35 +130,6 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 		printEvent(stdout, ev)
 	}
-}
-
-func cmdStatus(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "[--socket PATH]", stderr)
-	path := fs.String("socket", server.DefaultPath, "the daemon's socket")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	c, err := server.Dial(*path)
-	if err != nil {
-		return fmt.Errorf("is clipd running? %w", err)
-	}
-	defer c.Close()
-	reply, err := c.Command(server.Command{Cmd: "status"})
-	if err != nil {
-		return err
-	}
-	// Re-encoded rather than indented, so that "&" in sources prints as
-	// itself and not as \u0026; UseNumber keeps the counters exact.
-	dec := json.NewDecoder(bytes.NewReader(reply.Data))
-	dec.UseNumber()
-	var data any
-	if err := dec.Decode(&data); err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(data)
 }
 
 type multiFlag []string

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -597,8 +598,14 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 
 	// The socket serves while cameras are still starting: wait for a result.
 	nextOf(t, d.dial(), "result", 20*time.Second)
-	out, err := exec.Command(clipdBinary(t), "status", "--socket", d.socket).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"name": "pat"`) || !strings.Contains(string(out), `"gpu"`) {
+	out, err := exec.Command(clipdBinary(t), "status", "--socket", d.socket, "--json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"name": "pat"`) || !strings.Contains(string(out), `"gpu"`) ||
+		!strings.Contains(string(out), `"state": "running"`) || !strings.Contains(string(out), `"source": "pattern?hold=2&seed=900000&shapes=1"`) {
+		t.Errorf("clipd status --json: %v\n%s", err, out)
+	}
+	out, err = exec.Command(clipdBinary(t), "status", "--socket", d.socket).CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^pat +running +rgb24 +240x240 +[0-9.]+/s +[0-9.]+/s +[0-9]+ +[0-9.]+/[0-9.]+ ms$`).Match(out) ||
+		!strings.Contains(string(out), "pat  source  pattern?hold=2&seed=900000&shapes=1") {
 		t.Errorf("clipd status: %v\n%s", err, out)
 	}
 
