@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -628,6 +629,73 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 	_, err = c.Command(server.Command{Cmd: "classify", Image: "/etc/passwd", Labels: []string{"a"}})
 	if err == nil || !strings.Contains(err.Error(), "not under a directory this daemon reads images from") {
 		t.Errorf("classify of a file outside classify_dirs: %v", err)
+	}
+	d.stop()
+}
+
+// clipd tail shows a camera whose device is missing as a camera line,
+// whether it connected before the camera went to retrying or after; the
+// daemon's log never calls that camera started.
+func TestTailShowsACameraThatIsDown(t *testing.T) {
+	dir := testDir(t)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	const device = "/dev/clipd-test-absent"
+	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, "")+
+		fmt.Sprintf("[[camera]]\nname = \"gone\"\nsource = %q\nlabels = %q\n", device, labels))
+	for _, when := range []string{"at once", "later"} {
+		if when == "later" {
+			// By now the missing camera is retrying: status shows it.
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(d.logs.String(), "camera waiting for its source") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the missing camera was never said to wait:\n%s", d.logs.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		cmd := exec.Command(clipdBinary(t), "tail", "--socket", d.socket)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		// The line wraps at 80 columns: compare words.
+		want := "camera gone retrying: open " + device + ": no such file or directory"
+		var seen []string
+		timeout := time.After(30 * time.Second)
+	read:
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("tail (%s) ended without %q:\n%s", when, want, strings.Join(seen, "\n"))
+				}
+				seen = append(seen, line)
+				last := seen[max(0, len(seen)-3):]
+				if strings.Contains(strings.Join(strings.Fields(strings.Join(last, " ")), " "), want) {
+					break read
+				}
+			case <-timeout:
+				t.Fatalf("tail (%s) did not show %q:\n%s", when, want, strings.Join(seen, "\n"))
+			}
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	logs := d.logs.String()
+	if strings.Contains(logs, `camera started" camera=gone`) || !strings.Contains(logs, `camera started" camera=pat`) {
+		t.Errorf("want camera started for pat only:\n%s", logs)
 	}
 	d.stop()
 }
