@@ -508,3 +508,22 @@ func TestInspectReportsEveryProblem(t *testing.T) {
 		t.Errorf("Inspect of a wrong type: %v, %v", doc, err)
 	}
 }
+
+// The README's configuration table names every key (tables of their own,
+// like a camera's subtables, are documented with their keys elsewhere).
+func TestREADMEListsEveryKey(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range knownKeys(nil) {
+		for _, key := range knownKeys([]string{table}) {
+			if table == "camera" && isTable(key) {
+				continue
+			}
+			if !strings.Contains(string(readme), "`"+table+"."+key+"`") {
+				t.Errorf("README.md's configuration table lacks %s.%s", table, key)
+			}
+		}
+	}
+}
