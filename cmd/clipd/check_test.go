@@ -106,9 +106,9 @@ labels = "ok.labels"
 			files: map[string]string{"ok.labels": demoLabels},
 			want: []string{
 				"%CONF%:7: camera[0].source: warning: device /dev/video-clipd-test-absent does not exist now; clipd waits for it",
-				// The demo model's input is 64x64: 1280x720 becomes
-				// 114x64, of which the centre 64 columns are 719/1280 of
-				// the frame's width... rounded to whole frame pixels.
+				// The demo model's input is 64x64: at that size the
+				// centre crop's edges fall between frame pixels, and it
+				// reads a little more than the 720 columns of 224.
 				"front: 1280x720 → centre 725x720 classified (57 % of the frame), if the device takes that size",
 				"door: the stream's own size, not known until it plays → its centre square classified",
 				"demo: 480x480 → all of it classified (100 % of the frame)",
