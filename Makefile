@@ -35,7 +35,7 @@ DEBIAN_PACKAGES := gcc libc6-dev pkg-config make git ca-certificates \
 
 GO_LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test test-go test-python bench soak run deps deps-system deps-go install clean fuzz
+.PHONY: all build test test-go test-python bench soak run deps deps-system deps-go install install-config uninstall clean fuzz
 
 all: build
 
@@ -97,18 +97,39 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSegment -fuzztime 30s ./history/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s ./promptcache/
 
-install: build
+install: build install-config
 	install -D -m 0755 bin/clipd $(DESTDIR)$(PREFIX)/bin/clipd
 	install -D -m 0644 systemd/clipd.service $(DESTDIR)/etc/systemd/system/clipd.service
 	install -D -m 0644 systemd/clipd.socket $(DESTDIR)/etc/systemd/system/clipd.socket
 	install -D -m 0644 systemd/clipd.sysusers $(DESTDIR)/usr/lib/sysusers.d/clipd.conf
+	install -D -m 0644 $(ORT_LIB) $(DESTDIR)$(PREFIX)/lib/clipd/libonnxruntime.so.1
+	@if [ -z "$(DESTDIR)" ]; then systemd-sysusers clipd.conf && systemctl daemon-reload; \
+	  echo "installed; start with: systemctl enable --now clipd"; fi
+
+# /etc/clipd: the example config as clipd.toml (an existing one is kept),
+# the example labels and the demo model beside it, where the example's
+# relative paths (labels/..., models/demo) find them. Its own target so
+# that tests can lay it out under a DESTDIR without building.
+install-config:
 	test -e $(DESTDIR)/etc/clipd/clipd.toml || install -D -m 0644 config/clipd.example.toml $(DESTDIR)/etc/clipd/clipd.toml
 	install -d $(DESTDIR)/etc/clipd/labels $(DESTDIR)/etc/clipd/models
 	install -m 0644 examples/labels/*.labels $(DESTDIR)/etc/clipd/labels/
 	cp -r models/demo $(DESTDIR)/etc/clipd/models/
-	install -D -m 0644 $(ORT_LIB) $(DESTDIR)$(PREFIX)/lib/clipd/libonnxruntime.so.1
-	@if [ -z "$(DESTDIR)" ]; then systemd-sysusers clipd.conf && systemctl daemon-reload; \
-	  echo "installed; start with: systemctl enable --now clipd"; fi
+
+# Removes what install put in place except what may hold your work:
+# /etc/clipd/clipd.toml and the label files, the state and cache
+# directories (/var/lib/clipd: the prompt cache; /var/cache/clipd: TensorRT
+# engines) and the clipd user.
+uninstall:
+	@if [ -z "$(DESTDIR)" ]; then systemctl disable --now clipd.socket clipd.service 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/clipd
+	rm -f $(DESTDIR)/etc/systemd/system/clipd.service $(DESTDIR)/etc/systemd/system/clipd.socket
+	rm -f $(DESTDIR)/usr/lib/sysusers.d/clipd.conf
+	rm -f $(DESTDIR)$(PREFIX)/lib/clipd/libonnxruntime.so.1
+	-rmdir $(DESTDIR)$(PREFIX)/lib/clipd 2>/dev/null
+	rm -rf $(DESTDIR)/etc/clipd/models/demo
+	@if [ -z "$(DESTDIR)" ]; then systemctl daemon-reload; fi
+	@echo "kept: $(DESTDIR)/etc/clipd (config, labels), /var/lib/clipd, /var/cache/clipd and the clipd user; remove them yourself if you want them gone"
 
 clean:
 	rm -rf bin $(BUILD)

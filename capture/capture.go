@@ -88,7 +88,8 @@ type Stats struct {
 
 // Config describes one source.
 type Config struct {
-	// Name labels the source in logs.
+	// Name labels the source in errors (the camera's name); logs name
+	// the source itself.
 	Name string
 	// Source is a device path, URL, file path, "gst:" and a GStreamer
 	// pipeline, or "pattern[?hold=K&seed=S]".
@@ -226,7 +227,9 @@ func Open(cfg Config, log *slog.Logger) (Source, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("source", cfg.Name)
+	// The caller's logger names the camera; what its lines add is which
+	// source they are about (a reload may swap it under the same name).
+	log = log.With("source", cfg.Source)
 	kind, _ := KindOf(cfg.Source) // checked by withDefaults
 	switch kind {
 	case KindPattern:

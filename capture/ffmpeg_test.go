@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -626,5 +627,56 @@ func BenchmarkFFmpegMJPEG720pFile(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed, "delivered_frames/s")
 			b.ReportMetric(float64(s.Stats().Captured-startCaptured)/elapsed, "captured_frames/s")
 		})
+	}
+}
+
+// lockedBuffer collects log output written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Closing a running ffmpeg source makes ffmpeg report "Broken pipe" for
+// the frames it still had: that is the stop working, not a warning. Log
+// lines name the source, not the camera.
+func TestFFmpegCleanStopIsNotAWarning(t *testing.T) {
+	needFFmpeg(t)
+	video := makeVideo(t, t.TempDir(), "clip.mkv", "320x240", 25, 2)
+	var logged lockedBuffer
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// Several runs: whether ffmpeg is mid-write when the pipe closes is
+	// timing.
+	for range 4 {
+		s, err := Open(Config{Name: "front", Source: video, Loop: true}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		for range 2 {
+			if _, err := s.Next(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		s.Close()
+	}
+	out := logged.String()
+	if strings.Contains(out, "level=WARN") || strings.Contains(out, "level=ERROR") {
+		t.Errorf("a clean stop logged warnings:\n%s", out)
+	}
+	if !strings.Contains(out, "source="+video) || strings.Contains(out, "source=front") {
+		t.Errorf("log lines do not carry source=%s:\n%s", video, out)
 	}
 }

@@ -98,6 +98,10 @@ func (s *pipeSource) runPipe(run pipeRun) pipeRun {
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = helperKillGrace
 	run.stderr = newStderrLog(run.what, s.log)
+	// Once clipd stops the helper (Close, or a stall), it closes the pipe
+	// under it, and ffmpeg reports "Broken pipe" for what it still had to
+	// write: expected, not a warning.
+	run.stderr.stopping = func() bool { return ctx.Err() != nil }
 	cmd.Stderr = run.stderr
 	// Our own pipe rather than StdoutPipe: Wait would close StdoutPipe
 	// as soon as the helper exits, losing the frames still buffered in it.
@@ -203,6 +207,9 @@ func (s *pipeSource) endOf(run pipeRun) (decided bool, err error) {
 type stderrLog struct {
 	what string
 	log  *slog.Logger
+	// stopping, if set, reports that clipd is stopping the helper: its
+	// lines then go to the debug log.
+	stopping func() bool
 
 	mu          sync.Mutex
 	partial     []byte
@@ -251,6 +258,10 @@ func (l *stderrLog) emit(line string) {
 		}
 	}
 	l.last = line
+	if l.stopping != nil && l.stopping() {
+		l.log.Debug(l.what+" while stopping", "stderr", line)
+		return
+	}
 	now := time.Now()
 	if now.Sub(l.windowStart) >= stderrWindow {
 		if l.suppressed > 0 {

@@ -286,24 +286,72 @@ const MaxFileBytes = 1 << 20
 // Load reads and parses the file at path, then checks what only the
 // filesystem can tell: that label files exist and that two device paths
 // (e.g. a /dev/v4l/by-id link and /dev/video0) are not the same device.
+// Every problem found is returned, as an ErrorList.
 func Load(path string) (*Config, error) {
+	doc, err := Inspect(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(doc.Problems) > 0 {
+		return nil, doc.Problems
+	}
+	return doc.Config, nil
+}
+
+// Document is a configuration file as clipd check sees it: what it says,
+// where each key is written, and every problem Load would refuse it for.
+type Document struct {
+	Path string
+	// Config holds the file's settings. When there are Problems, the
+	// values of the keys they name are not to be used; the others are
+	// valid.
+	Config *Config
+	// Problems are the invalid values, a file without cameras, and what
+	// only the filesystem can tell (see Load), in that order.
+	Problems ErrorList
+	pos      *positions
+}
+
+// Inspect reads and parses path as Load does, but returns the document
+// even when it has Problems, so that clipd check can go on to check the
+// rest. err is set only when the file cannot be read or is not TOML of
+// the expected shape (syntax, unknown keys, wrong types): then there is
+// nothing to go on with.
+func Inspect(path string) (*Document, error) {
 	data, err := safefile.ReadFile(path, MaxFileBytes)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	cfg, pos, err := parse(data, path)
-	if err != nil {
+	var invalid ErrorList
+	if err != nil && !errors.As(err, &invalid) || cfg == nil {
 		return nil, err
 	}
+	doc := &Document{Path: path, Config: cfg, Problems: invalid, pos: pos}
 	if len(cfg.Cameras) == 0 {
 		// Running with no camera is never what was meant: an emptied
 		// file on reload would otherwise stop every camera.
-		return nil, ErrorList{{File: path, Msg: "no [[camera]] tables: clipd needs at least one camera (see config/clipd.example.toml)"}}
+		doc.Problems = append(doc.Problems, &Error{File: path, Msg: "no [[camera]] tables: clipd needs at least one camera (see config/clipd.example.toml)"})
 	}
-	if errs := checkFiles(cfg, pos, path); len(errs) > 0 {
-		return nil, errs
+	doc.Problems = append(doc.Problems, checkFiles(cfg, pos, path)...)
+	return doc, nil
+}
+
+// At makes a problem with key located in this file: on the line key is
+// written on, or its table's when it is not written (a default).
+func (d *Document) At(key, format string, args ...any) *Error {
+	return &Error{File: d.Path, Line: d.pos.near(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Failed reports whether a problem names key or a key inside it
+// ("camera[1]" for every key of that camera).
+func (d *Document) Failed(key string) bool {
+	for _, e := range d.Problems {
+		if e.Key == key || strings.HasPrefix(e.Key, key+".") {
+			return true
+		}
 	}
-	return cfg, nil
+	return false
 }
 
 // Parse decodes and validates a configuration without touching the
@@ -311,7 +359,10 @@ func Load(path string) (*Config, error) {
 // directory is the base of relative paths.
 func Parse(data []byte, name string) (*Config, error) {
 	cfg, _, err := parse(data, name)
-	return cfg, err
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 var cameraNamePattern = regexp.MustCompile(`^[a-z0-9_-]+$`)
@@ -329,9 +380,12 @@ func checkFiles(cfg *Config, pos *positions, file string) ErrorList {
 	for i, cam := range cfg.Cameras {
 		prefix := fmt.Sprintf("camera[%d].", i)
 		checkLabels := func(key, path string) {
-			if st, err := os.Stat(path); err != nil {
+			switch st, err := os.Stat(path); {
+			case path == "":
+				// Missing or empty: a problem of its own already.
+			case err != nil:
 				add(key, "label file %s: %v", path, unwrapPathError(err))
-			} else if st.IsDir() {
+			case st.IsDir():
 				add(key, "label file %s is a directory", path)
 			}
 		}

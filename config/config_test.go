@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,8 +30,8 @@ func TestEmptyFileIsDefault(t *testing.T) {
 	}
 }
 
-// The example documents every default: it must decode to Default() plus the
-// two example cameras it declares.
+// The example documents every default: it must decode to Default() plus
+// the synthetic camera it runs, wherever it is installed.
 func TestExampleIsDefaultPlusCameras(t *testing.T) {
 	data, err := os.ReadFile("clipd.example.toml")
 	if err != nil {
@@ -41,7 +42,50 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := defaultResolved("/etc/clipd")
-	want.Cameras = []Camera{
+	want.Cameras = []Camera{{
+		Name: "demo", Source: "pattern?hold=10&shapes=1", Format: "auto", Width: 480, Height: 480, FPS: 10,
+		Labels: "/etc/clipd/labels/demo.labels", ClassifyEvery: 500 * time.Millisecond, TopK: 3, Threshold: 0,
+		StateHold: DefaultStateHold,
+	}}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("example:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+// exampleCameras are the commented-out [[camera]] tables of the example,
+// uncommented: "# [[camera]]" and the "# key = value" lines after it.
+func exampleCameras(t *testing.T) string {
+	data, err := os.ReadFile("clipd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case line == "# [[camera]]":
+			in = true
+			out.WriteString("[[camera]]\n")
+		case in && exampleKeyLine.MatchString(line):
+			out.WriteString(strings.TrimPrefix(line, "# ") + "\n")
+		default:
+			in = false
+		}
+	}
+	return out.String()
+}
+
+var exampleKeyLine = regexp.MustCompile(`^# [a-z_]+ = `)
+
+// The commented-out cameras are valid as they stand once uncommented, and
+// the first spells out every camera key with its default.
+func TestExampleCommentedCameras(t *testing.T) {
+	doc := exampleCameras(t)
+	cfg, err := Parse([]byte(doc), "/etc/clipd/clipd.toml")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	want := []Camera{
 		{
 			Name: "front", Source: "/dev/video0", Format: "auto", Width: 1280, Height: 720, FPS: 30,
 			Labels: "/etc/clipd/labels/home.labels", ClassifyEvery: 200 * time.Millisecond, TopK: 5, Threshold: 0, StateHold: time.Second,
@@ -52,16 +96,49 @@ func TestExampleIsDefaultPlusCameras(t *testing.T) {
 			Labels: "/etc/clipd/labels/cifar10.labels", ClassifyEvery: time.Second, TopK: 3, Threshold: 0.25, StateHold: time.Second,
 		},
 	}
-	if !reflect.DeepEqual(cfg, want) {
-		t.Fatalf("example:\n got %+v\nwant %+v", cfg, want)
+	if !reflect.DeepEqual(cfg.Cameras, want) {
+		t.Fatalf("example cameras:\n got %+v\nwant %+v", cfg.Cameras, want)
 	}
-	// The first camera spells out every camera default explicitly.
-	noDefaults := want.Cameras[0]
+	noDefaults := want[0]
 	noDefaults.Name, noDefaults.Source, noDefaults.Labels = "", "", ""
 	if !reflect.DeepEqual(noDefaults, Camera{Format: DefaultCameraFormat, Width: 1280, Height: 720,
 		FPS: DefaultCameraFPS, ClassifyEvery: DefaultClassifyEvery, TopK: DefaultTopK, Threshold: DefaultCameraThreshold,
 		StateHold: DefaultStateHold}) {
 		t.Fatalf("example camera front does not show the defaults: %+v", noDefaults)
+	}
+	front := doc[:strings.Index(doc[1:], "[[camera]]")+1]
+	for _, key := range knownKeys([]string{"camera"}) {
+		if !strings.Contains(front, "\n"+key+" = ") && !isTable(key) {
+			t.Errorf("the example camera front does not show key %s", key)
+		}
+	}
+}
+
+// isTable says whether a camera key is a table of its own ([[camera.x]]),
+// which the key lines of the example do not show.
+func isTable(key string) bool {
+	t := reflect.TypeOf(fileCamera{})
+	for i := range t.NumField() {
+		if f := t.Field(i); tomlName(f) == key {
+			ft := f.Type
+			for ft.Kind() == reflect.Slice || ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			return ft.Kind() == reflect.Struct
+		}
+	}
+	return false
+}
+
+// The example, as it stands in the repository, names files that exist
+// there: its labels and models are links to examples/labels and models.
+func TestExampleResolvesInTheRepository(t *testing.T) {
+	cfg, err := Load("clipd.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Model.Bundle, "config.json")); err != nil {
+		t.Errorf("the example's bundle: %v", err)
 	}
 }
 
@@ -157,7 +234,12 @@ func TestInvalid(t *testing.T) {
 			"clipd.toml:3: model.bakend: unknown key"},
 		{"unknown key in second camera", camHead + camHead + "colour = true\n",
 			"clipd.toml:9: camera[1].colour: unknown key"},
-		{"unknown table", "[modle]\nbundle = \"x\"\n", "clipd.toml:1: modle"},
+		{"unknown table", "[modle]\nbundle = \"x\"\n", "clipd.toml:1: modle: unknown key (did you mean model?)"},
+		{"unknown key with a suggestion", camHead + "classify_evry = \"1s\"\n",
+			"clipd.toml:5: camera[0].classify_evry: unknown key (did you mean classify_every?)"},
+		{"transposed letters", "[socket]\nmdoe = \"0600\"\n", "clipd.toml:2: socket.mdoe: unknown key (did you mean mode?)"},
+		{"unknown key in an inline camera", "camera = [{ name = \"a\", source = \"pattern\", labels = \"l\", lables = \"m\" }]\n",
+			"clipd.toml:1: camera[0].lables: unknown key (did you mean labels?)"},
 		{"wrong type", "[model]\n\nmax_batch = \"eight\"\n", "clipd.toml:3: model.max_batch: must be an integer, got a TOML string"},
 		{"wrong type in camera", camHead + camHead + "width = 1.5\n", "clipd.toml:9: camera[1].width: must be an integer, got a TOML float"},
 		{"bad backend", "[model]\nbackend = \"cuda\"\n",
@@ -378,6 +460,72 @@ func BenchmarkParseExample(b *testing.B) {
 	for b.Loop() {
 		if _, err := Parse(data, "/etc/clipd/clipd.toml"); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Inspect keeps going where Load refuses: a bad value and a missing label
+// file are both reported, the rest of the configuration is usable, and
+// later problems can be located in the file.
+func TestInspectReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "clipd.toml")
+	writeFile(t, path, "[model]\nbundle = \"models/x\"\n\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"nope.labels\"\nfps = 0\n"+
+		"[[camera]]\nname = \"b\"\nsource = \"/dev/video7\"\nlabels = \"b.labels\"\n")
+	writeFile(t, filepath.Join(dir, "b.labels"), "x\n")
+	doc, err := Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		path + ":8: camera[0].fps: must be between 1 and 240, got 0",
+		path + ":7: camera[0].labels: label file " + filepath.Join(dir, "nope.labels") + ": no such file or directory",
+	}
+	if got := strings.Split(doc.Problems.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("problems:\n%s\nwant:\n%s", doc.Problems, strings.Join(want, "\n"))
+	}
+	if !doc.Failed("camera[0]") || !doc.Failed("camera[0].fps") || doc.Failed("camera[1]") || doc.Failed("model.bundle") {
+		t.Error("Failed does not match the problems")
+	}
+	if got := doc.Config.Cameras[1].Source; got != "/dev/video7" {
+		t.Errorf("camera b's source %q", got)
+	}
+	if got := doc.At("model.bundle", "gone").Error(); got != path+":2: model.bundle: gone" {
+		t.Errorf("At a written key: %s", got)
+	}
+	// A key left to its default is placed at its table's header.
+	if got := doc.At("camera[1].fps", "x").Error(); got != path+":9: camera[1].fps: x" {
+		t.Errorf("At a default key: %s", got)
+	}
+	if got := doc.At("socket.path", "x").Error(); got != path+": socket.path: x" {
+		t.Errorf("At a key of a table not written: %s", got)
+	}
+	// Load refuses the same file with the same list.
+	if _, err := Load(path); err == nil || err.Error() != doc.Problems.Error() {
+		t.Errorf("Load: %v", err)
+	}
+	// What is not TOML of the right shape leaves nothing to inspect.
+	writeFile(t, path, "[model]\nbundle = 3\n")
+	if doc, err := Inspect(path); err == nil || doc != nil || !strings.Contains(err.Error(), ":2: model.bundle: must be a string") {
+		t.Errorf("Inspect of a wrong type: %v, %v", doc, err)
+	}
+}
+
+// The README's configuration table names every key (tables of their own,
+// like a camera's subtables, are documented with their keys elsewhere).
+func TestREADMEListsEveryKey(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range knownKeys(nil) {
+		for _, key := range knownKeys([]string{table}) {
+			if table == "camera" && isTable(key) {
+				continue
+			}
+			if !strings.Contains(string(readme), "`"+table+"."+key+"`") {
+				t.Errorf("README.md's configuration table lacks %s.%s", table, key)
+			}
 		}
 	}
 }

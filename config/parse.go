@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/suggest"
 	toml "github.com/pelletier/go-toml/v2"
 )
 
@@ -116,7 +118,9 @@ func parse(data []byte, name string) (*Config, *positions, error) {
 	v := validator{file: name, pos: pos, dir: filepath.Dir(name)}
 	cfg := v.build(&raw)
 	if len(v.errs) > 0 {
-		return nil, pos, v.errs
+		// The configuration is returned too, for clipd check: the keys
+		// without a problem are valid and can be checked further.
+		return cfg, pos, v.errs
 	}
 	return cfg, pos, nil
 }
@@ -130,7 +134,9 @@ func decodeErrors(err error, file string, pos *positions) ErrorList {
 		var errs ErrorList
 		for i := range strict.Errors {
 			e := &strict.Errors[i]
-			errs = append(errs, fromDecodeError(e, file, pos, "unknown key"))
+			err := fromDecodeError(e, file, pos, "")
+			err.Msg = unknownKey(strings.Split(withoutIndexes(err.Key), "."))
+			errs = append(errs, err)
 		}
 		return errs
 	}
@@ -139,6 +145,55 @@ func decodeErrors(err error, file string, pos *positions) ErrorList {
 		return ErrorList{fromDecodeError(de, file, pos, friendlyTypeError(strings.TrimPrefix(de.Error(), "toml: ")))}
 	}
 	return ErrorList{{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}}
+}
+
+// unknownKey says that the last part of key is not a key of its table,
+// and which one was probably meant.
+func unknownKey(key []string) string {
+	if len(key) == 0 {
+		return "unknown key"
+	}
+	if near, ok := suggest.Closest(key[len(key)-1], knownKeys(key[:len(key)-1])); ok {
+		return fmt.Sprintf("unknown key (did you mean %s?)", near)
+	}
+	return "unknown key"
+}
+
+// knownKeys lists the keys of the table at path (array indexes left out,
+// as go-toml gives them), read from the file* types' toml tags, so that a
+// key added there is suggested without being listed twice.
+func knownKeys(path []string) []string {
+	t := reflect.TypeOf(fileConfig{})
+	for _, part := range path {
+		next := reflect.Type(nil)
+		for i := range t.NumField() {
+			if f := t.Field(i); tomlName(f) == part {
+				next = f.Type
+			}
+		}
+		for next != nil && (next.Kind() == reflect.Slice || next.Kind() == reflect.Pointer) {
+			next = next.Elem()
+		}
+		if next == nil || next.Kind() != reflect.Struct {
+			return nil
+		}
+		t = next
+	}
+	keys := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		if name := tomlName(t.Field(i)); name != "" {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
+func tomlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
 }
 
 var typeMismatch = regexp.MustCompile(`^cannot decode TOML (\w+) into .* of type \*?(\w+)$`)
@@ -160,7 +215,7 @@ func friendlyTypeError(msg string) string {
 func fromDecodeError(de *toml.DecodeError, file string, pos *positions, msg string) *Error {
 	line, _ := de.Position()
 	key := strings.Join(de.Key(), ".")
-	if p, ok := pos.pathAt[line]; ok {
+	if p, ok := pos.pathAt(line, key); ok {
 		key = p
 	}
 	return &Error{File: file, Line: line, Key: key, Msg: msg}
@@ -176,16 +231,7 @@ type validator struct {
 // fail records a problem with key; a key absent from the file is reported
 // at the line of its table header, when there is one.
 func (v *validator) fail(key, format string, args ...any) {
-	line := v.pos.line(key)
-	for k := key; line == 0 && k != ""; {
-		i := strings.LastIndexByte(k, '.')
-		if i < 0 {
-			break
-		}
-		k = k[:i]
-		line = v.pos.line(k)
-	}
-	v.errs = append(v.errs, &Error{File: v.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	v.errs = append(v.errs, &Error{File: v.file, Line: v.pos.near(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) resolve(p string) string {

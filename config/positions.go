@@ -1,6 +1,7 @@
 package config
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -13,9 +14,52 @@ import (
 // value checks that run after decoding look their lines up here.
 type positions struct {
 	lineOf map[string]int
-	// pathAt answers the reverse question for decode errors, whose key lacks
-	// the array index that tells two cameras apart.
-	pathAt map[int]string
+	// pathsAt answers the reverse question for decode errors, whose key
+	// lacks the array index that tells two cameras apart: the paths written
+	// on a line, in order (several for an inline table).
+	pathsAt map[int][]string
+}
+
+// pathAt finds the full path on line of a key that go-toml names without
+// array indexes ("camera.fps" for camera[1].fps); the first path on the
+// line when none matches.
+func (p *positions) pathAt(line int, key string) (string, bool) {
+	paths := p.pathsAt[line]
+	for _, path := range paths {
+		if withoutIndexes(path) == key {
+			return path, true
+		}
+	}
+	// go-toml names a key of an inline table in an array by its last part
+	// alone.
+	for _, path := range paths {
+		if strings.HasSuffix(withoutIndexes(path), "."+key) {
+			return path, true
+		}
+	}
+	if len(paths) == 0 {
+		return "", false
+	}
+	return paths[0], true
+}
+
+var indexes = regexp.MustCompile(`\[[0-9]+\]`)
+
+func withoutIndexes(path string) string { return indexes.ReplaceAllString(path, "") }
+
+// near is the line of path or, when path is not written in the file, of
+// the table that holds it (0 when neither is).
+func (p *positions) near(path string) int {
+	line := p.line(path)
+	for k := path; line == 0 && k != ""; {
+		i := strings.LastIndexByte(k, '.')
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+		line = p.line(k)
+	}
+	return line
 }
 
 func (p *positions) line(path string) int {
@@ -35,7 +79,7 @@ type syntaxError struct {
 // returns the first syntax error with its line, which the decoder would
 // report too, but this way both come from the same walk.
 func scanPositions(data []byte) (*positions, *syntaxError) {
-	pos := &positions{lineOf: map[string]int{}, pathAt: map[int]string{}}
+	pos := &positions{lineOf: map[string]int{}, pathsAt: map[int][]string{}}
 	var p unstable.Parser
 	p.Reset(data)
 	arrayLen := map[string]int{} // raw dotted header → elements so far
@@ -74,9 +118,7 @@ func (pos *positions) record(path string, line int) {
 	if _, seen := pos.lineOf[path]; !seen {
 		pos.lineOf[path] = line
 	}
-	if _, seen := pos.pathAt[line]; !seen {
-		pos.pathAt[line] = path
-	}
+	pos.pathsAt[line] = append(pos.pathsAt[line], path)
 }
 
 func (pos *positions) walkKeyValue(p *unstable.Parser, kv *unstable.Node, prefix []string) {

@@ -68,6 +68,8 @@ type camera struct {
 	rate      rateMeter
 
 	loop *lifecycle.Loop // nil while halted
+
+	health health
 }
 
 // target is what one classification answers: a camera's whole frame
@@ -167,6 +169,8 @@ type tensorSet struct{ t [][]float32 }
 // waits at most one encoder call; the source keeps only the newest frame
 // meanwhile.
 func (c *camera) run(ctx context.Context, src capture.Source) {
+	ctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	free := make(chan *tensorSet, 2)
 	for range cap(free) {
 		ts := &tensorSet{t: make([][]float32, len(c.targets))}
@@ -177,7 +181,11 @@ func (c *camera) run(ctx context.Context, src capture.Source) {
 	}
 	ready := make(chan prepared)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.watchSource(ctx, src)
+	}()
 	go func() {
 		defer wg.Done()
 		defer close(ready)
@@ -187,6 +195,9 @@ func (c *camera) run(ctx context.Context, src capture.Source) {
 		c.classify(ctx, p)
 		free <- p.tensors
 	}
+	// prepare has returned (the context ended, or the source); so must
+	// watchSource.
+	stopWatch()
 	wg.Wait()
 }
 
@@ -278,13 +289,14 @@ func (c *camera) nextFrame(ctx context.Context, src capture.Source, lastClassifi
 		f, err := src.Next(ctx)
 		switch {
 		case err == nil:
+			c.sawFrame(src, f.Time)
 		case errors.Is(err, io.EOF):
-			c.log.Info("source ended", "source", c.conf.Source)
+			c.setState(server.CameraEnded, "")
 			return nil, err
 		case ctx.Err() != nil, errors.Is(err, capture.ErrClosed):
 			return nil, err
 		default:
-			c.log.Warn("capture failed", "err", err)
+			c.setState(server.CameraRetrying, err.Error())
 			c.setOnline(false)
 			select {
 			case <-ctx.Done():
@@ -415,8 +427,8 @@ func (c *camera) status() server.CameraStatus {
 		st = src.Stats()
 	}
 	s := server.CameraStatus{
-		Name: c.conf.Name, Source: c.conf.Source,
-		Width: st.Width, Height: st.Height,
+		Name: c.conf.Name, Source: c.conf.Source, State: c.stateNow(),
+		Width: st.Width, Height: st.Height, CaptureFPS: c.captureFPS(st.Captured),
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
 		Corrupt: st.Corrupt + c.badFrames.Load(), WholeFrame: !c.conf.RegionsOnly,
@@ -424,17 +436,22 @@ func (c *camera) status() server.CameraStatus {
 	if st.Format != 0 {
 		s.Format = st.Format.String()
 	}
+	if !st.LastErrorTime.IsZero() {
+		s.LastErrorTime = st.LastErrorTime.UTC().Format(time.RFC3339)
+	}
 	for _, t := range c.targets {
-		ts := t.status()
+		ts := t.status(c.hub)
 		if t.name.region == "" {
-			s.LabelsFile, s.LabelsVersion, s.Labels, s.BelowThresh, s.State = ts.LabelsFile, ts.LabelsVersion, ts.Labels, ts.BelowThresh, ts.State
+			s.LabelsFile, s.LabelsVersion, s.Labels, s.LabelsError = ts.LabelsFile, ts.LabelsVersion, ts.Labels, ts.LabelsError
+			s.BelowThresh, s.FrameState = ts.BelowThresh, ts.State
 			continue
 		}
 		s.Regions = append(s.Regions, ts)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s.FPS = c.rate.perSecond(time.Now())
+	s.ClassifiedPerS = c.rate.perSecond(time.Now())
+	s.FPS = s.ClassifiedPerS
 	if len(c.latencies) > 0 {
 		s.LatencyMS = make(map[string]server.LatencySummary)
 		for stage, w := range c.latencies {
@@ -444,8 +461,8 @@ func (c *camera) status() server.CameraStatus {
 	return s
 }
 
-func (t *target) status() server.RegionStatus {
-	rs := server.RegionStatus{Name: t.name.region, LabelsFile: t.conf.Labels,
+func (t *target) status(hub *labelsHub) server.RegionStatus {
+	rs := server.RegionStatus{Name: t.name.region, LabelsFile: t.conf.Labels, LabelsError: hub.lastError(t.labels),
 		Classified: t.classified.Load(), BelowThresh: t.belowThr.Load()}
 	t.mu.Lock()
 	if cur := t.tracker.Current(); cur.Label != "" {

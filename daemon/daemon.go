@@ -137,7 +137,6 @@ func Run(ctx context.Context, opts Options) error {
 
 	systemd.Ready()
 	d.setStatus()
-	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.cameraNames()), "backend", d.model.Encoder.Backend())
 
 	var wd *systemd.Watchdog
 	if interval, ok := systemd.WatchdogInterval(); ok {
@@ -257,6 +256,10 @@ func (d *daemon) initialize(ctx context.Context) error {
 	if d.server, err = server.New(sc); err != nil {
 		return err
 	}
+	// Clients may connect from here on (hello lists the cameras still
+	// starting); each camera logs "camera started" once its source
+	// delivers.
+	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.conf.Cameras), "backend", mod.Encoder.Backend())
 	for _, cc := range d.conf.Cameras {
 		status("starting camera " + cc.Name)
 		c, err := d.prepareCamera(ctx, cc)
@@ -368,7 +371,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 	d.mu.Lock()
 	d.cameras[c.conf.Name] = c
 	d.mu.Unlock()
-	c.log.Info("camera started", "source", c.conf.Source, "labels", c.conf.Labels)
+	c.log.Debug("source opened; waiting for its first frame", "source", c.conf.Source)
 	return nil
 }
 

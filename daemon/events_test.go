@@ -68,8 +68,8 @@ box = [0, 0, 32, 64]
 		t.Errorf("region snapshot %s not beside %s", first["left"].Snapshot, whole.Snapshot)
 	}
 	st := status(t, c)
-	if cam := st.Cameras[0]; cam.State == nil || cam.State.Label != whole.Label || cam.Regions[0].State == nil {
-		t.Errorf("status state %+v, regions %+v", cam.State, cam.Regions)
+	if cam := st.Cameras[0]; cam.FrameState == nil || cam.FrameState.Label != whole.Label || cam.Regions[0].State == nil {
+		t.Errorf("status state %+v, regions %+v", cam.FrameState, cam.Regions)
 	}
 
 	// Nothing changes while the picture is still.

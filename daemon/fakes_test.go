@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,9 +35,13 @@ import (
 // guard bounds waits that only a bug would exceed.
 const guard = 15 * time.Second
 
-// fakeSource delivers a 64x64 RGB frame every few milliseconds.
+// fakeSource delivers a 64x64 RGB frame every few milliseconds, except
+// while its source string is down (sources.setDown), when it delivers
+// nothing and reports the failure in Stats, as a source being reopened
+// does, or once ended (sources.end), when it reports io.EOF.
 type fakeSource struct {
 	cfg    capture.Config
+	owner  *sources
 	closed chan struct{}
 	once   sync.Once
 	seq    atomic.Uint64
@@ -45,12 +51,21 @@ type fakeSource struct {
 }
 
 func (s *fakeSource) Next(ctx context.Context) (*frame.Frame, error) {
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-s.closed:
-		return nil, capture.ErrClosed
-	case <-time.After(5 * time.Millisecond):
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closed:
+			return nil, capture.ErrClosed
+		case <-time.After(5 * time.Millisecond):
+		}
+		down, ended := s.owner.condition(s.cfg.Source)
+		if ended {
+			return nil, io.EOF
+		}
+		if down.err == "" {
+			break
+		}
 	}
 	n := s.seq.Add(1)
 	data := make([]byte, 64*64*3)
@@ -65,7 +80,13 @@ func (s *fakeSource) Next(ctx context.Context) (*frame.Frame, error) {
 }
 
 func (s *fakeSource) Stats() capture.Stats {
-	return capture.Stats{Captured: s.seq.Load(), Format: frame.RGB24, Width: 64, Height: 64}
+	st := capture.Stats{Captured: s.seq.Load(), Format: frame.RGB24, Width: 64, Height: 64}
+	s.owner.mu.Lock()
+	defer s.owner.mu.Unlock()
+	if f := s.owner.lastFailure[s.cfg.Source]; f.err != "" {
+		st.LastError, st.LastErrorTime = f.err, f.at
+	}
+	return st
 }
 
 func (s *fakeSource) Close() error {
@@ -81,6 +102,45 @@ type sources struct {
 	fail   map[string]error
 	// scene, when set, makes every source show that fixed picture.
 	scene *atomic.Int64
+	// down and lastFailure are by source string; ended lists sources that
+	// have played to their end.
+	down, lastFailure map[string]failure
+	ended             map[string]bool
+}
+
+type failure struct {
+	err string
+	at  time.Time
+}
+
+// setDown makes the sources of source deliver nothing and report err; ""
+// brings them back.
+func (s *sources) setDown(source, err string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down == nil {
+		s.down, s.lastFailure = map[string]failure{}, map[string]failure{}
+	}
+	s.down[source] = failure{err, time.Now()}
+	if err != "" {
+		s.lastFailure[source] = failure{err, time.Now()}
+	}
+}
+
+// end makes the sources of source end, as a file does.
+func (s *sources) end(source string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended == nil {
+		s.ended = map[string]bool{}
+	}
+	s.ended[source] = true
+}
+
+func (s *sources) condition(source string) (failure, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down[source], s.ended[source]
 }
 
 func (s *sources) open(cfg capture.Config, _ *slog.Logger) (capture.Source, error) {
@@ -89,7 +149,7 @@ func (s *sources) open(cfg capture.Config, _ *slog.Logger) (capture.Source, erro
 	if err := s.fail[cfg.Source]; err != nil {
 		return nil, err
 	}
-	src := &fakeSource{cfg: cfg, closed: make(chan struct{}), scene: s.scene}
+	src := &fakeSource{cfg: cfg, owner: s, closed: make(chan struct{}), scene: s.scene}
 	s.opened = append(s.opened, src)
 	return src, nil
 }
@@ -164,7 +224,12 @@ func vector(seed uint64, dim int) []float32 {
 
 // harness is one daemon run in-process.
 type harness struct {
-	t       *testing.T
+	t *testing.T
+	// openSource opens the cameras' sources: the fake ones unless tune
+	// sets another (capture.Open).
+	openSource func(capture.Config, *slog.Logger) (capture.Source, error)
+	// logs has the daemon's log.
+	logs    *lockedBuffer
 	dir     string
 	conf    string
 	socket  string
@@ -196,7 +261,8 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	h := &harness{t: t, dir: t.TempDir(), socket: filepath.Join(sockDir, "s.sock"), sources: &sources{},
-		enc: &fakeEncoder{size: 64, dim: 64}, reload: make(chan struct{}, 1), done: make(chan error, 1)}
+		enc: &fakeEncoder{size: 64, dim: 64}, reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
+	h.openSource = h.sources.open
 	h.conf = filepath.Join(h.dir, "clipd.toml")
 	if tune != nil {
 		tune(h)
@@ -213,9 +279,9 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	h.cancel = cancel
 	go func() {
 		h.done <- Run(ctx, Options{
-			ConfigPath: h.conf, Config: cfg, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
-			OpenSource:  h.sources.open,
+			ConfigPath: h.conf, Config: cfg, Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
+			Log:         slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
+			OpenSource:  h.openSource,
 			OpenEncoder: func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
 		})
 	}()
@@ -229,6 +295,24 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p[:len(p)-1]))
 	return len(p), nil
+}
+
+// lockedBuffer collects the daemon's log from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (h *harness) writeConfig(cameras string) {

@@ -35,6 +35,9 @@ type labelsFile struct {
 	// users counts acquisitions per target, for the events each target's
 	// clients are sent.
 	users map[targetName]int
+	// failing says why the file as it is on disk now is not in use (the
+	// previous version is); "" when the one in use is the one on disk.
+	failing string
 }
 
 // targetName is a camera's whole frame (region "") or one of its regions.
@@ -103,6 +106,13 @@ func (h *labelsHub) release(f *labelsFile, user targetName) {
 	}
 }
 
+// lastError says why the file on disk is not the set in use, or "".
+func (h *labelsHub) lastError(f *labelsFile) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return f.failing
+}
+
 // current is the set in use for the file.
 func (f *labelsFile) current() *labels.Set { return f.watcher.Current(f.path) }
 
@@ -112,6 +122,16 @@ func (h *labelsHub) event(f *labelsFile, ev labels.Event) {
 	users := make([]targetName, 0, len(f.users))
 	for u := range f.users {
 		users = append(users, u)
+	}
+	if ev.File != "" { // not a problem of the watch itself
+		switch {
+		case ev.Kind == labels.Loaded:
+			f.failing = ""
+		case ev.Err != nil:
+			f.failing = ev.Err.Error()
+		default:
+			f.failing = "labels file " + ev.Kind.String()
+		}
 	}
 	h.mu.Unlock()
 	slices.SortFunc(users, func(a, b targetName) int { return cmp.Compare(a.String(), b.String()) })

@@ -20,7 +20,7 @@ type Hello struct {
 }
 
 // Event is something the pipeline publishes to subscribed clients: *Result,
-// *LabelsUpdate or *ErrorReport.
+// *LabelsUpdate, *ErrorReport or *CameraState.
 type Event interface {
 	eventType() string
 	// eventTarget names what the event concerns: camera "" for every
@@ -92,6 +92,33 @@ func (*LabelsUpdate) droppable() bool                       { return false }
 func (*ErrorReport) eventType() string                      { return "error" }
 func (e *ErrorReport) eventTarget() (string, string, bool)  { return e.Camera, e.Region, e.Region != "" }
 func (*ErrorReport) droppable() bool                        { return false }
+func (*CameraState) eventType() string                      { return "camera" }
+func (c *CameraState) eventTarget() (string, string, bool)  { return c.Camera, "", false }
+func (*CameraState) droppable() bool                        { return false }
+
+// Camera states, in CameraState and CameraStatus.
+const (
+	// CameraStarting: the source is opened and has not delivered a frame
+	// yet, nor failed.
+	CameraStarting = "starting"
+	// CameraRunning: the source delivers frames.
+	CameraRunning = "running"
+	// CameraRetrying: the source failed (a device unplugged or missing, a
+	// stream down) and is being reopened; no frame has come since.
+	CameraRetrying = "retrying"
+	// CameraEnded: a file source played to its end (loop = false).
+	CameraEnded = "ended"
+)
+
+// CameraState announces that a camera's state changed (to running,
+// retrying or ended), so that clients see a camera go down without asking
+// for status.
+type CameraState struct {
+	Camera string `json:"camera"`
+	State  string `json:"state"`
+	// Error is why the source is retrying.
+	Error string `json:"error,omitempty"`
+}
 
 // Command is one line a client sends. The same struct is used by Client to
 // write commands and by the server to read them.

@@ -12,6 +12,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -33,8 +34,55 @@ const (
 	DefaultMaxLineBytes = 8 << 20
 )
 
-// maxSocketPath is the size of sun_path less its terminating NUL.
-const maxSocketPath = 107
+// MaxPathBytes is the longest socket path: the size of sun_path less its
+// terminating NUL.
+const MaxPathBytes = 107
+
+// tmpNameBytes is the longest temporary name listenUnix makes beside the
+// socket: ".clipd-" and a pid of up to 7 digits (pid_max is at most 2^22)
+// and ".sock".
+const tmpNameBytes = len(".clipd-4194304.sock")
+
+// CheckPath says why New could not create a socket at path, as far as
+// that can be told without creating it: a path too long for a unix
+// socket, or a directory that cannot be made because something on the way
+// is not a directory. clipd check asks it; New asks it first.
+func CheckPath(path string) error {
+	if len(path) > MaxPathBytes {
+		return fmt.Errorf("socket path %s is %d bytes; unix sockets allow at most %d", path, len(path), MaxPathBytes)
+	}
+	dir := filepath.Dir(path)
+	if len(filepath.Join(dir, strings.Repeat("x", tmpNameBytes))) > MaxPathBytes && len(path)+1 > MaxPathBytes {
+		return fmt.Errorf("socket path %s leaves no room for a temporary name (max %d bytes)", path, MaxPathBytes)
+	}
+	// The nearest directory that exists must be one: New creates the
+	// missing ones beneath it.
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("socket path %s: %s is not a directory", path, d)
+			}
+			return nil
+		}
+		if filepath.Dir(d) == d {
+			return fmt.Errorf("socket path %s: %w", path, err)
+		}
+	}
+}
+
+// LookupGroup returns the gid of the group the socket is given.
+func LookupGroup(group string) (int, error) {
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("socket group %q: %w", group, err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("socket group %q has non-numeric gid %q", group, g.Gid)
+	}
+	return gid, nil
+}
 
 // Config configures a Server.
 type Config struct {
@@ -159,17 +207,14 @@ func (s *Server) Path() string { return s.path }
 // group, and renames it into place, so that it is never reachable with the
 // wrong permissions and a stale socket is replaced atomically.
 func listenUnix(path string, mode os.FileMode, group string) (net.Listener, os.FileInfo, error) {
-	if len(path) > maxSocketPath {
-		return nil, nil, fmt.Errorf("socket path %s is %d bytes; unix sockets allow at most %d", path, len(path), maxSocketPath)
+	if err := CheckPath(path); err != nil {
+		return nil, nil, err
 	}
 	gid := -1
 	if group != "" {
-		g, err := user.LookupGroup(group)
-		if err != nil {
-			return nil, nil, fmt.Errorf("socket group %q: %w", group, err)
-		}
-		if gid, err = strconv.Atoi(g.Gid); err != nil {
-			return nil, nil, fmt.Errorf("socket group %q has non-numeric gid %q", group, g.Gid)
+		var err error
+		if gid, err = LookupGroup(group); err != nil {
+			return nil, nil, err
 		}
 	}
 	dir := filepath.Dir(path)
@@ -193,10 +238,10 @@ func listenUnix(path string, mode os.FileMode, group string) (net.Listener, os.F
 	}
 
 	tmp := filepath.Join(dir, fmt.Sprintf(".clipd-%d.sock", os.Getpid()))
-	if len(tmp) > maxSocketPath {
+	if len(tmp) > MaxPathBytes {
 		tmp = path + "~"
-		if len(tmp) > maxSocketPath {
-			return nil, nil, fmt.Errorf("socket path %s leaves no room for a temporary name (max %d bytes)", path, maxSocketPath)
+		if len(tmp) > MaxPathBytes {
+			return nil, nil, fmt.Errorf("socket path %s leaves no room for a temporary name (max %d bytes)", path, MaxPathBytes)
 		}
 	}
 	os.Remove(tmp)

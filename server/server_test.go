@@ -199,6 +199,41 @@ func TestSubscribeFilter(t *testing.T) {
 	}
 }
 
+// A camera's state change is a "camera" line, for that camera's
+// subscribers, and is not dropped for a slow client like results are.
+func TestCameraStateMessage(t *testing.T) {
+	s := startServer(t, Config{ClientQueue: 4})
+	front, back := dial(t, s), dial(t, s)
+	if err := back.Subscribe([]string{"back"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Publish(&CameraState{Camera: "front", State: CameraRetrying, Error: "open /dev/video9: no such file or directory"})
+	for seq := uint64(1); seq <= 20; seq++ {
+		s.Publish(result("front", seq))
+	}
+	s.Publish(&CameraState{Camera: "back", State: CameraRunning})
+	var lines []string
+	for {
+		m := next(t, front)
+		if m.Type == "camera" {
+			lines = append(lines, string(m.Raw))
+			if m.Camera == "back" {
+				break
+			}
+		}
+	}
+	want := []string{
+		`{"type":"camera","camera":"front","state":"retrying","error":"open /dev/video9: no such file or directory"}`,
+		`{"type":"camera","camera":"back","state":"running"}`,
+	}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("camera lines\n%q\nwant\n%q", lines, want)
+	}
+	if m := next(t, back); string(m.Raw) != want[1] {
+		t.Errorf("the back-only client got %s first", m.Raw)
+	}
+}
+
 // A client that never reads must lose its oldest results, be told how many,
 // and neither slow Publish nor starve a client that keeps up.
 func TestSlowClientDropsOldestFastClientGetsAll(t *testing.T) {
@@ -522,6 +557,38 @@ func TestPathTooLong(t *testing.T) {
 	path := "/tmp/" + strings.Repeat("d", 120) + "/c.sock"
 	if _, err := New(Config{Path: path}); err == nil || !strings.Contains(err.Error(), "at most 107") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// CheckPath refuses what New would, before anything is created: New
+// itself asks it first.
+func TestCheckPath(t *testing.T) {
+	dir := sockDir(t)
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		filepath.Join(dir, "c.sock"):                    "",
+		filepath.Join(dir, "run", "clipd", "c.sock"):    "", // created by New
+		"/" + strings.Repeat("d", 101) + "/c.sock":      "is 109 bytes; unix sockets allow at most 107",
+		filepath.Join(file, "c.sock"):                   file + " is not a directory",
+		filepath.Join(file, "run", "c.sock"):            file + " is not a directory",
+		"/" + strings.Repeat("d", 93) + "/abcdefg.sock": "leaves no room for a temporary name",
+	} {
+		err := CheckPath(path)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("CheckPath(%s) = %v, want %q", path, err, want)
+		}
+		if want == "" {
+			continue
+		}
+		if _, err := New(Config{Path: path}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New(%s) = %v, want %q", path, err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run")); err == nil {
+		t.Error("CheckPath created the socket's directory")
 	}
 }
 

@@ -53,11 +53,21 @@ type ReloadStatus struct {
 
 // CameraStatus is one camera in the status reply.
 type CameraStatus struct {
-	Name        string  `json:"name"`
-	Source      string  `json:"source"`
-	Format      string  `json:"format,omitempty"`
-	Width       int     `json:"width,omitempty"`
-	Height      int     `json:"height,omitempty"`
+	Name   string `json:"name"`
+	Source string `json:"source"`
+	// State is CameraStarting, CameraRunning, CameraRetrying or
+	// CameraEnded.
+	State  string `json:"state"`
+	Format string `json:"format,omitempty"`
+	Width  int    `json:"width,omitempty"`
+	Height int    `json:"height,omitempty"`
+	// CaptureFPS is the rate frames come from the source and
+	// ClassifiedPerS the rate they are classified, over the last 5 s.
+	CaptureFPS     float64 `json:"capture_fps"`
+	ClassifiedPerS float64 `json:"classified_per_s"`
+	// FPS is ClassifiedPerS under its old name, kept for one release.
+	//
+	// Deprecated: use ClassifiedPerS (or CaptureFPS, the source's rate).
 	FPS         float64 `json:"fps"`
 	Captured    uint64  `json:"captured"`
 	Classified  uint64  `json:"classified"`
@@ -68,19 +78,25 @@ type CameraStatus struct {
 	Restarts    uint64  `json:"restarts"`
 	// NonFinite counts frames whose embedding or scores were not finite
 	// numbers (a broken model): reported as errors, never as results.
-	NonFinite     uint64                    `json:"non_finite"`
-	LastError     string                    `json:"last_error,omitempty"`
-	LabelsFile    string                    `json:"labels_file"`
-	LabelsVersion uint64                    `json:"labels_version"`
-	Labels        int                       `json:"labels"`
-	LatencyMS     map[string]LatencySummary `json:"latency_ms,omitempty"`
+	NonFinite uint64 `json:"non_finite"`
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorTime is when LastError happened (RFC 3339).
+	LastErrorTime string `json:"last_error_time,omitempty"`
+	LabelsFile    string `json:"labels_file"`
+	LabelsVersion uint64 `json:"labels_version"`
+	Labels        int    `json:"labels"`
+	// LabelsError says why the labels file as it is on disk now is not in
+	// use ("home.labels:7: duplicate label ..."), while the previous
+	// version is; absent when the file in use is the one on disk.
+	LabelsError string                    `json:"labels_error,omitempty"`
+	LatencyMS   map[string]LatencySummary `json:"latency_ms,omitempty"`
 	// WholeFrame is false when only the regions are classified (the
 	// labels fields above are then empty).
 	WholeFrame bool           `json:"whole_frame"`
 	Regions    []RegionStatus `json:"regions,omitempty"`
-	// State is the whole frame's state (package state); absent until one
-	// is established.
-	State *state.Current `json:"state,omitempty"`
+	// FrameState is the whole frame's state (package state: the label
+	// that holds, since when); absent until one is established.
+	FrameState *state.Current `json:"frame_state,omitempty"`
 }
 
 // RegionStatus is one region of a camera.
@@ -92,8 +108,10 @@ type RegionStatus struct {
 	LabelsFile    string  `json:"labels_file"`
 	LabelsVersion uint64  `json:"labels_version"`
 	Labels        int     `json:"labels"`
-	Classified    uint64  `json:"classified"`
-	BelowThresh   uint64  `json:"below_threshold"`
+	// LabelsError is as the camera's, for the region's own labels file.
+	LabelsError string `json:"labels_error,omitempty"`
+	Classified  uint64 `json:"classified"`
+	BelowThresh uint64 `json:"below_threshold"`
 	// LatencyMS is capture to result of the region's results.
 	LatencyMS *LatencySummary `json:"latency_ms,omitempty"`
 	// Error says why the region is not classified in the current frames

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,8 +18,6 @@ import (
 
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/daemon"
-	"github.com/clipd/clipd/labels"
-	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/server"
 )
 
@@ -49,10 +48,11 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	opts := daemon.Options{ConfigPath: *path, Config: conf, Log: log, Version: version, Reload: reload}
 	if *show {
 		var mu sync.Mutex
+		printer := newEventPrinter(stdout)
 		opts.OnEvent = func(ev server.Event) {
 			mu.Lock()
 			defer mu.Unlock()
-			printEvent(stdout, ev)
+			printer.print(ev)
 		}
 	}
 	return daemon.Run(ctx, opts)
@@ -68,34 +68,6 @@ func newLogger(conf config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
-}
-
-// cmdCheck validates a config file and what it points at: the model bundle
-// and every labels file.
-func cmdCheck(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "--config FILE", stderr)
-	path := fs.String("config", "", "config file")
-	if err := parseNoArgs(fs, args, path); err != nil {
-		return err
-	}
-	conf, err := config.Load(*path)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	if _, _, err := model.Check(conf.Model.Bundle); err != nil {
-		errs = append(errs, fmt.Errorf("%s: model.bundle: %w", *path, err))
-	}
-	for _, cam := range conf.Cameras {
-		if _, err := labels.Load(cam.Labels); err != nil {
-			errs = append(errs, fmt.Errorf("camera %q: %w", cam.Name, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: OK (%d camera(s), model %s)\n", *path, len(conf.Cameras), conf.Model.Bundle)
-	return nil
 }
 
 func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -125,6 +97,14 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			return err
 		}
 	}
+	printer := newEventPrinter(stdout)
+	if !*raw {
+		// Camera messages come when a state changes; a camera that was
+		// already down before this client connected is shown from status.
+		if err := printDownCameras(c, cameras, printer); err != nil {
+			return err
+		}
+	}
 	for {
 		m, err := c.Next()
 		if err != nil {
@@ -150,6 +130,8 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			ev = &server.LabelsUpdate{}
 		case "error":
 			ev = &server.ErrorReport{}
+		case "camera":
+			ev = &server.CameraState{}
 		case "dropped":
 			fmt.Fprintf(stdout, "(%d results dropped: this terminal did not keep up)\n", m.Count)
 			continue
@@ -159,37 +141,32 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		if err := m.Decode(ev); err != nil {
 			return err
 		}
-		printEvent(stdout, ev)
+		printer.print(ev)
 	}
 }
 
-func cmdStatus(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "[--socket PATH]", stderr)
-	path := fs.String("socket", server.DefaultPath, "the daemon's socket")
-	if err := parseNoArgs(fs, args); err != nil {
-		return err
-	}
-	c, err := server.Dial(*path)
-	if err != nil {
-		return fmt.Errorf("is clipd running? %w", err)
-	}
-	defer c.Close()
+// printDownCameras prints a camera line for each camera (of those
+// subscribed to) that is not running now.
+func printDownCameras(c *server.Client, subscribed []string, p *eventPrinter) error {
 	reply, err := c.Command(server.Command{Cmd: "status"})
 	if err != nil {
 		return err
 	}
-	// Re-encoded rather than indented, so that "&" in sources prints as
-	// itself and not as \u0026; UseNumber keeps the counters exact.
-	dec := json.NewDecoder(bytes.NewReader(reply.Data))
-	dec.UseNumber()
-	var data any
-	if err := dec.Decode(&data); err != nil {
-		return err
+	var st server.Status
+	if err := json.Unmarshal(reply.Data, &st); err != nil {
+		return fmt.Errorf("reading the status reply: %w", err)
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(data)
+	for _, cam := range st.Cameras {
+		if cam.State == server.CameraRunning || cam.State == "" || len(subscribed) > 0 && !slices.Contains(subscribed, cam.Name) {
+			continue
+		}
+		cs := &server.CameraState{Camera: cam.Name, State: cam.State}
+		if cam.State == server.CameraRetrying {
+			cs.Error = cam.LastError
+		}
+		p.print(cs)
+	}
+	return nil
 }
 
 type multiFlag []string
@@ -197,33 +174,142 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// printEvent writes one event as a line a person can follow.
-func printEvent(w io.Writer, ev server.Event) {
+// lineWidth is what the readable lines of run --show and tail fit in.
+const lineWidth = 80
+
+// eventPrinter writes events as lines a person can follow, each within
+// lineWidth columns (long error messages wrap). It remembers each camera's
+// last scene, so that a scene classified twice says so rather than
+// looking like a line printed twice.
+type eventPrinter struct {
+	w io.Writer
+	// now dates the events that carry no time of their own.
+	now       func() time.Time
+	lastScene map[string]scene
+}
+
+type scene struct {
+	truth []byte
+	seq   uint64
+}
+
+func newEventPrinter(w io.Writer) *eventPrinter {
+	return &eventPrinter{w: w, now: time.Now, lastScene: map[string]scene{}}
+}
+
+// print writes one event.
+func (p *eventPrinter) print(ev server.Event) {
+	stamp := func(t time.Time) string { return t.Local().Format("15:04:05.000") }
 	switch e := ev.(type) {
 	case *server.Result:
-		var top []string
-		for _, s := range e.Top {
-			top = append(top, fmt.Sprintf("%s %.2f", s.Label, s.Score))
-		}
-		line := fmt.Sprintf("%s %-8s #%-6d %s", e.Time.Local().Format("15:04:05.000"), e.Camera, e.Seq, strings.Join(top, ", "))
-		if t, ok := e.LatencyMS["total"]; ok {
-			line += fmt.Sprintf("  (%.0f ms)", t)
-		}
-		if e.Truth != nil {
-			if b, err := json.Marshal(e.Truth); err == nil {
-				line += "  truth: " + truthSummary(b)
-			}
-		}
-		fmt.Fprintln(w, line)
+		p.result(e, stamp(e.Time))
 	case *server.LabelsUpdate:
-		fmt.Fprintf(w, "%s labels v%d for %s: %s\n", time.Now().Format("15:04:05.000"), e.Version, e.Camera, strings.Join(e.Labels, ", "))
+		head := fmt.Sprintf("%s %s labels v%d: ", stamp(p.now()), clip(e.Camera, 16), e.Version)
+		fmt.Fprintln(p.w, head+listWithin(e.Labels, lineWidth-len([]rune(head))))
 	case *server.ErrorReport:
 		where := e.File
 		if e.Line > 0 {
 			where = fmt.Sprintf("%s:%d", e.File, e.Line)
 		}
-		fmt.Fprintf(w, "%s error %s %s %s\n", time.Now().Format("15:04:05.000"), e.Camera, where, e.Message)
+		p.wrapped(stamp(p.now())+" error", e.Camera, where, e.Message)
+	case *server.CameraState:
+		p.wrapped(stamp(p.now())+" camera", e.Camera, e.State, e.Error)
 	}
+}
+
+func (p *eventPrinter) result(e *server.Result, stamp string) {
+	head := fmt.Sprintf("%s %s #%d ", stamp, clip(e.Camera, 16), e.Seq)
+	var tail string
+	if t, ok := e.LatencyMS["total"]; ok {
+		tail = fmt.Sprintf(" (%.0f ms)", t)
+	}
+	if e.Truth != nil {
+		if b, err := json.Marshal(e.Truth); err == nil {
+			// One scene held over several frames is classified again
+			// at each interval: say so instead of repeating its truth.
+			if last, ok := p.lastScene[e.Camera]; ok && bytes.Equal(last.truth, b) {
+				tail += fmt.Sprintf(" same scene as #%d", last.seq)
+			} else {
+				tail += " truth: " + truthSummary(b)
+				p.lastScene[e.Camera] = scene{truth: b, seq: e.Seq}
+			}
+		}
+	}
+	var top []string
+	for _, s := range e.Top {
+		top = append(top, fmt.Sprintf("%s %.2f", s.Label, s.Score))
+	}
+	// A long truth gives way to the labels, which are the result.
+	const minRoom = 30
+	labels := listWithin(top, max(lineWidth-len([]rune(head))-len([]rune(tail)), minRoom))
+	tail = clip(tail, max(lineWidth-len([]rune(head+labels)), 0))
+	fmt.Fprintln(p.w, head+labels+tail)
+}
+
+// wrapped writes "head camera what: message", the message wrapped to
+// lineWidth under its start, so that nothing of an error is lost.
+func (p *eventPrinter) wrapped(head, camera, what, msg string) {
+	line := head
+	for _, part := range []string{camera, what} {
+		if part != "" {
+			line += " " + part
+		}
+	}
+	if msg == "" {
+		fmt.Fprintln(p.w, line)
+		return
+	}
+	line += ":"
+	indent := "    "
+	width := len([]rune(line))
+	for _, word := range strings.Fields(msg) {
+		n := len([]rune(word))
+		if width+1+n > lineWidth && width > len(indent) {
+			fmt.Fprintln(p.w, line)
+			line, width = indent+word, len(indent)+n
+			continue
+		}
+		line += " " + word
+		width += 1 + n
+	}
+	fmt.Fprintln(p.w, line)
+}
+
+// listWithin joins items with ", " within width columns, ending with
+// ", …" when some are left out; the first item is cut with … if it alone
+// is too long.
+func listWithin(items []string, width int) string {
+	out := ""
+	for i, item := range items {
+		sep, more := ", ", ", …"
+		if i == 0 {
+			sep = ""
+		}
+		if i == len(items)-1 {
+			more = ""
+		}
+		if len([]rune(out+sep+item+more)) <= width {
+			out += sep + item
+			continue
+		}
+		if i == 0 {
+			return clip(item, width)
+		}
+		return out + ", …"
+	}
+	return out
+}
+
+// clip shortens s to at most n columns, marking the cut with ….
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	if n <= 1 {
+		return string(r[:n])
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // truthSummary shortens the synthetic camera's truth to "red circle, blue

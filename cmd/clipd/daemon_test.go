@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -613,8 +615,14 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 
 	// The socket serves while cameras are still starting: wait for a result.
 	nextOf(t, d.dial(), "result", 20*time.Second)
-	out, err := exec.Command(clipdBinary(t), "status", "--socket", d.socket).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), `"name": "pat"`) || !strings.Contains(string(out), `"gpu"`) {
+	out, err := exec.Command(clipdBinary(t), "status", "--socket", d.socket, "--json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"name": "pat"`) || !strings.Contains(string(out), `"gpu"`) ||
+		!strings.Contains(string(out), `"state": "running"`) || !strings.Contains(string(out), `"source": "pattern?hold=2&seed=900000&shapes=1"`) {
+		t.Errorf("clipd status --json: %v\n%s", err, out)
+	}
+	out, err = exec.Command(clipdBinary(t), "status", "--socket", d.socket).CombinedOutput()
+	if err != nil || !regexp.MustCompile(`(?m)^pat +running +rgb24 +240x240 +[0-9.]+/s +[0-9.]+/s +[0-9]+ +[0-9.]+/[0-9.]+ ms$`).Match(out) ||
+		!strings.Contains(string(out), "pat  source  pattern?hold=2&seed=900000&shapes=1") {
 		t.Errorf("clipd status: %v\n%s", err, out)
 	}
 
@@ -641,17 +649,71 @@ func TestDaemonGarbageCommandKeepsConnection(t *testing.T) {
 	d.stop()
 }
 
-func TestCheckRejectsBadConfig(t *testing.T) {
+// clipd tail shows a camera whose device is missing as a camera line,
+// whether it connected before the camera went to retrying or after; the
+// daemon's log never calls that camera started.
+func TestTailShowsACameraThatIsDown(t *testing.T) {
 	dir := testDir(t)
-	path := filepath.Join(dir, "bad.toml")
-	writeFile(t, path, "[model]\nbundle = \"x\"\n\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"l\"\nfps = 0\n")
-	out, err := exec.Command(clipdBinary(t), "check", "--config", path).CombinedOutput()
-	if err == nil {
-		t.Fatalf("clipd check accepted a bad config:\n%s", out)
+	labels := filepath.Join(dir, "shapes.labels")
+	writeFile(t, labels, shapeLabels)
+	const device = "/dev/clipd-test-absent"
+	d := startDaemon(t, dir, patternConfig(demoBundle(t), labels, "")+
+		fmt.Sprintf("[[camera]]\nname = \"gone\"\nsource = %q\nlabels = %q\n", device, labels))
+	for _, when := range []string{"at once", "later"} {
+		if when == "later" {
+			// By now the missing camera is retrying: status shows it.
+			deadline := time.Now().Add(20 * time.Second)
+			for !strings.Contains(d.logs.String(), "camera waiting for its source") {
+				if time.Now().After(deadline) {
+					t.Fatalf("the missing camera was never said to wait:\n%s", d.logs.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		cmd := exec.Command(clipdBinary(t), "tail", "--socket", d.socket)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		// The line wraps at 80 columns: compare words.
+		want := "camera gone retrying: open " + device + ": no such file or directory"
+		var seen []string
+		timeout := time.After(30 * time.Second)
+	read:
+		for {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatalf("tail (%s) ended without %q:\n%s", when, want, strings.Join(seen, "\n"))
+				}
+				seen = append(seen, line)
+				last := seen[max(0, len(seen)-3):]
+				if strings.Contains(strings.Join(strings.Fields(strings.Join(last, " ")), " "), want) {
+					break read
+				}
+			case <-timeout:
+				t.Fatalf("tail (%s) did not show %q:\n%s", when, want, strings.Join(seen, "\n"))
+			}
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
 	}
-	if want := path + ":8: camera[0].fps:"; !strings.Contains(string(out), want) {
-		t.Errorf("clipd check output does not name %q:\n%s", want, out)
+	logs := d.logs.String()
+	if strings.Contains(logs, `camera started" camera=gone`) || !strings.Contains(logs, `camera started" camera=pat`) {
+		t.Errorf("want camera started for pat only:\n%s", logs)
 	}
+	d.stop()
 }
 
 // regionTruth says what a region of the frame shows, from the synthetic

@@ -1,0 +1,161 @@
+package daemon
+
+import (
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clipd/clipd/capture"
+	"github.com/clipd/clipd/server"
+)
+
+// cameraMessage reads until a camera message for name.
+func cameraMessage(t *testing.T, c *server.Client, name string) server.CameraState {
+	t.Helper()
+	for {
+		m := next(t, c, "camera")
+		var cs server.CameraState
+		if err := m.Decode(&cs); err != nil {
+			t.Fatal(err)
+		}
+		if cs.Camera == name {
+			return cs
+		}
+	}
+}
+
+// waitStatus polls status until ok says the camera is as wanted.
+func waitStatus(t *testing.T, c *server.Client, what string, ok func(server.CameraStatus) bool) server.CameraStatus {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		st := status(t, c)
+		if len(st.Cameras) == 1 && ok(st.Cameras[0]) {
+			return st.Cameras[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed %s: %+v", what, st.Cameras)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A camera whose device does not exist (the real V4L2 source, which waits
+// for it) is serving-but-retrying: the log says it waits and why, never
+// that it started; status and a camera message say retrying.
+func TestMissingDeviceIsRetryingNotStarted(t *testing.T) {
+	defer verifyNoLeaks(t)
+	const device = "/dev/clipd-test-video9"
+	h := newHarness(t, cameraTOML("front", device, "a.labels", ""), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+		h.openSource = func(cfg capture.Config, log *slog.Logger) (capture.Source, error) {
+			cfg.RetryMin, cfg.RetryMax = 20*time.Millisecond, 50*time.Millisecond
+			return capture.Open(cfg, log)
+		}
+	})
+	c := h.dial()
+	if got := c.Hello().Cameras; len(got) != 1 || got[0] != "front" {
+		t.Errorf("hello cameras %q", got)
+	}
+	cs := cameraMessage(t, c, "front")
+	if cs.State != server.CameraRetrying || !strings.Contains(cs.Error, device) {
+		t.Errorf("camera message %+v, want retrying with the device's error", cs)
+	}
+	cam := waitStatus(t, c, "retrying", func(s server.CameraStatus) bool { return s.State == server.CameraRetrying })
+	if !strings.Contains(cam.LastError, device) || cam.LastErrorTime == "" || cam.CaptureFPS != 0 {
+		t.Errorf("status of the missing camera: %+v", cam)
+	}
+	logs := h.logs.String()
+	serving := strings.Index(logs, "msg=serving")
+	waiting := strings.Index(logs, `msg="camera waiting for its source"`)
+	if serving < 0 || waiting < serving || !strings.Contains(logs[waiting:], "source="+device) {
+		t.Errorf("want serving, then camera waiting for its source with source=%s:\n%s", device, logs)
+	}
+	if strings.Contains(logs, "camera started") {
+		t.Errorf("a camera without a frame was logged as started:\n%s", logs)
+	}
+	h.stop()
+}
+
+// A source that goes down and comes back: a camera message for each
+// change, "camera started" only at the first frame, and status follows.
+func TestCameraStateFollowsTheSource(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := newHarness(t, "", func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+		h.sources.setDown("pattern", "open /dev/video9: no such file or directory")
+	})
+	c := h.dial()
+	if cs := cameraMessage(t, c, "front"); cs.State != server.CameraRetrying || cs.Error != "open /dev/video9: no such file or directory" {
+		t.Fatalf("first camera message %+v", cs)
+	}
+	if strings.Contains(h.logs.String(), "camera started") {
+		t.Fatalf("camera started logged before a frame:\n%s", h.logs)
+	}
+
+	h.sources.setDown("pattern", "")
+	if cs := cameraMessage(t, c, "front"); cs.State != server.CameraRunning || cs.Error != "" {
+		t.Fatalf("camera message after the source came back: %+v", cs)
+	}
+	if n := strings.Count(h.logs.String(), `msg="camera started"`); n != 1 {
+		t.Errorf("camera started logged %d times:\n%s", n, h.logs)
+	}
+	resultOf(t, c)
+	cam := waitStatus(t, c, "rates", func(s server.CameraStatus) bool { return s.CaptureFPS > 0 && s.ClassifiedPerS > 0 })
+	if cam.State != server.CameraRunning || cam.FPS != cam.ClassifiedPerS {
+		t.Errorf("status of the running camera: %+v", cam)
+	}
+	// The fake source delivers a frame about every 5 ms.
+	if cam.CaptureFPS < 20 || cam.CaptureFPS > 400 {
+		t.Errorf("capture_fps %.1f, want about 200", cam.CaptureFPS)
+	}
+
+	h.sources.setDown("pattern", "device unplugged")
+	if cs := cameraMessage(t, c, "front"); cs.State != server.CameraRetrying || cs.Error != "device unplugged" {
+		t.Fatalf("camera message after unplugging: %+v", cs)
+	}
+	h.sources.setDown("pattern", "")
+	if cs := cameraMessage(t, c, "front"); cs.State != server.CameraRunning {
+		t.Fatalf("camera message after replugging: %+v", cs)
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, `msg="camera started"`); n != 1 || !strings.Contains(logs, `msg="camera running again"`) {
+		t.Errorf("want one camera started and a camera running again:\n%s", logs)
+	}
+
+	h.sources.end("pattern")
+	if cs := cameraMessage(t, c, "front"); cs.State != server.CameraEnded {
+		t.Fatalf("camera message at the end of the source: %+v", cs)
+	}
+	waitStatus(t, c, "ended", func(s server.CameraStatus) bool { return s.State == server.CameraEnded })
+	h.stop()
+}
+
+// A labels file that stops parsing shows in status, with its line, while
+// the previous set stays in use; fixing it clears it.
+func TestStatusShowsALabelsFileThatFailsToParse(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var labels string
+	h := newHarness(t, "", func(h *harness) {
+		labels = filepath.Join(h.dir, "a.labels")
+		writeFile(t, labels, "dog\ncat\n")
+	})
+	c := h.dial()
+	resultOf(t, c)
+	if cam := status(t, c).Cameras[0]; cam.LabelsError != "" || cam.LabelsVersion != 1 {
+		t.Fatalf("status before the edit: %+v", cam)
+	}
+	writeFile(t, labels, "dog\ncat\ndog\n")
+	cam := waitStatus(t, c, "labels_error", func(s server.CameraStatus) bool { return s.LabelsError != "" })
+	if !strings.Contains(cam.LabelsError, labels+":3: duplicate label") || cam.LabelsVersion != 1 {
+		t.Errorf("status after a bad edit: labels_error %q, version %d", cam.LabelsError, cam.LabelsVersion)
+	}
+	writeFile(t, labels, "dog\nowl\n")
+	cam = waitStatus(t, c, "the fixed labels", func(s server.CameraStatus) bool { return s.LabelsVersion == 2 })
+	if cam.LabelsError != "" {
+		t.Errorf("labels_error after the fix: %q", cam.LabelsError)
+	}
+	h.stop()
+}
