@@ -57,7 +57,14 @@ var funcs = template.FuncMap{
 		}
 		return roundAgo(time.Since(t))
 	},
-	"span": func(a, b time.Time) string { return roundAgo(b.Sub(a)) },
+	"span":  func(a, b time.Time) string { return roundAgo(b.Sub(a)) },
+	"state": stateLabel,
+	"targetName": func(region string) string {
+		if region == "" {
+			return "whole frame"
+		}
+		return region
+	},
 }
 
 func roundAgo(d time.Duration) string {
@@ -174,22 +181,12 @@ var sinceChoices = []struct{ Value, Text string }{
 
 func (d pageData) SinceChoices() []struct{ Value, Text string } { return sinceChoices }
 
-// Label shows a state: "" (before the first) is "unknown".
+// stateLabel shows a state: "" (before the first) is "unknown".
 func stateLabel(c state.Current) string {
 	if c.Label == "" {
 		return "unknown"
 	}
 	return c.Label
-}
-
-func init() {
-	funcs["state"] = stateLabel
-	funcs["targetName"] = func(region string) string {
-		if region == "" {
-			return "whole frame"
-		}
-		return region
-	}
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +197,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		Events: s.events(s.cfg.Events),
 	}
 	for _, c := range s.cameras() {
-		cv := cameraView{cameraJSON: c, FontSize: max(12, c.Height/24)}
+		cv := cameraView{cameraJSON: c, FontSize: max(12, c.Height/16)}
 		d.Targets = append(d.Targets, c.Name)
 		for _, t := range c.Targets {
 			if t.Box == nil {

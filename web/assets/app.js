@@ -129,10 +129,11 @@
         s.textContent = text;
         return s;
       };
-      li.append(
-        span("target", ev.camera + (ev.region ? "/" + ev.region : "")), " ",
-        span("prev", ev.previous), " → ", span("label", ev.label), " ",
-        span("score", ev.score.toFixed(3)), " ", timeElement(ev.time));
+      li.append(span("target", ev.camera + (ev.region ? "/" + ev.region : "")), " ");
+      if (ev.previous) {
+        li.append(span("prev", ev.previous), " → ");
+      }
+      li.append(span("label", ev.label), " ", span("score", ev.score.toFixed(3)), " ", timeElement(ev.time));
       return li;
     });
     if (items.length === 0) {
