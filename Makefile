@@ -93,6 +93,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzJPEGStream -fuzztime 30s ./capture/
 	$(GO) test -run '^$$' -fuzz FuzzCommandLine -fuzztime 30s ./server/
 	$(GO) test -run '^$$' -fuzz FuzzSearchRequest -fuzztime 30s ./server/
+	$(GO) test -run '^$$' -fuzz FuzzSearchQuery -fuzztime 30s ./web/
 	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime 30s ./state/
 	$(GO) test -run '^$$' -fuzz FuzzOwnedConfig -fuzztime 30s ./mqtt/
 	$(GO) test -run '^$$' -fuzz FuzzSegment -fuzztime 30s ./history/
