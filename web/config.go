@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -83,7 +82,7 @@ func (c *Config) Validate() error {
 		return keyErr("token_file", "required because listen %.80q is not a loopback address: everything beyond /metrics and /healthz needs a bearer token", c.Listen)
 	}
 	if c.Events < 0 || c.Events > MaxEvents {
-		return keyErr("events", "must be between 1 and %d, got %d", MaxEvents, c.Events)
+		return keyErr("events", "must be between 1 and %d (0 or absent: %d), got %d", MaxEvents, DefaultEvents, c.Events)
 	}
 	return nil
 }
@@ -130,5 +129,3 @@ func tokenChar(c byte) bool {
 	}
 	return strings.IndexByte("-._~+/=", c) >= 0
 }
-
-var errNoBackend = errors.New("web: no backend")

@@ -58,6 +58,8 @@ const (
 	maxErrorTextSize = 300
 )
 
+var errNoBackend = errors.New("web: no backend")
+
 // Server is the running listener.
 type Server struct {
 	cfg     Config
