@@ -27,11 +27,13 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # OpenBLAS (Debian's torch otherwise runs its matrix products on the
 # reference BLAS, which makes training the demo model ~30x slower), node/npm
 # to fetch ONNX Runtime, systemd for checking the unit files, mosquitto and
-# its clients for the MQTT tests (a real broker), openssl for their test CA.
+# its clients for the MQTT tests (a real broker), openssl for their test CA,
+# prometheus for promtool (the metrics test checks a real scrape with it),
+# chromium for the web page's browser test.
 DEBIAN_PACKAGES := gcc libc6-dev pkg-config make git ca-certificates \
 	libturbojpeg0-dev ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-base \
 	python3-torch python3-onnx python3-numpy python3-pil libopenblas0-pthread nodejs npm systemd \
-	mosquitto mosquitto-clients openssl
+	mosquitto mosquitto-clients openssl prometheus chromium
 
 GO_LDFLAGS := -X main.version=$(VERSION)
 
@@ -92,6 +94,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./labels/
 	$(GO) test -run '^$$' -fuzz FuzzJPEGStream -fuzztime 30s ./capture/
 	$(GO) test -run '^$$' -fuzz FuzzCommandLine -fuzztime 30s ./server/
+	$(GO) test -run '^$$' -fuzz FuzzSearchRequest -fuzztime 30s ./server/
+	$(GO) test -run '^$$' -fuzz FuzzSearchQuery -fuzztime 30s ./web/
 	$(GO) test -run '^$$' -fuzz FuzzTracker -fuzztime 30s ./state/
 	$(GO) test -run '^$$' -fuzz FuzzOwnedConfig -fuzztime 30s ./mqtt/
 	$(GO) test -run '^$$' -fuzz FuzzSegment -fuzztime 30s ./history/

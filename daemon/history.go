@@ -82,18 +82,11 @@ func (d *daemon) search(ctx context.Context, req server.SearchRequest) (*history
 	if d.history == nil {
 		return nil, errors.New("the camera memory is off ([history] enabled = false)")
 	}
-	now := time.Now()
-	q := history.Query{Model: d.imageModel, K: req.K, MinScore: req.MinScore, Frames: req.Frames}
-	var err error
-	if q.Since, err = history.ParseTime(req.Since, now); err != nil {
-		return nil, fmt.Errorf("since: %w", err)
+	q, err := req.Query(time.Now())
+	if err != nil {
+		return nil, err
 	}
-	if q.Until, err = history.ParseTime(req.Until, now); err != nil {
-		return nil, fmt.Errorf("until: %w", err)
-	}
-	if q.Targets, err = history.ParseTargets(req.Cameras); err != nil {
-		return nil, fmt.Errorf("cameras: %w", err)
-	}
+	q.Model = d.imageModel
 	switch {
 	case req.Text != "":
 		embs, err := d.model.EncodePrompts(ctx, []string{req.Text})
