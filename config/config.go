@@ -68,6 +68,7 @@ import (
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/internal/safefile"
 	"github.com/clipd/clipd/mqtt"
+	"github.com/clipd/clipd/web"
 
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/frame"
@@ -82,7 +83,10 @@ type Config struct {
 	Snapshots Snapshots
 	History   History
 	// MQTT is off while MQTT.Broker is empty.
-	MQTT    mqtt.Config
+	MQTT mqtt.Config
+	// HTTP, the metrics, health and page listener, is off while
+	// HTTP.Listen is empty.
+	HTTP    web.Config
 	Cameras []Camera
 }
 
@@ -231,6 +235,7 @@ func Default() *Config {
 		History: History{Dir: "/var/lib/clipd/history", Every: DefaultHistoryEvery, Retention: DefaultHistoryRetention,
 			MaxBytes: DefaultHistoryMaxBytes, ThumbnailEvery: DefaultHistoryThumbnailEvery},
 		MQTT: mqtt.Defaults(),
+		HTTP: web.Defaults(),
 	}
 	c.Socket.ClassifyDirs = []string{c.Snapshots.Dir}
 	return c

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/mqtt"
+	"github.com/clipd/clipd/web"
 )
 
 // The tables of what clipd does with its results beyond the socket:
@@ -58,6 +59,34 @@ type fileHistory struct {
 	Retention      any    `toml:"retention"`
 	MaxBytes       any    `toml:"max_bytes"`
 	ThumbnailEvery any    `toml:"thumbnail_every"`
+}
+
+type fileHTTP struct {
+	Listen    *string `toml:"listen"`
+	TokenFile *string `toml:"token_file"`
+}
+
+// http fills a web.Config; package web says what is valid.
+func (v *validator) http(raw fileHTTP) web.Config {
+	c := web.Defaults()
+	if raw.Listen != nil {
+		c.Listen = *raw.Listen
+	}
+	if raw.TokenFile != nil && *raw.TokenFile != "" {
+		c.TokenFile = v.resolve(*raw.TokenFile)
+	}
+	if c.Listen == "" {
+		return c
+	}
+	if err := c.Validate(); err != nil {
+		var ke *web.KeyError
+		if errors.As(err, &ke) {
+			v.fail("http."+ke.Key, "%s", ke.Msg)
+		} else {
+			v.fail("http", "%v", err)
+		}
+	}
+	return c
 }
 
 type fileMQTT struct {

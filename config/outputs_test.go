@@ -60,3 +60,18 @@ func TestOutputTableErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestHTTPTable(t *testing.T) {
+	cfg, err := Parse([]byte("[http]\nlisten = \"127.0.0.1:9464\"\n"), "/etc/clipd/clipd.toml")
+	if err != nil || cfg.HTTP.Listen != "127.0.0.1:9464" {
+		t.Fatalf("http: %+v, %v", cfg.HTTP, err)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{"[http]\nlisten = \"0.0.0.0:9464\"\n", "clipd.toml:1: http.token_file: required because listen \"0.0.0.0:9464\" is not a loopback address"},
+		{"[http]\nlisten = \"nonsense\"\n", "clipd.toml:2: http.listen: want host:port"},
+	} {
+		if _, err := Parse([]byte(tc.doc), "clipd.toml"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}

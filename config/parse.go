@@ -30,6 +30,7 @@ type fileConfig struct {
 	Snapshots fileSnapshots `toml:"snapshots"`
 	History   fileHistory   `toml:"history"`
 	MQTT      fileMQTT      `toml:"mqtt"`
+	HTTP      fileHTTP      `toml:"http"`
 	Camera    []fileCamera  `toml:"camera"`
 }
 
@@ -325,6 +326,7 @@ func (v *validator) build(raw *fileConfig) *Config {
 	cfg.Snapshots = v.snapshots(raw.Snapshots, cfg.Model.StateDir)
 	cfg.History = v.history(raw.History, cfg.Model.StateDir)
 	cfg.MQTT = v.mqtt(raw.MQTT)
+	cfg.HTTP = v.http(raw.HTTP)
 	if raw.Socket.ClassifyDirs == nil {
 		// A client may classify a snapshot the daemon wrote, and nothing
 		// else, unless the operator says otherwise.

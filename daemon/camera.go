@@ -15,6 +15,7 @@ import (
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/history"
 	"github.com/clipd/clipd/internal/lifecycle"
+	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/state"
@@ -44,6 +45,7 @@ type camera struct {
 	// image model in its records.
 	history    *history.Store
 	imageModel string
+	metrics    *metrics.Metrics
 
 	// online is whether the source delivers (for MQTT's per-camera
 	// availability); last is the newest frame classified, for snapshot.
@@ -377,6 +379,7 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		"total":      ms(done.Sub(f.Time)),
 	}
 	c.record(lat, done)
+	c.metrics.ObserveFrame(c.conf.Name, lat)
 	for _, t := range p.targets {
 		t.mu.Lock()
 		t.total.add(lat["total"])

@@ -28,12 +28,14 @@ import (
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/history"
 	"github.com/clipd/clipd/labels"
+	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/state"
 	"github.com/clipd/clipd/systemd"
 	"github.com/clipd/clipd/telemetry"
+	"github.com/clipd/clipd/web"
 )
 
 // Options configure Run.
@@ -77,6 +79,8 @@ type daemon struct {
 	// image model its records are made with.
 	history    *history.Store
 	imageModel string
+	metrics    *metrics.Metrics
+	web        *web.Server // nil when [http] listen is unset
 	server     *server.Server
 	gpu        *telemetry.Reader
 	started    time.Time
@@ -224,11 +228,16 @@ func (d *daemon) initialize(ctx context.Context) error {
 	}
 	d.embedder, _ = labels.OpenEmbedder(labels.EmbedderConfig{Encoder: mod, Store: store, Log: d.log,
 		Progress: d.encodingStatus})
+	if err := d.newMetrics(); err != nil {
+		return err
+	}
 	d.labels = newLabelsHub(d.embedder, d.log, d.publish)
+	d.labels.metrics = d.metrics
 	d.labels.onLoaded = d.announceTargets
 	if d.outputs, err = newOutputs(d.conf, d.opts.Version, d.log, d.publish); err != nil {
 		return err
 	}
+	d.outputs.metrics = d.metrics
 	if err := d.openHistory(); err != nil {
 		return err
 	}
@@ -272,7 +281,7 @@ func (d *daemon) initialize(ctx context.Context) error {
 		}
 	}
 	d.announceTargets()
-	return nil
+	return d.startHTTP()
 }
 
 // announceTargets tells the outputs which cameras and targets there are,
@@ -298,8 +307,13 @@ func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, 
 	c := &camera{
 		conf: cc, log: d.log.With("camera", cc.Name), targets: targetsOf(cc), hub: d.labels,
 		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish, outputs: d.outputs,
-		history: d.history, imageModel: d.imageModel,
+		history: d.history, imageModel: d.imageModel, metrics: d.metrics,
 	}
+	regions := make([]string, 0, len(c.targets))
+	for _, t := range c.targets {
+		regions = append(regions, t.name.region)
+	}
+	d.metrics.AddTargets(cc.Name, regions...)
 	for _, t := range c.targets {
 		hold := t.conf.StateHold
 		if t.name.region == "" {
@@ -490,6 +504,9 @@ func (d *daemon) shutdownBy(deadline time.Time) error {
 func (d *daemon) shutdown() {
 	for _, name := range d.cameraNames() {
 		d.stopCamera(name)
+	}
+	if d.web != nil {
+		d.web.Close()
 	}
 	if d.outputs != nil {
 		d.outputs.close()

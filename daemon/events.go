@@ -10,6 +10,7 @@ import (
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/labels"
+	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/snapshot"
@@ -25,6 +26,7 @@ type outputs struct {
 	publish   func(server.Event)
 	snapshots *snapshot.Writer // nil when the directory could not be made
 	mqtt      *mqtt.Publisher  // nil when [mqtt] broker is unset
+	metrics   *metrics.Metrics
 
 	mu     sync.Mutex
 	recent []state.Event // the last recentEvents, newest last
@@ -78,6 +80,7 @@ func (o *outputs) event(ev state.Event, f *frame.Frame, box *frame.Box) {
 	}
 	o.counts[targetName{ev.Camera, ev.Region}]++
 	o.mu.Unlock()
+	o.metrics.StateChanged(ev)
 	o.publish(&server.StateEvent{Event: ev})
 	if o.mqtt != nil {
 		o.mqtt.PublishEvent(ev)

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/clipd/clipd/labels"
+	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/server"
 )
 
@@ -23,6 +24,7 @@ type labelsHub struct {
 	publish  func(server.Event)
 	// onLoaded, if set, runs after a file's new set was announced.
 	onLoaded func()
+	metrics  *metrics.Metrics // counts each camera's label reloads
 
 	mu    sync.Mutex
 	files map[string]*labelsFile
@@ -135,6 +137,15 @@ func (h *labelsHub) event(f *labelsFile, ev labels.Event) {
 	}
 	h.mu.Unlock()
 	slices.SortFunc(users, func(a, b targetName) int { return cmp.Compare(a.String(), b.String()) })
+	if h.metrics != nil {
+		counted := map[string]bool{}
+		for _, u := range users {
+			if !counted[u.camera] {
+				counted[u.camera] = true
+				h.metrics.LabelsEvent(u.camera, ev.Kind)
+			}
+		}
+	}
 	switch ev.Kind {
 	case labels.Loaded:
 		h.log.Info("labels loaded", "file", ev.File, "version", ev.Version, "labels", len(ev.Set.Labels), "targets", len(users))

@@ -28,6 +28,7 @@ func (d *daemon) reload(ctx context.Context) {
 	d.mu.Lock()
 	d.lastReload = rs
 	d.mu.Unlock()
+	d.metrics.ConfigReloaded(rs.OK)
 	if len(errs) > 0 {
 		for _, err := range errs {
 			d.log.Error("reload: not applied", "err", err)
@@ -108,6 +109,7 @@ func (d *daemon) applyConfig(ctx context.Context) []error {
 	}
 	for _, name := range ch.Removed {
 		d.stopCamera(name)
+		d.metrics.RemoveCamera(name)
 		delete(running, name)
 	}
 

@@ -2,14 +2,12 @@ package web
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,101 +16,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/clipd/clipd/internal/browsertest"
 	"github.com/clipd/clipd/state"
 )
-
-// chromiumPath is Debian's chromium (make deps installs it).
-const chromiumPath = "/usr/bin/chromium"
-
-// browser starts a headless Chromium for the test, with the flags this
-// machine's closed network needs (docs: .library env, "Known to work").
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := exec.LookPath(chromiumPath); err != nil {
-		t.Skipf("chromium not installed (Debian package chromium; make deps): %v", err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(alloc, chromedp.WithErrorf(t.Logf))
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() {
-		cancelTimeout()
-		cancelCtx()
-		cancelAlloc()
-	})
-	// Start the browser now, so that a failure to start is reported as such.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	return ctx
-}
-
-// waitJS evaluates a JavaScript expression until it is true, for at most
-// 30 s. Errors count as false: a navigation (a form sent) destroys the
-// context an evaluation runs in.
-func waitJS(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		if err == nil && ok {
-			return
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	page, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
-	t.Fatalf("%s: not within 30 s (last error %v)\npage:\n%.3000s", what, last, page)
-}
-
-func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluating %s: %v", expr, err)
-	}
-	return v
-}
-
-// colourShare is the JavaScript that counts, in an image, the share of
-// pixels close to each synth colour of interest.
-const colourShare = `(sel) => {
-  const img = document.querySelector(sel);
-  const c = document.createElement("canvas");
-  c.width = img.naturalWidth; c.height = img.naturalHeight;
-  const g = c.getContext("2d");
-  g.drawImage(img, 0, 0);
-  const d = g.getImageData(0, 0, c.width, c.height).data;
-  const n = {red: 0, green: 0, blue: 0, yellow: 0};
-  for (let i = 0; i < d.length; i += 4) {
-    const r = d[i], gr = d[i + 1], b = d[i + 2];
-    if (r > 160 && gr < 90 && b < 90) n.red++;
-    else if (r < 90 && gr > 120 && b < 90) n.green++;
-    else if (r < 90 && gr < 110 && b > 150) n.blue++;
-    else if (r > 180 && gr > 160 && b < 90) n.yellow++;
-  }
-  const px = d.length / 4;
-  for (const k in n) n[k] /= px;
-  return n;
-}`
 
 // TestBrowser drives the page in Chromium against a server whose backend
 // holds a real camera memory: the tiles show pictures with their regions,
@@ -121,19 +27,19 @@ const colourShare = `(sel) => {
 func TestBrowser(t *testing.T) {
 	b := newTestBackend(t, true)
 	_, base := start(t, Config{}, b)
-	ctx := browser(t)
+	ctx := browsertest.Start(t)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
 	// Every tile shows its camera's frame, and then the refreshed ones.
-	waitJS(t, ctx, "camera tiles show pictures",
+	browsertest.WaitJS(t, ctx, "camera tiles show pictures",
 		`document.querySelectorAll("img.live").length === 2 && [...document.querySelectorAll("img.live")].every(i => i.complete && i.naturalWidth > 0)`)
-	waitJS(t, ctx, "the drive tile refreshes its frame",
+	browsertest.WaitJS(t, ctx, "the drive tile refreshes its frame",
 		`(() => { const i = document.querySelector('article[data-camera="drive"] img.live'); return i.src.startsWith("blob:") && i.complete && i.naturalWidth === 320; })()`)
 
 	// The region is drawn where its box lies in the frame.
-	geom := evalJS[map[string]float64](t, ctx, `(() => {
+	geom := browsertest.EvalJS[map[string]float64](t, ctx, `(() => {
 	  const a = document.querySelector('article[data-camera="drive"]');
 	  const i = a.querySelector("img.live").getBoundingClientRect();
 	  const r = a.querySelector("svg rect").getBoundingClientRect();
@@ -148,7 +54,7 @@ func TestBrowser(t *testing.T) {
 	}
 
 	// States are shown, and a change reaches the page by itself.
-	label := evalJS[string](t, ctx, `document.querySelector('article[data-camera="drive"] li[data-region="gate"] .label').textContent`)
+	label := browsertest.EvalJS[string](t, ctx, `document.querySelector('article[data-camera="drive"] li[data-region="gate"] .label').textContent`)
 	if label != "a blue square" {
 		t.Errorf("gate state %q, want a blue square", label)
 	}
@@ -157,12 +63,12 @@ func TestBrowser(t *testing.T) {
 	b.cameras[0].Targets[0].State = state.Current{Label: "a green square", Score: 0.8, Since: since, LabelsVersion: 1}
 	b.events = append([]state.Event{{Camera: "drive", Label: "a green square", Previous: "a red circle", Score: 0.8, Since: since, Time: since, Snapshot: b.events[0].Snapshot}}, b.events...)
 	b.mu.Unlock()
-	waitJS(t, ctx, "the new state appears",
+	browsertest.WaitJS(t, ctx, "the new state appears",
 		`document.querySelector('article[data-camera="drive"] li[data-region=""] .label').textContent === "a green square"`)
-	waitJS(t, ctx, "the new event appears with its snapshot",
+	browsertest.WaitJS(t, ctx, "the new event appears with its snapshot",
 		`(() => { const li = document.querySelectorAll("ol.events li"); return li.length === 4 && li[0].querySelector(".label").textContent === "a green square" &&
 		  [...document.querySelectorAll("ol.events img")].every(i => i.complete && i.naturalWidth > 0); })()`)
-	sinceShown := evalJS[string](t, ctx, `document.querySelector('article[data-camera="drive"] li[data-region=""] .since time').dateTime`)
+	sinceShown := browsertest.EvalJS[string](t, ctx, `document.querySelector('article[data-camera="drive"] li[data-region=""] .since time').dateTime`)
 	if got, err := time.Parse(time.RFC3339Nano, sinceShown); err != nil || !got.Equal(since) {
 		t.Errorf("since %q, want %s", sinceShown, since.UTC().Format(time.RFC3339Nano))
 	}
@@ -174,22 +80,22 @@ func TestBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "episodes with pictures",
+	browsertest.WaitJS(t, ctx, "episodes with pictures",
 		fmt.Sprintf(`document.querySelectorAll("details.episode").length === %d && [...document.querySelectorAll("details.episode img")].every(i => i.complete && i.naturalWidth > 0)`, len(testRuns)))
-	if u := evalJS[string](t, ctx, `location.search`); !strings.Contains(u, "q=a+red+shape") {
+	if u := browsertest.EvalJS[string](t, ctx, `location.search`); !strings.Contains(u, "q=a+red+shape") {
 		t.Errorf("the search is not in the URL: %q", u)
 	}
-	share := evalJS[map[string]float64](t, ctx, "("+colourShare+`)("details.episode img")`)
+	share := browsertest.EvalJS[map[string]float64](t, ctx, "("+browsertest.ColourShare+`)("details.episode img")`)
 	if share["red"] < 0.01 || share["red"] < 3*max(share["green"], share["blue"], share["yellow"]) {
 		t.Errorf("the best episode's picture for red has colour shares %v", share)
 	}
-	target := evalJS[string](t, ctx, `document.querySelector("details.episode .target").textContent`)
+	target := browsertest.EvalJS[string](t, ctx, `document.querySelector("details.episode .target").textContent`)
 	if target != "drive" {
 		t.Errorf("best episode of %q, want drive", target)
 	}
 
 	// The page as docs/web.png shows it: results, cameras, events.
-	evalJS[any](t, ctx, `window.scrollTo(0, 0)`)
+	browsertest.EvalJS[any](t, ctx, `window.scrollTo(0, 0)`)
 	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)
@@ -197,16 +103,16 @@ func TestBrowser(t *testing.T) {
 	saveScreenshot(t, shot)
 
 	// Clicking an episode shows its frames.
-	if evalJS[bool](t, ctx, `document.querySelector("details.episode table.frames").checkVisibility()`) {
+	if browsertest.EvalJS[bool](t, ctx, `document.querySelector("details.episode table.frames").checkVisibility()`) {
 		t.Error("the frames are shown before the click")
 	}
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`details.episode summary`))); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "the episode's frames",
+	browsertest.WaitJS(t, ctx, "the episode's frames",
 		`(() => { const d = document.querySelector("details.episode"); const rows = d.querySelectorAll("table.frames tbody tr");
 		  return d.open && rows.length === 12 && d.querySelector("table.frames").checkVisibility(); })()`)
-	seqs := evalJS[[]string](t, ctx, `[...document.querySelectorAll("details.episode[open] table.frames tbody tr td:nth-child(2)")].map(td => td.textContent)`)
+	seqs := browsertest.EvalJS[[]string](t, ctx, `[...document.querySelectorAll("details.episode[open] table.frames tbody tr td:nth-child(2)")].map(td => td.textContent)`)
 	for _, s := range seqs {
 		var seq uint64
 		fmt.Sscan(s, &seq)
@@ -285,26 +191,26 @@ func reducePalette(img image.Image, n int) *image.Paletted {
 func TestBrowserLogin(t *testing.T) {
 	b := newTestBackend(t, false)
 	_, base := start(t, Config{TokenFile: writeToken(t, testToken)}, b)
-	ctx := browser(t)
+	ctx := browsertest.Start(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "the login form", `location.pathname === "/login" && document.querySelector('input[name="token"]') !== null`)
+	browsertest.WaitJS(t, ctx, "the login form", `location.pathname === "/login" && document.querySelector('input[name="token"]') !== null`)
 	if err := chromedp.Do(ctx,
 		chromedp.SetValue(chromedp.CSS(`input[name="token"]`), "not-the-token-at-all"),
 		chromedp.Click(chromedp.CSS(`form button`)),
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "a wrong token is refused", `document.querySelector(".error") !== null && document.querySelector(".error").textContent.includes("not the token")`)
+	browsertest.WaitJS(t, ctx, "a wrong token is refused", `document.querySelector(".error") !== null && document.querySelector(".error").textContent.includes("not the token")`)
 	if err := chromedp.Do(ctx,
 		chromedp.SetValue(chromedp.CSS(`input[name="token"]`), testToken),
 		chromedp.Click(chromedp.CSS(`form button`)),
 	); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, ctx, "the page after login, with pictures",
+	browsertest.WaitJS(t, ctx, "the page after login, with pictures",
 		`location.pathname === "/" && document.querySelectorAll("img.live").length === 2 && [...document.querySelectorAll("img.live")].every(i => i.complete && i.naturalWidth > 0)`)
-	waitJS(t, ctx, "refreshed frames after login",
+	browsertest.WaitJS(t, ctx, "refreshed frames after login",
 		`document.querySelector('article[data-camera="yard"] img.live').src.startsWith("blob:")`)
 }
