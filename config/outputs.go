@@ -64,6 +64,7 @@ type fileHistory struct {
 type fileHTTP struct {
 	Listen    *string `toml:"listen"`
 	TokenFile *string `toml:"token_file"`
+	Events    *int64  `toml:"events"`
 }
 
 // http fills a web.Config; package web says what is valid.
@@ -74,6 +75,9 @@ func (v *validator) http(raw fileHTTP) web.Config {
 	}
 	if raw.TokenFile != nil && *raw.TokenFile != "" {
 		c.TokenFile = v.resolve(*raw.TokenFile)
+	}
+	if raw.Events != nil {
+		c.Events = v.intIn("http.events", *raw.Events, 1, web.MaxEvents)
 	}
 	if c.Listen == "" {
 		return c
