@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -71,10 +72,11 @@ func newLogger(conf config.Log, w io.Writer) *slog.Logger {
 }
 
 func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tail", "[--socket PATH] [--camera NAME]... [--json]", stderr)
+	fs := newFlagSet("tail", "[--socket PATH] [--camera NAME]... [--events] [--json]", stderr)
 	path := fs.String("socket", server.DefaultPath, "the daemon's socket")
 	var cameras multiFlag
-	fs.Var(&cameras, "camera", "only this camera (repeatable)")
+	fs.Var(&cameras, "camera", `only this camera ("drive"), region ("drive/gate") or whole frame ("drive/"); repeatable`)
+	events := fs.Bool("events", false, "only state changes (events), not every result")
 	raw := fs.Bool("json", false, "print the raw JSON lines")
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
@@ -98,7 +100,7 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		}
 	}
 	printer := newEventPrinter(stdout)
-	if !*raw {
+	if !*raw && !*events {
 		// Camera messages come when a state changes; a camera that was
 		// already down before this client connected is shown from status.
 		if err := printDownCameras(c, cameras, printer); err != nil {
@@ -118,12 +120,17 @@ func cmdTail(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 			}
 			return err
 		}
+		if *events && m.Type != "event" {
+			continue
+		}
 		if *raw {
 			stdout.Write(append(m.Raw, '\n'))
 			continue
 		}
 		var ev server.Event
 		switch m.Type {
+		case "event":
+			ev = &server.StateEvent{}
 		case "result":
 			ev = &server.Result{}
 		case "labels":
@@ -203,22 +210,30 @@ func (p *eventPrinter) print(ev server.Event) {
 	switch e := ev.(type) {
 	case *server.Result:
 		p.result(e, stamp(e.Time))
+	case *server.StateEvent:
+		head := fmt.Sprintf("%s %s event: ", stamp(e.Time), clip(targetOf(e.Camera, e.Region), 24))
+		what := fmt.Sprintf("%s → %s %.2f", orNothing(e.Previous), e.Label, e.Score)
+		if e.Snapshot != "" {
+			what += "  " + filepath.Base(e.Snapshot)
+		}
+		fmt.Fprintln(p.w, head+clip(what, max(lineWidth-len([]rune(head)), 10)))
 	case *server.LabelsUpdate:
-		head := fmt.Sprintf("%s %s labels v%d: ", stamp(p.now()), clip(e.Camera, 16), e.Version)
+		head := fmt.Sprintf("%s %s labels v%d: ", stamp(p.now()), clip(targetOf(e.Camera, e.Region), 24), e.Version)
 		fmt.Fprintln(p.w, head+listWithin(e.Labels, lineWidth-len([]rune(head))))
 	case *server.ErrorReport:
 		where := e.File
 		if e.Line > 0 {
 			where = fmt.Sprintf("%s:%d", e.File, e.Line)
 		}
-		p.wrapped(stamp(p.now())+" error", e.Camera, where, e.Message)
+		p.wrapped(stamp(p.now())+" error", targetOf(e.Camera, e.Region), where, e.Message)
 	case *server.CameraState:
 		p.wrapped(stamp(p.now())+" camera", e.Camera, e.State, e.Error)
 	}
 }
 
 func (p *eventPrinter) result(e *server.Result, stamp string) {
-	head := fmt.Sprintf("%s %s #%d ", stamp, clip(e.Camera, 16), e.Seq)
+	target := targetOf(e.Camera, e.Region)
+	head := fmt.Sprintf("%s %s #%d ", stamp, clip(target, 24), e.Seq)
 	var tail string
 	if t, ok := e.LatencyMS["total"]; ok {
 		tail = fmt.Sprintf(" (%.0f ms)", t)
@@ -227,11 +242,11 @@ func (p *eventPrinter) result(e *server.Result, stamp string) {
 		if b, err := json.Marshal(e.Truth); err == nil {
 			// One scene held over several frames is classified again
 			// at each interval: say so instead of repeating its truth.
-			if last, ok := p.lastScene[e.Camera]; ok && bytes.Equal(last.truth, b) {
+			if last, ok := p.lastScene[target]; ok && bytes.Equal(last.truth, b) {
 				tail += fmt.Sprintf(" same scene as #%d", last.seq)
 			} else {
 				tail += " truth: " + truthSummary(b)
-				p.lastScene[e.Camera] = scene{truth: b, seq: e.Seq}
+				p.lastScene[target] = scene{truth: b, seq: e.Seq}
 			}
 		}
 	}
@@ -326,4 +341,20 @@ func truthSummary(raw []byte) string {
 		parts = append(parts, s.Color+" "+s.Kind)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// targetOf names a camera's whole frame ("drive") or a region ("drive/gate").
+func targetOf(camera, region string) string {
+	if region == "" {
+		return camera
+	}
+	return camera + "/" + region
+}
+
+// orNothing shows a first state's unknown predecessor.
+func orNothing(previous string) string {
+	if previous == "" {
+		return "(start)"
+	}
+	return previous
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/server"
+	"github.com/clipd/clipd/state"
 	"github.com/clipd/clipd/synth"
 )
 
@@ -38,16 +39,25 @@ func TestEventLines(t *testing.T) {
 		// The same colour and shape elsewhere is another scene.
 		{Camera: "demo", Seq: 11, Time: at, Top: top("blue", "red"), LatencyMS: lat, Truth: shapeTruth("circle", "blue", 0.7)},
 		{Camera: "other", Seq: 3, Time: at, Top: top("cat"), Truth: shapeTruth("circle", "blue", 0.7)},
+		// A region's result and scenes are its own.
+		{Camera: "demo", Region: "left", Seq: 11, Time: at, Top: top("blue"), Truth: shapeTruth("circle", "blue", 0.7)},
 	} {
 		p.print(r)
 	}
 	p.print(&server.CameraState{Camera: "front", State: server.CameraRetrying, Error: "open /dev/video9: no such file or directory"})
+	p.print(&server.StateEvent{Event: state.Event{Camera: "drive", Region: "gate", Label: "gate open", Previous: "gate closed", Score: 0.83,
+		Time: at, Snapshot: "/var/lib/clipd/snapshots/drive.gate-20261127T094107.120Z-7.jpg"}})
+	p.print(&server.StateEvent{Event: state.Event{Camera: "drive", Label: "car", Score: 0.9, Time: at}})
 	want := []string{
 		stamp + " demo #1 blue 0.50, red 0.33 (12 ms) truth: blue circle",
 		stamp + " demo #6 blue 0.50, red 0.33 (12 ms) same scene as #1",
 		stamp + " demo #11 blue 0.50, red 0.33 (12 ms) truth: blue circle",
 		stamp + " other #3 cat 0.50 truth: blue circle",
+		stamp + " demo/left #11 blue 0.50 truth: blue circle",
 		stamp + " camera front retrying: open /dev/video9: no such file or directory",
+		// Fits 80 columns: the snapshot's name gives way.
+		stamp + " drive/gate event: gate closed → gate open 0.83  drive.gate-2026112…",
+		stamp + " drive event: (start) → car 0.90",
 	}
 	if got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
