@@ -2,12 +2,10 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/clipd/clipd/internal/units"
 	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/web"
 )
@@ -217,7 +215,7 @@ func (v *validator) durationOr(key string, raw any, def, lo time.Duration) time.
 		}
 		return 0
 	case string:
-		d, err := parseDuration(x)
+		d, err := units.ParseDuration(x)
 		if err != nil {
 			v.fail(key, "invalid duration %q (want e.g. \"500ms\", \"1s\", \"2h\" or \"7d\")", x)
 			return def
@@ -230,16 +228,4 @@ func (v *validator) durationOr(key string, raw any, def, lo time.Duration) time.
 		v.fail(key, "must be a duration string such as \"1s\", got a TOML %s", tomlType(raw))
 		return def
 	}
-}
-
-// parseDuration is time.ParseDuration plus whole days ("7d", "1.5d").
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n < 0 || n > 3650 {
-			return 0, fmt.Errorf("bad days %q", s)
-		}
-		return time.Duration(n * float64(24*time.Hour)), nil
-	}
-	return time.ParseDuration(s)
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/internal/units"
 )
 
 // Target is what a record describes: a camera's whole frame (Region "")
@@ -161,7 +162,7 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
-	d, err := parseDuration(s)
+	d, err := units.ParseDuration(s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("time %.40q: not RFC 3339 (2006-01-02T15:04:05Z07:00) nor a duration like \"2h\" or \"3d\"", s)
 	}
@@ -169,22 +170,6 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("time %.40q: a duration back from now must not be negative", s)
 	}
 	return now.Add(-d), nil
-}
-
-// parseDuration is time.ParseDuration plus a "d" (24 h) unit, whole days
-// only, which is how retention and search ranges are usually written.
-func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && !strings.ContainsAny(days, "hmsuµn") {
-		var n int64
-		for _, c := range days {
-			if c < '0' || c > '9' || n > 1e6 {
-				return 0, errors.New("bad days")
-			}
-			n = n*10 + int64(c-'0')
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
 }
 
 // Status is the store's state for the daemon's status reply and metrics.
