@@ -380,16 +380,24 @@ func TestDaemonLabelsHotReload(t *testing.T) {
 	d.stop()
 }
 
+// mjpegVideo makes a 640x360 MJPEG file of ffmpeg's test pattern, seconds
+// long at 10 frames a second.
+func mjpegVideo(t *testing.T, dir string, seconds int) string {
+	t.Helper()
+	video := filepath.Join(dir, "clip.mkv")
+	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=10", "-t", fmt.Sprint(seconds),
+		"-c:v", "mjpeg", "-q:v", "5", video).CombinedOutput(); err != nil {
+		t.Fatalf("making a test video: %v\n%s", err, out)
+	}
+	return video
+}
+
 func TestDaemonThreeCamerasAndSlowClient(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Skip("ffmpeg is not installed")
 	}
 	dir := testDir(t)
-	video := filepath.Join(dir, "clip.mkv")
-	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=10", "-t", "2",
-		"-c:v", "mjpeg", "-q:v", "5", video).CombinedOutput(); err != nil {
-		t.Fatalf("making a test video: %v\n%s", err, out)
-	}
+	video := mjpegVideo(t, dir, 2)
 	labels := filepath.Join(dir, "shapes.labels")
 	writeFile(t, labels, shapeLabels)
 	conf := patternConfig(demoBundle(t), labels, fmt.Sprintf(`

@@ -16,7 +16,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -59,11 +58,7 @@ func TestSoak(t *testing.T) {
 		interval = duration / 10
 	}
 	dir := testDir(t)
-	video := filepath.Join(dir, "clip.mkv")
-	if out, err := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=10", "-t", "3",
-		"-c:v", "mjpeg", "-q:v", "5", video).CombinedOutput(); err != nil {
-		t.Fatalf("making a test video: %v\n%s", err, out)
-	}
+	video := mjpegVideo(t, dir, 3)
 	labels := filepath.Join(dir, "shapes.labels")
 	writeFile(t, labels, shapeLabels)
 	conf := patternConfig(demoBundle(t), labels, fmt.Sprintf(`
