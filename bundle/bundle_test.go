@@ -183,3 +183,24 @@ func TestLoadEmptyModelAndNotDir(t *testing.T) {
 		t.Errorf("missing dir: %v", err)
 	}
 }
+
+// open_clip and immich write a ResNet's vision_cfg.layers as its stage
+// depths; clipd's exporter as their total.
+func TestVisionLayersOfResNetExports(t *testing.T) {
+	for doc, want := range map[string]Layers{
+		`{"embed_dim":1024,"vision_cfg":{"image_size":224,"layers":[3,4,6,3],"width":64},"text_cfg":{"context_length":77}}`:                             16,
+		`{"embed_dim":64,"vision_cfg":{"image_size":64,"layers":4,"stage_layers":[1,1,1,1],"width":16},"text_cfg":{"context_length":77}}`:               4,
+		`{"embed_dim":512,"vision_cfg":{"image_size":224,"layers":12,"width":768,"patch_size":32},"text_cfg":{"context_length":77,"vocab_size":49408}}`: 12,
+	} {
+		c, err := ParseConfig("config.json", []byte(doc))
+		if err != nil || c.VisionCfg.Layers != want {
+			t.Errorf("%s: layers %d, %v; want %d", doc, c.VisionCfg.Layers, err, want)
+		}
+	}
+	for _, bad := range []string{`[3,0,6,3]`, `"twelve"`, `[1.5]`} {
+		doc := `{"embed_dim":64,"vision_cfg":{"image_size":64,"layers":` + bad + `},"text_cfg":{"context_length":77}}`
+		if _, err := ParseConfig("config.json", []byte(doc)); err == nil || !strings.Contains(err.Error(), "layers") {
+			t.Errorf("layers %s: %v", bad, err)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 
 	"github.com/clipd/clipd/tokenizer"
@@ -52,10 +53,39 @@ var (
 
 // VisionConfig is config.json's vision_cfg.
 type VisionConfig struct {
-	ImageSize int `json:"image_size"`
-	Layers    int `json:"layers"`
-	Width     int `json:"width"`
-	PatchSize int `json:"patch_size"`
+	ImageSize int    `json:"image_size"`
+	Layers    Layers `json:"layers"`
+	Width     int    `json:"width"`
+	PatchSize int    `json:"patch_size"`
+}
+
+// Layers is vision_cfg.layers: a ViT's layer count, or the blocks of a
+// ModifiedResNet, which open_clip and immich write as the stage depths
+// ([3, 4, 6, 3] for RN50) and clipd's exporter as their total (with the
+// depths in stage_layers). It is the total either way; the graph itself
+// is in the ONNX file.
+type Layers int
+
+// UnmarshalJSON takes a number or a list of stage depths.
+func (l *Layers) UnmarshalJSON(data []byte) error {
+	var n int
+	if err := json.Unmarshal(data, &n); err == nil {
+		*l = Layers(n)
+		return nil
+	}
+	var stages []int
+	if err := json.Unmarshal(data, &stages); err != nil {
+		return &json.UnmarshalTypeError{Value: "layers", Type: reflect.TypeFor[int](), Field: "vision_cfg.layers"}
+	}
+	total := 0
+	for _, d := range stages {
+		if d <= 0 {
+			return fmt.Errorf("vision_cfg.layers: stage depths must be positive, found %v", stages)
+		}
+		total += d
+	}
+	*l = Layers(total)
+	return nil
 }
 
 // TextConfig is config.json's text_cfg.
