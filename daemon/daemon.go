@@ -241,6 +241,10 @@ func (d *daemon) initialize(ctx context.Context) error {
 	if err := d.openHistory(); err != nil {
 		return err
 	}
+	// Before the socket: once the socket accepts, so does the listener.
+	if err := d.startHTTP(); err != nil {
+		return err
+	}
 	pcfg := mod.PreprocessConfig()
 	pcfg.MaxPixels = d.conf.Socket.MaxImagePixels
 	d.classifyPre = preprocess.New(pcfg)
@@ -281,7 +285,7 @@ func (d *daemon) initialize(ctx context.Context) error {
 		}
 	}
 	d.announceTargets()
-	return d.startHTTP()
+	return nil
 }
 
 // announceTargets tells the outputs which cameras and targets there are,
