@@ -96,8 +96,10 @@ type Encoder struct {
 
 var _ engine.Encoder = (*Encoder)(nil)
 
-// Open loads the bundle's two models. The input and output tensors are
-// checked against the bundle's config before any session is created.
+// Open checks both of the bundle's models' input and output tensors
+// against its config, then creates the visual session; the text session
+// follows at the first EncodeTexts, so a text model that ONNX Runtime
+// cannot load fails there, not here.
 func Open(b *bundle.Bundle, opts Options) (*Encoder, error) {
 	if _, err := initRuntime(opts.LibraryPath); err != nil {
 		return nil, err
