@@ -100,6 +100,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOwnedConfig -fuzztime 30s ./mqtt/
 	$(GO) test -run '^$$' -fuzz FuzzSegment -fuzztime 30s ./history/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeSegment -fuzztime 30s ./promptcache/
+	$(GO) test -run '^$$' -fuzz FuzzReadModelIO -fuzztime 30s ./engine/onnxrt/
 
 install: build install-config
 	install -D -m 0755 bin/clipd $(DESTDIR)$(PREFIX)/bin/clipd

@@ -15,6 +15,7 @@
 //	                                       integer of bytes; 0 turns the cache off, else at least 1MiB
 //	max_batch       = 8                    TensorRT optimization profile maximum, 1..256
 //	threads         = 0                    ONNX Runtime intra-op threads, 0 = all cores, 0..1024
+//	spinning        = false                ONNX Runtime threads busy-wait for work between calls
 //
 //	[socket]
 //	path         = "/run/clipd/clipd.sock" results socket (path)
@@ -98,6 +99,8 @@ type Model struct {
 	EngineCache    string
 	MaxBatch       int
 	Threads        int
+	// Spinning lets ONNX Runtime's intra-op threads busy-wait.
+	Spinning bool
 	// StateDir holds the prompt cache (package promptcache).
 	StateDir string
 	// PromptCacheMax bounds the prompt cache in bytes; 0 disables it.
@@ -217,6 +220,7 @@ func Default() *Config {
 			EngineCache: "/var/cache/clipd",
 			MaxBatch:    8,
 			Threads:     0,
+			Spinning:    false,
 
 			StateDir:       "/var/lib/clipd",
 			PromptCacheMax: 1 << 30,

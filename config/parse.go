@@ -41,6 +41,7 @@ type fileModel struct {
 	EngineCache    string `toml:"engine_cache"`
 	MaxBatch       int64  `toml:"max_batch"`
 	Threads        int64  `toml:"threads"`
+	Spinning       bool   `toml:"spinning"`
 	StateDir       string `toml:"state_dir"`
 	PromptCacheMax any    `toml:"prompt_cache_max"` // a size string or an integer of bytes
 }
@@ -101,6 +102,7 @@ func parse(data []byte, name string) (*Config, *positions, error) {
 		Model: fileModel{
 			Bundle: def.Model.Bundle, Backend: def.Model.Backend, ONNXRuntimeLib: def.Model.ONNXRuntimeLib,
 			EngineCache: def.Model.EngineCache, MaxBatch: int64(def.Model.MaxBatch), Threads: int64(def.Model.Threads),
+			Spinning: def.Model.Spinning,
 			StateDir: def.Model.StateDir, PromptCacheMax: def.Model.PromptCacheMax,
 		},
 		Socket: fileSocket{
@@ -276,6 +278,7 @@ func (v *validator) build(raw *fileConfig) *Config {
 		EngineCache:    v.resolve(v.nonEmpty("model.engine_cache", m.EngineCache)),
 		MaxBatch:       v.intIn("model.max_batch", m.MaxBatch, 1, 256),
 		Threads:        v.intIn("model.threads", m.Threads, 0, 1024),
+		Spinning:       m.Spinning,
 		StateDir:       v.resolve(v.nonEmpty("model.state_dir", m.StateDir)),
 		PromptCacheMax: v.byteSize("model.prompt_cache_max", m.PromptCacheMax, 1<<20),
 	}

@@ -210,7 +210,8 @@ func (d *daemon) initialize(ctx context.Context) error {
 	}
 	status("loading model " + m.Bundle)
 	mod, err := model.Open(m.Bundle, model.Options{
-		Backend: m.Backend, ONNXRuntimeLib: m.ONNXRuntimeLib, Threads: m.Threads,
+		Backend: m.Backend, ONNXRuntimeLib: m.ONNXRuntimeLib, Threads: m.Threads, Spinning: m.Spinning,
+		TextOnDemand: true, TextIdle: model.DefaultTextIdle,
 		EngineCache: m.EngineCache, MaxBatch: m.MaxBatch, OptBatch: max(targetCount(d.conf), 1),
 		Log: d.log, Progress: status, OpenEncoder: d.opts.OpenEncoder,
 	})

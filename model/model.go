@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
@@ -16,6 +18,13 @@ import (
 	"github.com/clipd/clipd/tokenizer"
 	"github.com/clipd/clipd/trt"
 )
+
+// DefaultTextIdle is how long a long-running process keeps the ONNX Runtime
+// text session open without a prompt to encode (Options.TextIdle). Label
+// edits and ad-hoc labels come in bursts; between them the session's
+// weights (250 MB for ViT-B/32) are better returned. Reopening takes about
+// half a second of CPU for ViT-B/32.
+const DefaultTextIdle = time.Minute
 
 // textBatch bounds one text-encoder call so that a labels file with
 // thousands of prompts does not need one giant tensor.
@@ -27,6 +36,17 @@ type Options struct {
 	Backend        string
 	ONNXRuntimeLib string
 	Threads        int
+	// Spinning lets ONNX Runtime's threads busy-wait between calls (see
+	// onnxrt.Options.Spinning).
+	Spinning bool
+	// TextOnDemand leaves the text encoder's probe to the first
+	// EncodePrompts instead of Open, so that the ONNX Runtime text
+	// session is only opened when a prompt needs encoding: a daemon or a
+	// one-shot command whose prompts are all cached never loads it.
+	TextOnDemand bool
+	// TextIdle closes the ONNX Runtime text session after that long
+	// without a prompt to encode; 0 keeps it (see onnxrt.Options.TextIdle).
+	TextIdle time.Duration
 	// EngineCache and MaxBatch configure the TensorRT backend.
 	EngineCache string
 	MaxBatch    int
@@ -50,6 +70,11 @@ type Model struct {
 	Tokenizer *tokenizer.Tokenizer
 	Encoder   engine.Encoder
 	log       *slog.Logger
+
+	// textProbed is set once the text encoder passed its probe: by Open,
+	// or with Options.TextOnDemand by the first EncodePrompts.
+	textMu     sync.Mutex
+	textProbed bool
 }
 
 // Open loads the bundle in dir and starts its encoders.
@@ -71,18 +96,37 @@ func Open(dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Bundle: b, Tokenizer: tok, Encoder: enc, log: log}
-	if err := m.Probe(); err != nil {
+	if err := m.probe(!opts.TextOnDemand); err != nil {
 		enc.Close()
 		return nil, err
 	}
+	m.textProbed = !opts.TextOnDemand
 	return m, nil
+}
+
+// probeText runs the text half of the probe the first time prompts are
+// encoded by a model opened with TextOnDemand, so that a broken text
+// encoder fails with the same error as at Open, not with NaN scores.
+func (m *Model) probeText() error {
+	m.textMu.Lock()
+	defer m.textMu.Unlock()
+	if m.textProbed {
+		return nil
+	}
+	if err := m.probeTextEncoder(); err != nil {
+		return err
+	}
+	m.textProbed = true
+	return nil
 }
 
 // Probe runs one image and one prompt through the encoders and refuses a
 // model whose embeddings are not finite, non-zero vectors of the declared
 // size: broken weights (an FP16 overflow in an export, a truncated file
 // that still parses) would otherwise start and then fail every frame.
-func (m *Model) Probe() error {
+func (m *Model) Probe() error { return m.probe(true) }
+
+func (m *Model) probe(text bool) error {
 	pre := m.NewPreprocessor()
 	defer pre.Close()
 	const side = 64
@@ -100,19 +144,35 @@ func (m *Model) Probe() error {
 	if err != nil {
 		return fmt.Errorf("%s: the image encoder failed on a probe image: %w", m.Bundle.Dir, err)
 	}
+	if err := m.checkEmbeddings("a probe image", 1, imgs); err != nil {
+		return err
+	}
+	if !text {
+		return nil
+	}
+	return m.probeTextEncoder()
+}
+
+func (m *Model) probeTextEncoder() error {
 	texts, err := m.Encoder.EncodeTexts([][]int32{m.Tokenize(probePrompt)})
 	if err != nil {
 		return fmt.Errorf("%s: the text encoder failed on the probe prompt %q: %w", m.Bundle.Dir, probePrompt, err)
 	}
-	for _, probe := range []struct {
-		what string
-		embs [][]float32
-	}{{"a probe image", imgs}, {fmt.Sprintf("the probe prompt %q", probePrompt), texts}} {
-		if len(probe.embs) != 1 || len(probe.embs[0]) != m.Encoder.EmbedDim() {
-			return fmt.Errorf("%s: %s gave %d embeddings, want 1 of %d values", m.Bundle.Dir, probe.what, len(probe.embs), m.Encoder.EmbedDim())
+	return m.checkEmbeddings(fmt.Sprintf("the probe prompt %q", probePrompt), 1, texts)
+}
+
+// checkEmbeddings refuses embeddings that are not n finite, non-zero
+// vectors of the model's size; what names the input in the error.
+func (m *Model) checkEmbeddings(what string, n int, embs [][]float32) error {
+	if len(embs) != n {
+		return fmt.Errorf("%s: %s gave %d embeddings, want %d", m.Bundle.Dir, what, len(embs), n)
+	}
+	for _, e := range embs {
+		if len(e) != m.Encoder.EmbedDim() {
+			return fmt.Errorf("%s: %s gave an embedding of %d values, want %d", m.Bundle.Dir, what, len(e), m.Encoder.EmbedDim())
 		}
-		if err := engine.CheckEmbedding(probe.embs[0]); err != nil {
-			return fmt.Errorf("%s: the model is broken: the embedding of %s is unusable (%v); re-export it or check its weights", m.Bundle.Dir, probe.what, err)
+		if err := engine.CheckEmbedding(e); err != nil {
+			return fmt.Errorf("%s: the model is broken: the embedding of %s is unusable (%v); re-export it or check its weights", m.Bundle.Dir, what, err)
 		}
 	}
 	return nil
@@ -139,7 +199,8 @@ func Check(dir string) (*bundle.Bundle, *tokenizer.Tokenizer, error) {
 }
 
 func openEncoder(b *bundle.Bundle, opts Options, log *slog.Logger) (engine.Encoder, error) {
-	ortOpts := onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads}
+	ortOpts := onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads,
+		Spinning: opts.Spinning, TextIdle: opts.TextIdle}
 	backend, reason, err := engine.SelectBackend(opts.Backend, trt.Available())
 	if err != nil {
 		return nil, err
@@ -191,6 +252,9 @@ func (m *Model) Tokenize(text string) []int32 {
 // set of thousands of prompts takes minutes on a CPU, and a daemon asked
 // to stop must not wait for it.
 func (m *Model) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
+	if err := m.probeText(); err != nil {
+		return nil, err
+	}
 	out := make([][]float32, 0, len(prompts))
 	for start := 0; start < len(prompts); start += textBatch {
 		if err := ctx.Err(); err != nil {

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/engine/onnxrt"
 	"github.com/clipd/clipd/internal/testmodel"
 )
 
@@ -120,4 +122,64 @@ func TestOpenRefusesAModelThatGivesNaN(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Close()
+}
+
+// With TextOnDemand the text session is opened by the first prompt to
+// encode, not by Open, and gives the embeddings an eagerly opened model
+// gives.
+func TestTextOnDemand(t *testing.T) {
+	dir := filepath.Join(testmodel.RepoRoot(t), "models", "demo")
+	lib := os.Getenv("CLIPD_ONNXRUNTIME_LIB")
+	lazy, err := Open(dir, Options{Backend: engine.BackendONNXRuntime, ONNXRuntimeLib: lib, TextOnDemand: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lazy.Close()
+	enc := lazy.Encoder.(*onnxrt.Encoder)
+	if enc.TextLoaded() {
+		t.Fatal("Open loaded the text encoder")
+	}
+	eager, err := Open(dir, Options{Backend: engine.BackendONNXRuntime, ONNXRuntimeLib: lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eager.Close()
+	if !eager.Encoder.(*onnxrt.Encoder).TextLoaded() {
+		t.Error("the eager model's probe did not load the text encoder")
+	}
+	prompts := []string{"a photo of a dog.", "a red car"}
+	got, err := lazy.EncodePrompts(context.Background(), prompts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !enc.TextLoaded() {
+		t.Error("text encoder not loaded after encoding prompts")
+	}
+	want, err := eager.EncodePrompts(context.Background(), prompts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if c := testmodel.Cosine(got[i], want[i]); c < 0.999999 {
+			t.Errorf("%q: cosine %v between the on-demand and the eager encoder", prompts[i], c)
+		}
+	}
+}
+
+// A NaN text encoder opened on demand is refused at its first prompts
+// with the error Open gives when it probes it.
+func TestTextOnDemandRefusesNaNAtFirstUse(t *testing.T) {
+	dir := copyBundle(t, filepath.Join(testmodel.RepoRoot(t), "models", "demo"))
+	poisonWeights(t, filepath.Join(dir, "textual", "model.onnx"))
+	m, err := Open(dir, Options{Backend: engine.BackendONNXRuntime, ONNXRuntimeLib: os.Getenv("CLIPD_ONNXRUNTIME_LIB"), TextOnDemand: true})
+	if err != nil {
+		t.Fatalf("Open with TextOnDemand probed the text encoder: %v", err)
+	}
+	defer m.Close()
+	for range 2 { // refused every time, not only the first
+		_, err := m.EncodePrompts(context.Background(), []string{"a dog"})
+		if err == nil || !strings.Contains(err.Error(), "the model is broken") || !strings.Contains(err.Error(), "the probe prompt") || !strings.Contains(err.Error(), "NaN") {
+			t.Fatalf("EncodePrompts: %v", err)
+		}
+	}
 }

@@ -40,7 +40,7 @@ func (m *modelFlags) open(stderr io.Writer) (*model.Model, error) {
 		return nil, errors.New("--model DIR is required")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return model.Open(m.dir, model.Options{Backend: m.backend, ONNXRuntimeLib: m.ortLib, Threads: m.threads, Log: log})
+	return model.Open(m.dir, model.Options{Backend: m.backend, ONNXRuntimeLib: m.ortLib, Threads: m.threads, Log: log, TextOnDemand: true})
 }
 
 func cmdTokenize(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {

@@ -2,7 +2,10 @@ package onnxrt
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +40,8 @@ func openRandom(b *testing.B, arch string) (*bundle.Bundle, *Encoder) {
 }
 
 // directSession is the baseline: onnxruntime_go used by hand with
-// preallocated tensors, the same model and the same thread settings.
+// preallocated tensors, the same model and the same thread and spinning
+// settings as Open's defaults.
 func directSession(b *testing.B, path, input string, in ort.Value, out ort.Value) func() {
 	b.Helper()
 	so, err := ort.NewSessionOptions()
@@ -49,6 +53,9 @@ func directSession(b *testing.B, path, input string, in ort.Value, out ort.Value
 		b.Fatal(err)
 	}
 	if err := so.SetInterOpNumThreads(1); err != nil {
+		b.Fatal(err)
+	}
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
 		b.Fatal(err)
 	}
 	s, err := ort.NewDynamicAdvancedSession(path, []string{input}, []string{OutputName}, so)
@@ -236,4 +243,98 @@ func BenchmarkOverheadLinear(b *testing.B) {
 			}, direct)
 		})
 	}
+}
+
+// BenchmarkOpenViTB32 is what opening a random-weight ViT-B/32 costs:
+// reading the declared inputs and outputs from the protobuf
+// (readModelFileIO, what Open does) against ONNX Runtime's way of reading
+// them (a temporary session, what Open did), alternated, and the visual
+// session itself. One op opens both ways once.
+func BenchmarkOpenViTB32(b *testing.B) {
+	requireRuntime(b)
+	bun, err := bundle.Load(testmodel.RandomBundle(b, "ViT-B/32"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := initRuntime(""); err != nil {
+		b.Fatal(err)
+	}
+	var read, runtimeIO, session time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		for _, path := range []string{bun.VisualONNX, bun.TextualONNX} {
+			if _, _, err := readModelFileIO(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t1 := time.Now()
+		for _, path := range []string{bun.VisualONNX, bun.TextualONNX} {
+			if _, _, err := ort.GetInputOutputInfo(path); err != nil {
+				b.Fatal(err)
+			}
+		}
+		releaseFreedMemory()
+		t2 := time.Now()
+		enc, err := Open(bun, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		session += time.Since(t2)
+		enc.Close()
+		read += t1.Sub(t0)
+		runtimeIO += t2.Sub(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(read.Seconds()*1000/n, "read_declarations_ms")
+	b.ReportMetric(runtimeIO.Seconds()*1000/n, "runtime_declarations_ms")
+	b.ReportMetric(session.Seconds()*1000/n, "open_ms")
+}
+
+// BenchmarkTextReopenViTB32 is the cost of the text session on demand: the
+// first text call after the idle close (open and one prompt), next to a
+// call on the open session, and the resident memory the open session
+// holds (the process's anonymous RSS with it open minus closed).
+func BenchmarkTextReopenViTB32(b *testing.B) {
+	_, enc := openRandomViTB32(b)
+	tokens := [][]int32{make([]int32, 77)}
+	tokens[0][0], tokens[0][1], tokens[0][2] = 49406, 320, 49407
+	var reopen, warm time.Duration
+	var held int64
+	for b.Loop() {
+		enc.textMu.Lock()
+		enc.text.closeSession()
+		enc.textMu.Unlock()
+		closed := anonRSS()
+		t0 := time.Now()
+		if _, err := enc.EncodeTexts(tokens); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := enc.EncodeTexts(tokens); err != nil {
+			b.Fatal(err)
+		}
+		warm += time.Since(t1)
+		reopen += t1.Sub(t0)
+		held += anonRSS() - closed
+	}
+	n := float64(b.N)
+	b.ReportMetric(reopen.Seconds()*1000/n, "first_call_ms")
+	b.ReportMetric(warm.Seconds()*1000/n, "open_call_ms")
+	b.ReportMetric(float64(held)/n/(1<<20), "text_session_MB")
+}
+
+// anonRSS is this process's anonymous resident memory (RssAnon): the
+// weights and buffers, without the mapped library and executable.
+func anonRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package onnxrt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -8,11 +9,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/internal/lifecycle"
 	"github.com/clipd/clipd/tokenizer"
 )
 
@@ -45,19 +48,45 @@ type Options struct {
 	// IntraOpThreads is the number of threads one inference uses; 0 means
 	// one per CPU.
 	IntraOpThreads int
+	// Spinning lets the intra-op threads busy-wait for work between and
+	// after calls (ONNX Runtime's session.intra_op.allow_spinning, on by
+	// ONNX Runtime's default). Off, they sleep: a spinning pool holds
+	// every core it has, which takes the CPU that capture and
+	// preprocessing need on a machine the encoder shares with them.
+	Spinning bool
+	// TextIdle, when positive, closes the text session after that long
+	// without a text call; the next call opens it again. Zero keeps it
+	// open once opened. The text session is never opened before the first
+	// text call either way.
+	TextIdle time.Duration
 }
 
 // Encoder is an engine.Encoder backed by two ONNX Runtime sessions. Its
 // methods may be called from several goroutines at once: ONNX Runtime's
 // Run is thread-safe and every call takes its own tensors. Close waits for
 // calls in flight.
+//
+// The text session is opened by the first EncodeTexts, not by Open: a
+// daemon whose prompts all come from the prompt cache, or a one-shot
+// classify, never needs its 250 MB (ViT-B/32) of weights. Open still
+// checks the text model's declared inputs and outputs.
 type Encoder struct {
 	bundle    *bundle.Bundle
 	imageSize int
 	embedDim  int
+	threads   int
+	spinning  bool
 
 	visual *tower
 	text   *tower
+
+	// textMu serializes opening and closing the text session; textUsers
+	// counts text calls in flight, which keep it open.
+	textMu      sync.Mutex
+	textUsers   int
+	textLastUse time.Time
+	textOpens   int
+	reaper      *lifecycle.Loop // closes the idle text session; nil when TextIdle is 0
 
 	// closeMu is held shared by calls and exclusively by Close, so Close
 	// never destroys a session under a running call.
@@ -67,8 +96,10 @@ type Encoder struct {
 
 var _ engine.Encoder = (*Encoder)(nil)
 
-// Open loads the bundle's two models. The input and output tensors are
-// checked against the bundle's config before any session is created.
+// Open checks both of the bundle's models' input and output tensors
+// against its config, then creates the visual session; the text session
+// follows at the first EncodeTexts, so a text model that ONNX Runtime
+// cannot load fails there, not here.
 func Open(b *bundle.Bundle, opts Options) (*Encoder, error) {
 	if _, err := initRuntime(opts.LibraryPath); err != nil {
 		return nil, err
@@ -80,28 +111,96 @@ func Open(b *bundle.Bundle, opts Options) (*Encoder, error) {
 	if threads < 0 {
 		return nil, fmt.Errorf("onnxrt: IntraOpThreads must be >= 0, got %d", threads)
 	}
+	if opts.TextIdle < 0 {
+		return nil, fmt.Errorf("onnxrt: TextIdle must be >= 0, got %s", opts.TextIdle)
+	}
 	s := int64(b.ImageSize())
-	e := &Encoder{bundle: b, imageSize: b.ImageSize(), embedDim: b.EmbedDim()}
+	e := &Encoder{bundle: b, imageSize: b.ImageSize(), embedDim: b.EmbedDim(), threads: threads, spinning: opts.Spinning}
 	var err error
-	e.visual, err = openTower(b, b.VisualONNX, ImageInput, []int64{3, s, s},
-		[]ort.TensorElementDataType{ort.TensorElementDataTypeFloat}, threads)
+	e.visual, err = newTower(b, b.VisualONNX, ImageInput, []int64{3, s, s},
+		[]ort.TensorElementDataType{ort.TensorElementDataTypeFloat})
 	if err != nil {
 		return nil, err
 	}
-	e.text, err = openTower(b, b.TextualONNX, TextInput, []int64{tokenizer.ContextLength},
-		[]ort.TensorElementDataType{ort.TensorElementDataTypeInt32, ort.TensorElementDataTypeInt64}, threads)
+	// The text tower's arena is off: a batch of 64 prompts would leave
+	// ~200 MB of activations in it for as long as the session lives, and
+	// text calls are rare enough that the allocations do not show (equal
+	// CPU time per batch with and without it).
+	e.text, err = newTower(b, b.TextualONNX, TextInput, []int64{tokenizer.ContextLength},
+		[]ort.TensorElementDataType{ort.TensorElementDataTypeInt32, ort.TensorElementDataTypeInt64})
 	if err != nil {
-		e.visual.close()
 		return nil, err
+	}
+	e.text.noArena = true
+	if err := e.visual.openSession(e.sessionSettings()); err != nil {
+		return nil, err
+	}
+	if idle := opts.TextIdle; idle > 0 {
+		e.reaper = lifecycle.Go(func(ctx context.Context) { e.closeIdleText(ctx, idle) })
 	}
 	return e, nil
+}
+
+func (e *Encoder) sessionSettings() sessionSettings {
+	return sessionSettings{threads: e.threads, spinning: e.spinning}
+}
+
+// closeIdleText closes the text session once it has gone idle unused for
+// idle, checking a few times per period.
+func (e *Encoder) closeIdleText(ctx context.Context, idle time.Duration) {
+	tick := time.NewTicker(max(idle/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			e.textMu.Lock()
+			if e.text.session != nil && e.textUsers == 0 && now.Sub(e.textLastUse) >= idle {
+				e.text.closeSession()
+			}
+			e.textMu.Unlock()
+		}
+	}
+}
+
+// TextLoaded says whether the text session is open now.
+func (e *Encoder) TextLoaded() bool {
+	e.textMu.Lock()
+	defer e.textMu.Unlock()
+	return e.text.session != nil
+}
+
+// acquireText opens the text session if it is closed and counts a call
+// in flight, which keeps the reaper from closing it.
+func (e *Encoder) acquireText() error {
+	e.textMu.Lock()
+	defer e.textMu.Unlock()
+	if e.text.session == nil {
+		if err := e.text.openSession(e.sessionSettings()); err != nil {
+			return err
+		}
+		e.textOpens++
+	}
+	e.textUsers++
+	return nil
+}
+
+func (e *Encoder) releaseText() {
+	e.textMu.Lock()
+	defer e.textMu.Unlock()
+	e.textUsers--
+	e.textLastUse = time.Now()
 }
 
 // tower is one ONNX model: an input of shape [N, item...] and an output
 // embedding [N, D].
 type tower struct {
 	file      string // bundle-relative, for errors
-	session   *ort.DynamicAdvancedSession
+	path      string
+	inputName string
+	noArena   bool                        // see Open
+	session   *ort.DynamicAdvancedSession // nil while closed
 	inputType ort.TensorElementDataType
 	item      []int64 // input shape after the batch dimension
 	itemLen   int
@@ -123,41 +222,88 @@ type slot struct {
 	out *ort.Tensor[float32]
 }
 
-func openTower(b *bundle.Bundle, path, inputName string, item []int64, accepted []ort.TensorElementDataType, threads int) (*tower, error) {
+// sessionSettings are the session options every tower shares.
+type sessionSettings struct {
+	threads  int
+	spinning bool
+}
+
+// newTower checks the model's declared tensors against the bundle without
+// loading its weights (readModelFileIO); openSession loads them.
+func newTower(b *bundle.Bundle, path, inputName string, item []int64, accepted []ort.TensorElementDataType) (*tower, error) {
 	rel, err := filepath.Rel(b.Dir, path)
 	if err != nil {
 		rel = path
 	}
-	t := &tower{file: rel, item: item, embedDim: b.EmbedDim(), idle: map[int][]*slot{}}
+	t := &tower{file: rel, path: path, inputName: inputName, item: item, embedDim: b.EmbedDim(), idle: map[int][]*slot{}}
 	t.itemLen = 1
 	for _, d := range item {
 		t.itemLen *= int(d)
 	}
-	inputs, outputs, err := ort.GetInputOutputInfo(path)
+	inputs, outputs, err := readModelFileIO(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading the model's inputs and outputs: %w", path, err)
 	}
 	if err := t.checkIO(inputName, inputs, outputs, accepted); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	return t, nil
+}
+
+func (t *tower) openSession(set sessionSettings) error {
+	path := t.path
 	so, err := ort.NewSessionOptions()
 	if err != nil {
-		return nil, fmt.Errorf("%s: session options: %w", path, err)
+		return fmt.Errorf("%s: session options: %w", path, err)
 	}
 	defer so.Destroy()
-	if err := so.SetIntraOpNumThreads(threads); err != nil {
-		return nil, fmt.Errorf("%s: setting %d intra-op threads: %w", path, threads, err)
+	if err := so.SetIntraOpNumThreads(set.threads); err != nil {
+		return fmt.Errorf("%s: setting %d intra-op threads: %w", path, set.threads, err)
 	}
 	// Parallelism comes from the intra-op pool; inter-op threads would
 	// only compete with it on CLIP's sequential graph.
 	if err := so.SetInterOpNumThreads(1); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	t.session, err = ort.NewDynamicAdvancedSession(path, []string{inputName}, []string{OutputName}, so)
+	spin := "0"
+	if set.spinning {
+		spin = "1"
+	}
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if t.noArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	t.session, err = ort.NewDynamicAdvancedSession(path, []string{t.inputName}, []string{OutputName}, so)
+	// ONNX Runtime parses the whole file into memory before it copies the
+	// weights into their tensors; glibc keeps the freed copy (about the
+	// size of the weights) unless asked to return it.
+	releaseFreedMemory()
 	if err != nil {
-		return nil, fmt.Errorf("%s: creating ONNX Runtime session: %w", path, err)
+		t.session = nil
+		return fmt.Errorf("%s: creating ONNX Runtime session: %w", path, err)
 	}
-	return t, nil
+	return nil
+}
+
+// closeSession frees the session and the tensors kept for it.
+func (t *tower) closeSession() {
+	t.mu.Lock()
+	for _, l := range t.idle {
+		for _, s := range l {
+			s.destroy()
+		}
+	}
+	clear(t.idle)
+	t.mu.Unlock()
+	if t.session != nil {
+		t.session.Destroy()
+		t.session = nil
+	}
+	releaseFreedMemory()
 }
 
 // checkIO compares the model's declared tensors with what the bundle
@@ -206,8 +352,10 @@ func (t *tower) checkIO(inputName string, inputs, outputs []ort.InputOutputInfo,
 	if out.OrtValueType != ort.ONNXTypeTensor || out.DataType != ort.TensorElementDataTypeFloat {
 		return fmt.Errorf("output %q has element type %s, expected float32", OutputName, typeName(out.DataType))
 	}
+	// An output shape the file does not declare is checked when the model
+	// runs: ONNX Runtime refuses an output tensor of the wrong shape.
 	od := []int64(out.Dimensions)
-	if len(od) != 2 || !dimsMatch(od[1:], []int64{int64(t.embedDim)}) {
+	if out.Dimensions != nil && (len(od) != 2 || !dimsMatch(od[1:], []int64{int64(t.embedDim)})) {
 		return fmt.Errorf("output %q has shape %v, expected [N %d] (config.json embed_dim)", OutputName, od, t.embedDim)
 	}
 	return nil
@@ -320,18 +468,6 @@ func (t *tower) checkBatch(n int) error {
 	return nil
 }
 
-func (t *tower) close() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, l := range t.idle {
-		for _, s := range l {
-			s.destroy()
-		}
-	}
-	t.idle = nil
-	t.session.Destroy()
-}
-
 // EncodeImages implements engine.ImageEncoder.
 func (e *Encoder) EncodeImages(pixels []float32, n int) ([][]float32, error) {
 	e.closeMu.RLock()
@@ -372,6 +508,10 @@ func (e *Encoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
 			return nil, fmt.Errorf("%s: token array %d has %d ids, expected %d", t.file, i, len(row), tokenizer.ContextLength)
 		}
 	}
+	if err := e.acquireText(); err != nil {
+		return nil, err
+	}
+	defer e.releaseText()
 	s, err := t.get(n)
 	if err != nil {
 		return nil, err
@@ -405,13 +545,18 @@ func (e *Encoder) Bundle() *bundle.Bundle { return e.bundle }
 // Close waits for calls in flight, then frees the sessions. The process's
 // ONNX Runtime environment stays loaded for other encoders.
 func (e *Encoder) Close() error {
+	if e.reaper != nil {
+		e.reaper.Close()
+	}
 	e.closeMu.Lock()
 	defer e.closeMu.Unlock()
 	if e.closed {
 		return nil
 	}
 	e.closed = true
-	e.visual.close()
-	e.text.close()
+	e.visual.closeSession()
+	e.textMu.Lock()
+	e.text.closeSession()
+	e.textMu.Unlock()
 	return nil
 }
