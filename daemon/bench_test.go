@@ -17,6 +17,7 @@ import (
 
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/internal/testmodel"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
@@ -60,11 +61,11 @@ func BenchmarkPipelineMJPEG720p(b *testing.B) {
 		set  pipelineSettings
 	}{
 		// auto passes the file's JPEG images through ffmpeg undecoded.
-		{"passthrough", pipelineSettings{def.Threads, def.Spinning, "auto"}},
+		{"passthrough", pipelineSettings{threads: def.Threads, spinning: def.Spinning, format: "auto"}},
 		// The same with ffmpeg decoding every image to RGB24, as for a
 		// stream that is not MJPEG or must be scaled.
-		{"ffmpeg-decodes", pipelineSettings{def.Threads, def.Spinning, "rgb24"}},
-		{"passthrough/threads=1", pipelineSettings{1, def.Spinning, "auto"}},
+		{"ffmpeg-decodes", pipelineSettings{threads: def.Threads, spinning: def.Spinning, format: "rgb24"}},
+		{"passthrough/threads=1", pipelineSettings{threads: 1, spinning: def.Spinning, format: "auto"}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
@@ -80,6 +81,83 @@ func BenchmarkPipelineMJPEG720p(b *testing.B) {
 	}
 }
 
+// BenchmarkPipelineRegions is the pipeline with a camera's whole frame and
+// two regions (the left and right 720x720 squares of the 1280x720 frame),
+// all three preprocessed from one decode and encoded in one batch: the
+// results of all three a second against the encoder's images a second at
+// batch 3. With one core left for capture (threads=1), as for a GPU, and
+// with both cores to ONNX Runtime.
+func BenchmarkPipelineRegions(b *testing.B) {
+	def := config.Default().Model
+	setup := newPipelineSetup(b)
+	regions := func(c *config.Config) {
+		c.Cameras[0].Regions = []config.Region{
+			{Name: "left", Box: &frame.Box{X1: 0, Y1: 0, X2: 720, Y2: 720}, Labels: setup.labels, TopK: 3},
+			{Name: "right", Box: &frame.Box{X1: 560, Y1: 0, X2: 1280, Y2: 720}, Labels: setup.labels, TopK: 3},
+		}
+	}
+	for _, c := range []struct {
+		name string
+		set  pipelineSettings
+	}{
+		{"threads=1", pipelineSettings{threads: 1, spinning: def.Spinning, format: "auto", tune: regions, batch: 3}},
+		{"threads=all", pipelineSettings{threads: def.Threads, spinning: def.Spinning, format: "auto", tune: regions, batch: 3}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				var rounds []pipelineRound
+				for range pipelineRounds {
+					rounds = append(rounds, setup.round(b, c.set, false))
+				}
+				reportRounds(b, "", rounds)
+			}
+		})
+	}
+}
+
+// BenchmarkPipelineOutputs measures what the outputs cost the pipeline:
+// round by round, the plain pipeline, then with a state change (an event,
+// a snapshot written) at every change of the top label (state_hold 0s,
+// threshold 0, so many events a second), then with the camera memory
+// storing at its default rate. Each is reported with its rate as a share
+// of the plain pipeline's in the same round.
+func BenchmarkPipelineOutputs(b *testing.B) {
+	def := config.Default().Model
+	setup := newPipelineSetup(b)
+	plain := pipelineSettings{threads: def.Threads, spinning: def.Spinning, format: "auto"}
+	events, memory := plain, plain
+	events.tune = func(c *config.Config) { c.Cameras[0].StateHold = 0 }
+	memory.tune = func(c *config.Config) {
+		c.History = config.Default().History
+		c.History.Enabled, c.History.Dir = true, filepath.Join(setup.dir, "history")
+	}
+	named := []struct {
+		name string
+		set  pipelineSettings
+	}{{"plain", plain}, {"events", events}, {"history", memory}}
+	for b.Loop() {
+		rounds := make([][]pipelineRound, len(named))
+		for range pipelineRounds {
+			for i, n := range named {
+				rounds[i] = append(rounds[i], setup.round(b, n.set, false))
+			}
+		}
+		for i, n := range named {
+			reportRounds(b, n.name+":", rounds[i])
+			share := make([]float64, len(rounds[i]))
+			for j := range share {
+				share[j] = 100 * rounds[i][j].rate / rounds[0][j].rate
+			}
+			b.ReportMetric(median(share), n.name+":%_of_plain")
+		}
+		ev := make([]float64, len(rounds[1]))
+		for j, r := range rounds[1] {
+			ev[j] = r.events
+		}
+		b.ReportMetric(median(ev), "events:events/s")
+	}
+}
+
 // BenchmarkPipelineSettings compares ONNX Runtime settings on the same
 // pipeline as BenchmarkPipelineMJPEG720p, both sources: each round runs
 // every setting once, in turn, so that a change of load on a shared
@@ -88,7 +166,7 @@ func BenchmarkPipelineMJPEG720p(b *testing.B) {
 func BenchmarkPipelineSettings(b *testing.B) {
 	setup := newPipelineSetup(b)
 	settings := []pipelineSettings{
-		{0, false, ""}, {0, true, ""}, {1, false, ""},
+		{threads: 0}, {threads: 0, spinning: true}, {threads: 1},
 	}
 	for _, format := range []struct{ name, format string }{{"passthrough", "auto"}, {"ffmpeg-decodes", "rgb24"}} {
 		b.Run(format.name, func(b *testing.B) {
@@ -122,6 +200,11 @@ type pipelineSettings struct {
 	threads  int
 	spinning bool
 	format   string
+	// tune, if set, changes the round's config (regions, events,
+	// history); batch is the images per encoder call of the encoder
+	// alone, the frame's targets (0: 1).
+	tune  func(*config.Config)
+	batch int
 }
 
 // pipelineSetup is what every round shares: the bundle, a 10 s MJPEG
@@ -181,6 +264,7 @@ type pipelineRound struct {
 	stages            map[string]float64 // p50 of each stage, ms
 	cpu               float64            // % of one core
 	rss, goHeap       int64
+	events            float64 // state changes a second
 	// After a labels edit (round's edit): from the write to the event,
 	// and the RSS then.
 	labelsReload  time.Duration
@@ -198,6 +282,9 @@ func (s *pipelineSetup) round(b *testing.B, set pipelineSettings, edit bool) pip
 	conf.Socket.Path = filepath.Join(s.dir, "s.sock")
 	conf.Cameras = []config.Camera{{Name: "cam", Source: s.video, Loop: true, Format: set.format, Width: 1280, Height: 720,
 		FPS: 30, Labels: s.labels, TopK: 3}}
+	if set.tune != nil {
+		set.tune(conf)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -229,6 +316,15 @@ func (s *pipelineSetup) round(b *testing.B, set pipelineSettings, edit bool) pip
 	}
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	var events uint64
+	if reply, err := c.Command(server.Command{Cmd: "status"}); err == nil {
+		var st server.Status
+		if jsonUnmarshal(reply.Data, &st) == nil {
+			for _, n := range st.Events {
+				events += n
+			}
+		}
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	r := pipelineRound{
@@ -237,6 +333,7 @@ func (s *pipelineSetup) round(b *testing.B, set pipelineSettings, edit bool) pip
 		rss:    rssBytes(),
 		goHeap: int64(ms.HeapInuse),
 		stages: map[string]float64{},
+		events: float64(events) / time.Since(start).Seconds(),
 	}
 	if edit {
 		r.labelsReload = editLabels(b, c, s.labels)
@@ -314,17 +411,18 @@ func encoderAlone(b *testing.B, bundle string, set pipelineSettings, window time
 	defer m.Close()
 	pre := m.NewPreprocessor()
 	defer pre.Close()
-	tensor := make([]float32, pre.TensorLen())
+	batch := max(set.batch, 1)
+	tensor := make([]float32, batch*pre.TensorLen())
 	for i := range tensor {
 		tensor[i] = float32(i%255)/255 - 0.5
 	}
-	m.EncodeImages(tensor, 1)
+	m.EncodeImages(tensor, batch)
 	n, start := 0, time.Now()
 	for time.Since(start) < window {
-		if _, err := m.EncodeImages(tensor, 1); err != nil {
+		if _, err := m.EncodeImages(tensor, batch); err != nil {
 			b.Fatal(err)
 		}
-		n++
+		n += batch
 	}
 	return float64(n) / time.Since(start).Seconds()
 }
