@@ -16,12 +16,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/syncbuf"
 )
 
 func needFFmpeg(tb testing.TB) string {
@@ -630,31 +630,13 @@ func BenchmarkFFmpegMJPEG720pFile(b *testing.B) {
 	}
 }
 
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Closing a running ffmpeg source makes ffmpeg report "Broken pipe" for
 // the frames it still had: that is the stop working, not a warning. Log
 // lines name the source, not the camera.
 func TestFFmpegCleanStopIsNotAWarning(t *testing.T) {
 	needFFmpeg(t)
 	video := makeVideo(t, t.TempDir(), "clip.mkv", "320x240", 25, 2)
-	var logged lockedBuffer
+	var logged syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// Several runs: whether ffmpeg is mid-write when the pipe closes is
 	// timing.

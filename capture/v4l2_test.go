@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/testimage"
 )
 
 // fakeStep is one scripted event of a fake camera session.
@@ -389,25 +390,13 @@ func testJPEG(t testing.TB, w, h int) []byte {
 	return buf.Bytes()
 }
 
-// withoutDHT removes the Huffman tables, as UVC cameras send MJPEG.
+// withoutDHT removes the Huffman tables and the EOI, as UVC cameras send
+// MJPEG.
 func withoutDHT(t *testing.T, b []byte) []byte {
 	t.Helper()
-	out := append([]byte(nil), b[:2]...)
-	i := 2
-	for i+4 <= len(b) && b[i] == 0xFF {
-		marker := b[i+1]
-		length := int(b[i+2])<<8 | int(b[i+3])
-		if marker == 0xDA {
-			break
-		}
-		if marker != 0xC4 {
-			out = append(out, b[i:i+2+length]...)
-		}
-		i += 2 + length
-	}
-	out = append(out, b[i:]...)
-	if bytes.Equal(out, b) {
-		t.Fatal("test JPEG had no DHT segment to remove")
+	out, err := testimage.WebcamMJPEG(b)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

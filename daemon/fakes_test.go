@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/syncbuf"
 	"github.com/clipd/clipd/internal/testmodel"
 	"github.com/clipd/clipd/server"
 )
@@ -229,7 +229,7 @@ type harness struct {
 	// sets another (capture.Open).
 	openSource func(capture.Config, *slog.Logger) (capture.Source, error)
 	// logs has the daemon's log.
-	logs    *lockedBuffer
+	logs    *syncbuf.Buffer
 	dir     string
 	conf    string
 	socket  string
@@ -261,7 +261,7 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	h := &harness{t: t, dir: t.TempDir(), socket: filepath.Join(sockDir, "s.sock"), sources: &sources{},
-		enc: &fakeEncoder{size: 64, dim: 64}, reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &lockedBuffer{}}
+		enc: &fakeEncoder{size: 64, dim: 64}, reload: make(chan struct{}, 1), done: make(chan error, 1), logs: &syncbuf.Buffer{}}
 	h.openSource = h.sources.open
 	h.conf = filepath.Join(h.dir, "clipd.toml")
 	if tune != nil {
@@ -295,24 +295,6 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p[:len(p)-1]))
 	return len(p), nil
-}
-
-// lockedBuffer collects the daemon's log from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (h *harness) writeConfig(cameras string) {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,38 +17,6 @@ import (
 	"github.com/clipd/clipd/server"
 )
 
-// cifar100Labels writes the CLIP paper's CIFAR-100 classes with its 18
-// templates (1,800 prompts) as a labels file in dir.
-func cifar100Labels(b *testing.B, dir string) string {
-	data, err := os.ReadFile(filepath.Join(testmodel.SharedDir(b), "clip", "label_sets.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sets map[string]json.RawMessage
-	var c struct{ Classes, Templates []string }
-	if err := json.Unmarshal(data, &sets); err != nil {
-		b.Fatal(err)
-	}
-	if err := json.Unmarshal(sets["CIFAR100"], &c); err != nil {
-		b.Fatal(err)
-	}
-	if len(c.Classes) != 100 || len(c.Templates) != 18 {
-		b.Fatalf("CIFAR100: %d classes, %d templates", len(c.Classes), len(c.Templates))
-	}
-	var s strings.Builder
-	for _, t := range c.Templates {
-		s.WriteString("template: " + t + "\n")
-	}
-	for _, name := range c.Classes {
-		s.WriteString(name + "\n")
-	}
-	path := filepath.Join(dir, "cifar100.labels")
-	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	return path
-}
-
 // BenchmarkEmbedCIFAR100ViTB32 embeds the 1,800 CIFAR-100 prompts with a
 // random-weight ViT-B/32 text encoder (ONNX Runtime, every core): cold
 // with an empty prompt cache, warm from the cache the cold runs filled, as
@@ -57,7 +24,7 @@ func cifar100Labels(b *testing.B, dir string) string {
 func BenchmarkEmbedCIFAR100ViTB32(b *testing.B) {
 	bundle := testmodel.RandomBundle(b, "ViT-B/32")
 	dir := b.TempDir()
-	labelsFile := cifar100Labels(b, dir)
+	labelsFile := testmodel.CIFAR100Labels(b, dir)
 	m, err := model.Open(bundle, model.Options{Backend: engine.BackendONNXRuntime})
 	if err != nil {
 		b.Fatal(err)
@@ -118,7 +85,7 @@ func BenchmarkStartCIFAR100ViTB32(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	labelsFile := cifar100Labels(b, dir)
+	labelsFile := testmodel.CIFAR100Labels(b, dir)
 	var warmState string
 	var cold float64
 	b.Run("cold", func(b *testing.B) {

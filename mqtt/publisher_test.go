@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/internal/mqtttest"
+	"github.com/clipd/clipd/internal/syncbuf"
 	"github.com/clipd/clipd/state"
 )
 
@@ -39,9 +40,9 @@ func runChild(broker string) int {
 	select {} // until killed
 }
 
-func newTestPublisher(t *testing.T, cfg Config, opts Options) (*Publisher, *mqtttest.SyncBuffer) {
+func newTestPublisher(t *testing.T, cfg Config, opts Options) (*Publisher, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &mqtttest.SyncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opts.Version == "" {
 		opts.Version = "test"
@@ -177,7 +178,7 @@ func TestTwoDevicesOneBroker(t *testing.T) {
 	devices := []string{"box-a", "box-b"}
 	snapshot := []byte("\xff\xd8\xff\xe0 not really a JPEG \xff\xd9")
 	pubs := map[string]*Publisher{}
-	var logs []*mqtttest.SyncBuffer
+	var logs []*syncbuf.Buffer
 	for _, dev := range devices {
 		p, l := newTestPublisher(t, testConfig(b.URL(), dev), Options{})
 		pubs[dev] = p
@@ -245,7 +246,7 @@ func TestWillOnSIGKILL(t *testing.T) {
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), "CLIPD_MQTT_TEST_CHILD="+b.URL())
 	child.SysProcAttr = mqtttest.DiesWithTest()
-	out := &mqtttest.SyncBuffer{}
+	out := &syncbuf.Buffer{}
 	child.Stdout, child.Stderr = out, out
 	if err := child.Start(); err != nil {
 		t.Fatal(err)

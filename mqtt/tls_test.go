@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/internal/mqtttest"
+	"github.com/clipd/clipd/internal/syncbuf"
 )
 
 // testPKI is a CA made by openssl for the test, a server certificate for
@@ -86,7 +87,7 @@ func TestTLSAndCredentials(t *testing.T) {
 		c.CAFile = pki.ca
 		return c
 	}
-	var logs []*mqtttest.SyncBuffer
+	var logs []*syncbuf.Buffer
 	var pubs []*Publisher
 	start := func(c Config) *Publisher {
 		p, l := newTestPublisher(t, c, Options{MaxBackoff: time.Second})

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/testimage"
 )
 
 // floatYUV is the BT.601 limited-range matrix in floating point, independent
@@ -174,19 +175,11 @@ func encodeJPEG(t testing.TB, rgb []byte, w, h int) []byte {
 // webcamFrame strips the DHT segments and the EOI of a JPEG, as UVC cameras
 // send MJPEG.
 func webcamFrame(t testing.TB, jpg []byte) []byte {
-	out := append([]byte{}, jpg[:2]...)
-	pos := 2
-	for jpg[pos+1] != 0xDA {
-		n := int(jpg[pos+2])<<8 | int(jpg[pos+3])
-		if jpg[pos+1] != 0xC4 {
-			out = append(out, jpg[pos:pos+2+n]...)
-		}
-		pos += 2 + n
+	out, err := testimage.WebcamMJPEG(jpg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(out) == pos {
-		t.Fatal("JPEG had no DHT to strip")
-	}
-	return append(out, jpg[pos:len(jpg)-2]...)
+	return out
 }
 
 func TestMJPEGFrame(t *testing.T) {

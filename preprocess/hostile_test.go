@@ -1,11 +1,6 @@
 package preprocess
 
 import (
-	"bytes"
-	"encoding/binary"
-	"hash/crc32"
-	"image"
-	"image/jpeg"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,44 +8,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clipd/clipd/internal/testimage"
 )
 
-// pngDeclaring is a well-formed PNG whose IHDR declares w x h RGB pixels
-// and whose data is a single empty IDAT: tiny on disk, gigabytes if a
-// decoder believed the header.
-func pngDeclaring(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		body := append([]byte(typ), data...)
-		b.Write(body)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(body))
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
-	chunk("IHDR", ihdr)
-	chunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
-	chunk("IEND", nil)
-	return b.Bytes()
-}
-
-// jpegDeclaring is a real JPEG whose SOF0 frame header is rewritten to
-// declare w x h.
+// jpegDeclaring is a real JPEG whose frame header declares w x h.
 func jpegDeclaring(t *testing.T, w, h uint16) []byte {
-	var b bytes.Buffer
-	if err := jpeg.Encode(&b, image.NewRGBA(image.Rect(0, 0, 16, 16)), nil); err != nil {
+	data, err := testimage.JPEGDeclaring(w, h)
+	if err != nil {
 		t.Fatal(err)
 	}
-	data := b.Bytes()
-	i := bytes.Index(data, []byte{0xFF, 0xC0})
-	if i < 0 {
-		t.Fatal("no SOF0 in Go's JPEG")
-	}
-	binary.BigEndian.PutUint16(data[i+5:], h)
-	binary.BigEndian.PutUint16(data[i+7:], w)
 	return data
 }
 
@@ -68,7 +35,7 @@ func TestImageHeadersOverThePixelLimitAreRefusedBeforeDecoding(t *testing.T) {
 	defer p.Close()
 	dst := make([]float32, p.TensorLen())
 	for name, data := range map[string][]byte{
-		"png 20000x20000":  pngDeclaring(20000, 20000),
+		"png 20000x20000":  testimage.PNGDeclaring(20000, 20000),
 		"jpeg 20000x20000": jpegDeclaring(t, 20000, 20000),
 	} {
 		var err error
@@ -82,7 +49,7 @@ func TestImageHeadersOverThePixelLimitAreRefusedBeforeDecoding(t *testing.T) {
 	}
 	small := New(Config{MaxPixels: 1000})
 	defer small.Close()
-	if err := small.Image(pngDeclaring(40, 30), dst); err == nil || !strings.Contains(err.Error(), "40x30 exceeds the limit of 1000") {
+	if err := small.Image(testimage.PNGDeclaring(40, 30), dst); err == nil || !strings.Contains(err.Error(), "40x30 exceeds the limit of 1000") {
 		t.Errorf("configured limit: %v", err)
 	}
 }

@@ -12,34 +12,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clipd/clipd/internal/syncbuf"
 )
 
 // logBuffer collects log lines for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 func (b *logBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := strings.TrimSpace(b.buf.String())
+	s := strings.TrimSpace(b.String())
 	if s == "" {
 		return nil
 	}
 	return strings.Split(s, "\n")
-}
-
-func (b *logBuffer) reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }
 
 // clock is a settable time for tests of ages.
@@ -276,7 +261,7 @@ func TestBadFilesAreIgnoredLoggedAndRemoved(t *testing.T) {
 			if _, err := os.Lstat(victim); !os.IsNotExist(err) {
 				t.Errorf("damaged file still there (%v)", err)
 			}
-			f.log.reset()
+			f.log.Reset()
 			getWithin(t, reader, all)
 			if err := reader.Put(victimPrompts, vecs(victimPrompts, dim)); err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/testimage"
 	"github.com/clipd/clipd/jpegturbo"
 )
 
@@ -73,19 +74,11 @@ func frames(t testing.TB, w, h int) map[string]*frame.Frame {
 // webcamJPEG strips the DHT segments and the EOI, as UVC cameras send
 // MJPEG.
 func webcamJPEG(t testing.TB, jpg []byte) []byte {
-	out := append([]byte{}, jpg[:2]...)
-	pos := 2
-	for jpg[pos+1] != 0xDA {
-		n := int(jpg[pos+2])<<8 | int(jpg[pos+3])
-		if jpg[pos+1] != 0xC4 {
-			out = append(out, jpg[pos:pos+2+n]...)
-		}
-		pos += 2 + n
+	out, err := testimage.WebcamMJPEG(jpg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(out) == pos {
-		t.Fatal("JPEG had no DHT to strip")
-	}
-	return append(out, jpg[pos:len(jpg)-2]...)
+	return out
 }
 
 // frameRGB is the frame as packed RGB: converted as preprocessing does, or

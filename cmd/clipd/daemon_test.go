@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipd/clipd/internal/syncbuf"
 	"github.com/clipd/clipd/internal/testmodel"
 	"github.com/clipd/clipd/server"
 )
@@ -67,25 +67,8 @@ type daemonProc struct {
 	dir    string
 	socket string
 	config string
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	exited chan error
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // testDir is short because unix socket paths are limited to 108 bytes.
@@ -108,7 +91,7 @@ func startDaemon(t *testing.T, dir, config string) *daemonProc {
 // startDaemonWith is startDaemon with another binary (a wrapper).
 func startDaemonWith(t *testing.T, binary, dir, config string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{t: t, dir: dir, socket: filepath.Join(dir, "s.sock"), config: filepath.Join(dir, "clipd.toml"), logs: &syncBuffer{}, exited: make(chan error, 1)}
+	d := &daemonProc{t: t, dir: dir, socket: filepath.Join(dir, "s.sock"), config: filepath.Join(dir, "clipd.toml"), logs: &syncbuf.Buffer{}, exited: make(chan error, 1)}
 	d.writeConfig(config)
 	d.cmd = exec.Command(binary, "run", "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs

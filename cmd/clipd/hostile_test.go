@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipd/clipd/internal/testimage"
 	"github.com/clipd/clipd/server"
 )
 
@@ -35,25 +33,6 @@ func hostileDaemon(t *testing.T, dir, conf string) *daemonProc {
 	return startDaemonWith(t, wrapper, dir, conf)
 }
 
-func pngHeaderOnly(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	chunk := func(typ string, data []byte) {
-		binary.Write(&b, binary.BigEndian, uint32(len(data)))
-		body := append([]byte(typ), data...)
-		b.Write(body)
-		binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(body))
-	}
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2
-	chunk("IHDR", ihdr)
-	chunk("IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
-	chunk("IEND", nil)
-	return b.Bytes()
-}
-
 // Everything the hardening issue found taking the daemon down, against
 // the real binary: classify of devices, FIFOs, sparse and decompression-
 // bomb files, and files outside classify_dirs; a labels path swapped for
@@ -72,7 +51,7 @@ func TestDaemonSurvivesHostileInput(t *testing.T) {
 		f.Truncate(2 << 30)
 		f.Close()
 	}
-	os.WriteFile(filepath.Join(images, "bomb.png"), pngHeaderOnly(20000, 20000), 0o644)
+	os.WriteFile(filepath.Join(images, "bomb.png"), testimage.PNGDeclaring(20000, 20000), 0o644)
 	os.WriteFile(filepath.Join(images, "text.png"), []byte("root:*:20000:0:99999:7:::\n"), 0o644)
 	labels := filepath.Join(dir, "shapes.labels")
 	writeFile(t, labels, shapeLabels)
@@ -105,7 +84,7 @@ func TestDaemonSurvivesHostileInput(t *testing.T) {
 		}
 	}
 	// The same bomb inline.
-	_, err := c.Command(server.Command{Cmd: "classify", ImageB64: base64.StdEncoding.EncodeToString(pngHeaderOnly(20000, 20000)), Labels: []string{"a"}})
+	_, err := c.Command(server.Command{Cmd: "classify", ImageB64: base64.StdEncoding.EncodeToString(testimage.PNGDeclaring(20000, 20000)), Labels: []string{"a"}})
 	if err == nil || !strings.Contains(err.Error(), "exceeds the limit") {
 		t.Errorf("inline 20000x20000 PNG: %v", err)
 	}

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,29 +18,7 @@ import (
 func BenchmarkClassifyWarmCacheViTB32(b *testing.B) {
 	bundle := testmodel.RandomBundle(b, "ViT-B/32")
 	bin := clipdBinary(b)
-	data, err := os.ReadFile(filepath.Join(testmodel.SharedDir(b), "clip", "label_sets.json"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sets map[string]json.RawMessage
-	var c struct{ Classes, Templates []string }
-	if err := json.Unmarshal(data, &sets); err != nil {
-		b.Fatal(err)
-	}
-	if err := json.Unmarshal(sets["CIFAR100"], &c); err != nil {
-		b.Fatal(err)
-	}
-	var s strings.Builder
-	for _, t := range c.Templates {
-		s.WriteString("template: " + t + "\n")
-	}
-	for _, name := range c.Classes {
-		s.WriteString(name + "\n")
-	}
-	labelsFile := filepath.Join(b.TempDir(), "cifar100.labels")
-	if err := os.WriteFile(labelsFile, []byte(s.String()), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	labelsFile := testmodel.CIFAR100Labels(b, b.TempDir())
 	state := filepath.Join(testmodel.RepoRoot(b), "build", "bench", "state")
 	image := filepath.Join(testmodel.SharedDir(b), "reference", "images", "img0_640x480.jpg")
 	run := func() {

@@ -6,7 +6,6 @@ package mqtttest
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clipd/clipd/internal/syncbuf"
 )
 
 func LookTool(t testing.TB, name string) string {
@@ -59,31 +60,13 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// SyncBuffer collects a process's output for failure messages.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Broker is a mosquitto process on 127.0.0.1:Port.
 type Broker struct {
 	t      testing.TB
 	Dir    string
 	Port   int
 	conf   string
-	log    *SyncBuffer
+	log    *syncbuf.Buffer
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -92,7 +75,7 @@ type Broker struct {
 // lines are appended to its configuration (more listeners, TLS).
 func StartBroker(t testing.TB, extra ...string) *Broker {
 	t.Helper()
-	b := &Broker{t: t, Dir: t.TempDir(), Port: FreePort(t), log: &SyncBuffer{}}
+	b := &Broker{t: t, Dir: t.TempDir(), Port: FreePort(t), log: &syncbuf.Buffer{}}
 	name := "root"
 	if u, err := user.Current(); err == nil {
 		name = u.Username
@@ -197,7 +180,7 @@ type Subscriber struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	msgs   []Msg
-	stderr *SyncBuffer
+	stderr *syncbuf.Buffer
 	cmd    *exec.Cmd
 	args   []string
 }
@@ -206,7 +189,7 @@ type Subscriber struct {
 // subscribed (it has seen a marker published after it started).
 func Subscribe(t testing.TB, connArgs []string, topics ...string) *Subscriber {
 	t.Helper()
-	s := &Subscriber{t: t, stderr: &SyncBuffer{}, args: connArgs}
+	s := &Subscriber{t: t, stderr: &syncbuf.Buffer{}, args: connArgs}
 	s.cond = sync.NewCond(&s.mu)
 	args := append([]string{"-F", "%r %t %x", "-q", "1", "-t", "clipd-test/ready"}, connArgs...)
 	for _, tp := range topics {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -64,4 +65,36 @@ func Cosine(a, b []float32) float64 {
 		nb += float64(b[i]) * float64(b[i])
 	}
 	return dot / math.Sqrt(na*nb)
+}
+
+// CIFAR100Labels writes the CLIP paper's CIFAR-100 classes with its 18
+// templates (1,800 prompts) as a labels file in dir.
+func CIFAR100Labels(tb testing.TB, dir string) string {
+	data, err := os.ReadFile(filepath.Join(SharedDir(tb), "clip", "label_sets.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var sets map[string]json.RawMessage
+	var c struct{ Classes, Templates []string }
+	if err := json.Unmarshal(data, &sets); err != nil {
+		tb.Fatal(err)
+	}
+	if err := json.Unmarshal(sets["CIFAR100"], &c); err != nil {
+		tb.Fatal(err)
+	}
+	if len(c.Classes) != 100 || len(c.Templates) != 18 {
+		tb.Fatalf("CIFAR100: %d classes, %d templates", len(c.Classes), len(c.Templates))
+	}
+	var s strings.Builder
+	for _, t := range c.Templates {
+		s.WriteString("template: " + t + "\n")
+	}
+	for _, name := range c.Classes {
+		s.WriteString(name + "\n")
+	}
+	path := filepath.Join(dir, "cifar100.labels")
+	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }
