@@ -65,6 +65,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/clipd/clipd/internal/safefile"
 )
 
 // DefaultMaxBytes bounds the cache when Config.MaxBytes is 0.
@@ -75,7 +77,7 @@ const (
 	DirName    = "prompt-cache"
 	versionDir = "v1"
 	segmentExt = ".seg"
-	tempPrefix = ".tmp-"
+	tempPrefix = safefile.TempPrefix
 	lockName   = "lock"
 
 	// segmentTarget bounds the segments this package writes.
@@ -429,11 +431,11 @@ func (c *Cache) writeSegment(entries []Entry) error {
 			newest = e.Used
 		}
 	}
-	path, err := writeAtomic(c.dir, data, newest)
+	path, err := writeSegment(c.dir, data, newest)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Someone removed the cache directory; that is allowed.
 		if err = c.owner.mkdirs(c.dirs...); err == nil {
-			path, err = writeAtomic(c.dir, data, newest)
+			path, err = writeSegment(c.dir, data, newest)
 		}
 	}
 	if err != nil {

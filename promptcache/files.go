@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/clipd/clipd/internal/safefile"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,53 +137,12 @@ func isLowerHex(s string) bool {
 	return s != ""
 }
 
-// writeAtomic stores data in dir under a fresh name: a temporary file is
-// written, synced, dated mtime and renamed into place, then the directory
-// is synced, so that a reader sees the whole file or nothing, even after a
-// power cut.
-func writeAtomic(dir string, data []byte, mtime time.Time) (path string, err error) {
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
-	if err != nil {
-		return "", err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return "", err
-	}
-	if err = f.Sync(); err != nil {
-		return "", err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return "", err
-	}
-	if err = f.Close(); err != nil {
-		return "", err
-	}
-	// The mtime orders segments for eviction: it is the newest use of
-	// any entry in the file.
-	if err = os.Chtimes(tmp, mtime, mtime); err != nil {
-		return "", err
-	}
-	path = filepath.Join(dir, randomName())
-	if err = os.Rename(tmp, path); err != nil {
-		return "", err
-	}
-	return path, syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+// writeSegment stores data in dir under a fresh name, whole or not at
+// all (see safefile.WriteAtomic). Its mtime orders segments for eviction:
+// it is the newest use of any entry in the file.
+func writeSegment(dir string, data []byte, mtime time.Time) (string, error) {
+	path := filepath.Join(dir, randomName())
+	return path, safefile.WriteAtomic(path, data, mtime)
 }
 
 // tryLock takes the maintenance lock of the cache without waiting; ok is

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/clipd/clipd/internal/safefile"
 )
@@ -210,10 +211,10 @@ func (c *Cache) GetOrBuild(k KeyInputs, build func() ([]byte, error), load func(
 	if err != nil {
 		return out, err
 	}
-	if err := writeAtomic(enginePath, plan); err != nil {
+	if err := safefile.WriteAtomic(enginePath, plan, time.Time{}); err != nil {
 		return out, fmt.Errorf("trt: engine cache: %w", err)
 	}
-	if err := writeAtomic(sidecarPath, append(sidecar, '\n')); err != nil {
+	if err := safefile.WriteAtomic(sidecarPath, append(sidecar, '\n'), time.Time{}); err != nil {
 		return out, fmt.Errorf("trt: engine cache: %w", err)
 	}
 	if err := load(plan); err != nil {
@@ -286,44 +287,5 @@ func (c *Cache) SaveTimingCache(k KeyInputs, data []byte) error {
 	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
 		return err
 	}
-	return writeAtomic(c.timingCachePath(k), data)
-}
-
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path, then syncs the directory, so readers see either
-// the old file or the whole new one, even after a power cut.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return safefile.WriteAtomic(c.timingCachePath(k), data, time.Time{})
 }

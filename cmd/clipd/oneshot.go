@@ -11,11 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
-	"strings"
+	"time"
 
 	"github.com/clipd/clipd/bundle"
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/internal/safefile"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
 	"github.com/clipd/clipd/preprocess"
@@ -128,7 +128,7 @@ func cmdPreprocess(_ context.Context, args []string, _ io.Reader, _, stderr io.W
 	for i, v := range tensor {
 		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
 	}
-	return writeFileAtomic(*outPath, buf)
+	return safefile.WriteAtomic(*outPath, buf, time.Time{})
 }
 
 // orderedInputs records --image and --text flags in command-line order.
@@ -285,26 +285,4 @@ func writeJSONLine(w io.Writer, v any) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
-}
-
-// writeFileAtomic writes through a temporary file so that a reader never
-// sees half a file.
-func writeFileAtomic(path string, data []byte) error {
-	dir, base := ".", path
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		dir, base = path[:i+1], path[i+1:]
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

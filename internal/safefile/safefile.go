@@ -3,7 +3,8 @@
 // /dev/zero, a 2 GB sparse file named as an image. Every open is
 // non-blocking and checked with fstat to be a regular file, and every read
 // is bounded, so that no such file can hang a goroutine, exhaust threads
-// or memory, or be read in part.
+// or memory, or be read in part. Its writes (WriteAtomic) are whole or
+// not at all, so that no reader, clipd's own included, meets half a file.
 package safefile
 
 import (
