@@ -161,19 +161,27 @@ func rank(e *config.Error, configPath string) int {
 	return 1
 }
 
-// checkLabels parses each label file once, as the daemon's watcher will.
+// checkLabels parses each label file, cameras' and regions', once, as the
+// daemon's watchers will.
 func checkLabels(doc *config.Document, r *checkReport) {
 	users := map[string][]string{} // file → keys of the cameras using it
 	var files []string
+	use := func(key, file string) {
+		if file == "" || doc.Failed(key) {
+			return
+		}
+		if users[file] == nil {
+			files = append(files, file)
+		}
+		users[file] = append(users[file], key)
+	}
 	for i, cam := range doc.Config.Cameras {
-		key := fmt.Sprintf("camera[%d].labels", i)
-		if doc.Failed(key) {
-			continue
+		use(fmt.Sprintf("camera[%d].labels", i), cam.Labels)
+		// A region with its own labels file gets a watcher of its own
+		// in run, so check parses that file too.
+		for j, reg := range cam.Regions {
+			use(fmt.Sprintf("camera[%d].region[%d].labels", i, j), reg.Labels)
 		}
-		if users[cam.Labels] == nil {
-			files = append(files, cam.Labels)
-		}
-		users[cam.Labels] = append(users[cam.Labels], key)
 	}
 	for _, file := range files {
 		_, err := labels.Load(file)

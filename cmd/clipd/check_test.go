@@ -118,6 +118,17 @@ labels = "ok.labels"
 			ok:    true,
 		},
 		{
+			// A region's own labels file is parsed by run's watcher, so
+			// check parses it too.
+			name:   "a region's own labels file",
+			config: "[model]\nbundle = \"%BUNDLE%\"\n[socket]\npath = \"%DIR%/s.sock\"\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"ok.labels\"\n[[camera.region]]\nname = \"gate\"\nrect = [0, 0, 0.5, 0.5]\nlabels = \"gate.labels\"\n",
+			files:  map[string]string{"ok.labels": demoLabels, "gate.labels": "car\nvan\ncar\n"},
+			want: []string{
+				`%DIR%/gate.labels:3: duplicate label "car" (first defined on line 1) (camera[0].region[0].labels)`,
+				"clipd: %CONF%: 1 problem",
+			},
+		},
+		{
 			name:   "socket path too long",
 			config: "[socket]\npath = \"/tmp/" + strings.Repeat("d", 110) + "/s.sock\"\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"ok.labels\"\n[model]\nbundle = \"%BUNDLE%\"\n",
 			files:  map[string]string{"ok.labels": demoLabels},
