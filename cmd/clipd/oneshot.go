@@ -72,7 +72,7 @@ func cmdTokenize(_ context.Context, args []string, stdin io.Reader, stdout, stde
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 64<<20)
 	out := bufio.NewWriter(stdout)
-	defer out.Flush()
+	defer out.Flush() // the lines done before an error still go out
 	line := 0
 	for in.Scan() {
 		line++
@@ -88,7 +88,11 @@ func cmdTokenize(_ context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 	}
-	return in.Err()
+	if err := in.Err(); err != nil {
+		return err
+	}
+	// A full disk or a closed pipe shows here, not in Write.
+	return out.Flush()
 }
 
 func cmdPreprocess(_ context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
@@ -213,7 +217,7 @@ func cmdEmbed(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 			return err
 		}
 	}
-	return nil
+	return out.Flush()
 }
 
 func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -275,7 +279,7 @@ func cmdClassify(ctx context.Context, args []string, _ io.Reader, stdout, stderr
 			return err
 		}
 	}
-	return nil
+	return out.Flush()
 }
 
 func writeJSONLine(w io.Writer, v any) error {

@@ -240,3 +240,19 @@ func TestTokenizeRejectsNonJSONLine(t *testing.T) {
 		t.Errorf("the good first line was not printed before the error: %q", out.String())
 	}
 }
+
+// Output that cannot be written (a full disk, here /dev/full) is an error,
+// not a silent exit 0 with lines missing.
+func TestTokenizeReportsAFailedWrite(t *testing.T) {
+	vocab := filepath.Join(testmodel.SharedDir(t), "clip", "bpe_simple_vocab_16e6.txt.gz")
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("environment: no /dev/full: %v", err)
+	}
+	defer full.Close()
+	var errOut bytes.Buffer
+	err = dispatch(context.Background(), []string{"tokenize", "--vocab", vocab}, strings.NewReader("\"a photo of a dog\"\n"), full, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("writing to /dev/full: error %v, want ENOSPC", err)
+	}
+}
