@@ -156,7 +156,20 @@ type Publisher struct {
 	targets    map[string]Target   // by Path
 	discovered map[string][]byte   // discovery topic → payload last set
 	alive      map[string]struct{} // target paths classified since the last refresh
+	// announced is set by the first SetTargets that succeeds. Before it
+	// the publisher does not know which entities exist, so retained
+	// configs of ours found on the broker are only noted in leftover
+	// (see subscribe) and the first SetTargets deletes those it does not
+	// announce.
+	announced bool
+	leftover  map[string]struct{}
 }
+
+// maxLeftover bounds the retained configs noted before the first
+// SetTargets: anyone who may publish under the discovery prefix can put
+// configs there that look like ours. Beyond it the rest wait for the next
+// connection, which replays them.
+const maxLeftover = 4096
 
 // New validates cfg, reads its password and certificate files and starts
 // connecting in the background: a broker that is down at start is retried
@@ -196,6 +209,7 @@ func newPublisher(cfg Config, opts Options, url string, sec secrets) *Publisher 
 		targets:    make(map[string]Target),
 		discovered: make(map[string][]byte),
 		alive:      make(map[string]struct{}),
+		leftover:   make(map[string]struct{}),
 	}
 	if p.clientID == "" {
 		p.clientID = "clipd-" + cfg.Device
@@ -213,8 +227,10 @@ func (p *Publisher) PublishesResults() bool { return p.cfg.PublishResults }
 // Home Assistant discovery of what is new or changed (a label reload
 // changes a target's event types), deletes the discovery and retained
 // topics of targets and cameras that are gone, and marks cameras seen for
-// the first time offline until SetCameraOnline. An error (see
-// ValidateTargets) changes nothing.
+// the first time offline until SetCameraOnline. The first call also
+// deletes the retained configs of a previous run that it does not
+// announce (see subscribe). An error (see ValidateTargets) changes
+// nothing.
 func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 	if err := ValidateTargets(cameras, targets); err != nil {
 		return err
@@ -234,6 +250,14 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 			delete(p.discovered, topic)
 		}
 	}
+	// Configs a previous run left: only now is it known which are stale.
+	for topic := range p.leftover {
+		if _, ok := entities[topic]; !ok {
+			p.removeRetained(topic, prioDiscovery)
+		}
+	}
+	clear(p.leftover)
+	p.announced = true
 	for topic, payload := range entities {
 		if old, ok := p.discovered[topic]; !ok || string(old) != string(payload) {
 			p.setRetained(topic, payload, prioDiscovery)
@@ -730,7 +754,8 @@ func isDone(t paho.Token) bool {
 
 // subscribe listens for Home Assistant's birth message and for retained
 // discovery configs under this device's node id, to delete those of
-// entities that no longer exist (a region removed while clipd was down).
+// entities that no longer exist (a region removed while clipd was down):
+// at once once SetTargets has run, in the first SetTargets before that.
 func (p *Publisher) subscribe(c paho.Client) error {
 	subs := map[string]byte{p.disc.ownDiscovery(): 1}
 	if p.cfg.HomeAssistant {
@@ -753,7 +778,17 @@ func (p *Publisher) subscribe(c paho.Client) error {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if _, ok := p.discovered[m.Topic()]; !ok && !p.closed {
+		switch _, current := p.discovered[m.Topic()]; {
+		case current || p.closed:
+		case !p.announced:
+			// Until SetTargets says what exists, every config of ours
+			// may belong to a current entity: deleting it now would
+			// make Home Assistant drop the entity, and its registry
+			// settings, on every restart.
+			if len(p.leftover) < maxLeftover {
+				p.leftover[m.Topic()] = struct{}{}
+			}
+		default:
 			if r := p.retained[m.Topic()]; r == nil || !r.remove {
 				p.removeRetained(m.Topic(), prioDiscovery)
 			}

@@ -433,3 +433,58 @@ func TestCloseWhileConnectingToAStalledBroker(t *testing.T) {
 		t.Errorf("after Close: %+v", st)
 	}
 }
+
+// A restart in the daemon's order: the new publisher connects (and sees
+// the retained configs of the previous run) long before the daemon calls
+// SetTargets, after embedding the labels. Home Assistant removes an entity
+// on an empty config, losing its registry customisations, so the entities
+// that still exist must never see one; the entity of a region removed
+// while clipd was down must still be deleted.
+func TestRestartKeepsCurrentEntities(t *testing.T) {
+	b := mqtttest.StartBroker(t)
+	first, _ := newTestPublisher(t, testConfig(b.URL(), "rs"), Options{})
+	if err := first.SetTargets(fleetCameras, fleetTargets); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, first, 10*time.Second, "first run published", func(st Status) bool { return st.Connected && st.Queued == 0 })
+	first.Close()
+
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "homeassistant/#")
+	second, _ := newTestPublisher(t, testConfig(b.URL(), "rs"), Options{})
+	// All 11 retained configs of the first run reach the publisher.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		second.mu.Lock()
+		n := len(second.leftover)
+		second.mu.Unlock()
+		if n == 11 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leftover configs noted, want 11", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The region front/door is gone in the new configuration.
+	targets := []Target{fleetTargets[0], fleetTargets[2]}
+	if err := second.SetTargets(fleetCameras, targets); err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []string{"sensor/rs/front_door", "event/rs/front_door", "image/rs/front_door"} {
+		sub.WaitPayload("homeassistant/"+obj+"/config", "", 10*time.Second)
+	}
+	current := []string{"sensor/rs/front", "event/rs/front", "image/rs/front", "sensor/rs/garden", "event/rs/garden",
+		"image/rs/garden", "binary_sensor/rs/front", "binary_sensor/rs/garden"}
+	for _, obj := range current {
+		topic := "homeassistant/" + obj + "/config"
+		// Republished by SetTargets (not retained when delivered live).
+		sub.Wait(topic+" published by the second run", 10*time.Second, func(m mqtttest.Msg) bool {
+			return m.Topic == topic && !m.Retained && len(m.Payload) > 0
+		})
+		for _, m := range sub.All(topic) {
+			if len(m.Payload) == 0 {
+				t.Errorf("%s: an empty config deleted a current entity", topic)
+			}
+		}
+	}
+}
