@@ -83,7 +83,8 @@ type Status struct {
 	// Queued counts messages waiting to be sent.
 	Queued int `json:"queued"`
 	// Dropped counts events and results discarded because the queue was
-	// full, and payloads over the size limits.
+	// full, payloads over the size limits, and what came for a target or
+	// camera after a reload removed it.
 	Dropped uint64 `json:"dropped"`
 	// Published counts messages the broker accepted (PUBACK at QoS 1).
 	Published uint64 `json:"published"`
@@ -163,6 +164,15 @@ type Publisher struct {
 	// announce.
 	announced bool
 	leftover  map[string]struct{}
+	// gone holds the target paths and goneCameras the cameras that a
+	// SetTargets removed (and deleted the topics of), until one announces
+	// them again; the value says whether a late publish was logged. A
+	// snapshot written or an event decided just before a reload removed
+	// its target would otherwise re-create a retained topic that nothing
+	// deletes. What was never announced is not refused: a reload starts
+	// new cameras before it announces their targets.
+	gone        map[string]bool
+	goneCameras map[string]bool
 }
 
 // maxLeftover bounds the retained configs noted before the first
@@ -200,16 +210,18 @@ func newPublisher(cfg Config, opts Options, url string, sec secrets) *Publisher 
 			version:     opts.Version,
 			expireAfter: max(1, int(3*opts.StateRefresh/time.Second)),
 		},
-		wake:       make(chan struct{}, 1),
-		birth:      make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-		retained:   make(map[string]*retainedMsg),
-		dirty:      make(map[string]struct{}),
-		targets:    make(map[string]Target),
-		discovered: make(map[string][]byte),
-		alive:      make(map[string]struct{}),
-		leftover:   make(map[string]struct{}),
+		wake:        make(chan struct{}, 1),
+		birth:       make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		retained:    make(map[string]*retainedMsg),
+		dirty:       make(map[string]struct{}),
+		targets:     make(map[string]Target),
+		discovered:  make(map[string][]byte),
+		alive:       make(map[string]struct{}),
+		leftover:    make(map[string]struct{}),
+		gone:        make(map[string]bool),
+		goneCameras: make(map[string]bool),
 	}
 	if p.clientID == "" {
 		p.clientID = "clipd-" + cfg.Device
@@ -274,13 +286,21 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 			p.removeRetained(p.disc.state(path), prioState)
 			p.removeRetained(p.disc.snapshot(path), prioSnapshot)
 			delete(p.alive, path)
+			remember(p.gone, path)
 		}
+	}
+	for path := range next {
+		delete(p.gone, path)
 	}
 	p.targets = next
 	for _, cam := range p.cameras {
 		if !slices.Contains(cameras, cam) {
 			p.removeRetained(p.disc.camera(cam), prioCamera)
+			remember(p.goneCameras, cam)
 		}
+	}
+	for _, cam := range cameras {
+		delete(p.goneCameras, cam)
 	}
 	for _, cam := range cameras {
 		if r, ok := p.retained[p.disc.camera(cam)]; !ok || r.remove {
@@ -290,6 +310,18 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 	p.cameras = slices.Clone(cameras)
 	p.signal()
 	return nil
+}
+
+// maxGone bounds the names remembered as removed; they come from the
+// configuration, so only a long run of reloads with ever new names
+// reaches it, and then a late publish for a removed target can leave a
+// retained topic behind, as before.
+const maxGone = 4096
+
+func remember(set map[string]bool, name string) {
+	if len(set) < maxGone {
+		set[name] = false
+	}
 }
 
 // statePayload is the retained P/T/state message, also the sensor's
@@ -319,7 +351,7 @@ func (p *Publisher) PublishEvent(ev state.Event) {
 	body, _ := json.Marshal(eventPayload{EventType: ev.Label, Event: ev})
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGone("event", path) {
 		return
 	}
 	p.setRetained(p.disc.state(path), st, prioState)
@@ -335,7 +367,7 @@ func (p *Publisher) PublishSnapshot(camera, region string, jpeg []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGone("snapshot", path) {
 		return
 	}
 	if len(jpeg) == 0 || len(jpeg) > maxSnapshotBytes {
@@ -357,7 +389,7 @@ func (p *Publisher) PublishResult(camera, region string, result []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGone("result", path) {
 		return
 	}
 	p.alive[path] = struct{}{}
@@ -383,7 +415,7 @@ func (p *Publisher) SetCameraOnline(camera string, online bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGoneIn(p.goneCameras, "camera status", camera) {
 		return
 	}
 	p.setRetained(p.disc.camera(camera), []byte(payload), prioCamera)
@@ -429,6 +461,23 @@ func (p *Publisher) checkTarget(what, camera, region string) (string, bool) {
 }
 
 // The methods below are called with p.mu held.
+
+// isGone says whether path is a target a SetTargets removed, counting the
+// publish as dropped and logging the first for each target.
+func (p *Publisher) isGone(what, path string) bool { return p.isGoneIn(p.gone, what, path) }
+
+func (p *Publisher) isGoneIn(set map[string]bool, what, name string) bool {
+	logged, gone := set[name]
+	if !gone {
+		return false
+	}
+	p.dropped++
+	if !logged {
+		set[name] = true
+		p.log.Info("mqtt: not publishing "+what+": a reload removed it", "name", name)
+	}
+	return true
+}
 
 func (p *Publisher) signal() {
 	select {

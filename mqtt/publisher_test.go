@@ -363,12 +363,27 @@ func TestHomeAssistantLifecycle(t *testing.T) {
 		return m.Topic == "homeassistant/event/ha/front/config" && json.Unmarshal(m.Payload, &ev) == nil &&
 			reflect.DeepEqual(ev.EventTypes, []string{"person", "car", "dog", "none"})
 	})
+	// A snapshot and an event of the removed region that were under way
+	// during the reload arrive after it: they must not re-create its
+	// retained topics. The event of front after them goes out after
+	// anything retained would have.
+	dropped := p.Status().Dropped
+	p.PublishSnapshot("front", "door", []byte("\xff\xd8 late \xff\xd9"))
+	p.PublishEvent(eventFor("ha"))
+	p.SetCameraOnline("front", true)
+	p.PublishEvent(state.Event{Camera: "front", Label: "dog"})
+	sub.Wait("front's event after the late ones", 10*time.Second, func(m mqtttest.Msg) bool {
+		return m.Topic == "clipd/ha/front/event" && strings.Contains(string(m.Payload), `"label":"dog"`)
+	})
+	if got := p.Status().Dropped - dropped; got != 2 {
+		t.Errorf("%d publishes of the removed region counted as dropped, want 2", got)
+	}
 
-	late := mqtttest.Subscribe(t, b.ConnArgs(), "homeassistant/#")
+	late := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#", "homeassistant/#")
 	if got := late.All(foreign); len(got) != 1 {
 		t.Errorf("another program's config was touched: %v", got)
 	}
-	for _, topic := range []string{stale, doorSensor} {
+	for _, topic := range []string{stale, doorSensor, "clipd/ha/front/door/snapshot", "clipd/ha/front/door/state"} {
 		if got := late.All(topic); len(got) != 0 {
 			t.Errorf("%s still retained: %v", topic, got)
 		}
