@@ -40,9 +40,10 @@ type Options struct {
 	// Defaults 500ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
 	// StateRefresh is how often the retained state of a target that is
-	// still being classified is published again; the sensor's
-	// expire_after is three times it, so a target whose frames stop
-	// reads unavailable. Default 60s.
+	// still being classified (MarkClassified or PublishResult since the
+	// last refresh) is published again; the sensor's expire_after is
+	// three times it, so a target whose frames stop reads unavailable.
+	// Default 60s.
 	StateRefresh time.Duration
 	// BirthDelay is the most Home Assistant's birth message is answered
 	// after (a random delay, as its documentation asks). Default 3s.
@@ -377,11 +378,28 @@ func (p *Publisher) PublishSnapshot(camera, region string, jpeg []byte) {
 	p.setRetained(p.disc.snapshot(path), slices.Clone(jpeg), prioSnapshot)
 }
 
-// PublishResult is called for every classified frame of a target. It keeps
-// the target's sensor from expiring (see Options.StateRefresh) and, with
-// publish_results, publishes result (the result's JSON; the publisher
-// keeps its own copy) on P/T/result. When PublishesResults is false,
-// result may be nil.
+// MarkClassified says that a frame of the target was classified, whatever
+// its scores: a target whose frames all stay below its threshold (state
+// none) is as alive as one that sees something. The targets marked since
+// the last state refresh have their retained state published again (see
+// Options.StateRefresh), so that their sensors do not expire while the
+// pipeline runs. It costs a map update; call it for every scored frame.
+func (p *Publisher) MarkClassified(camera, region string) {
+	path, ok := p.checkTarget("classification", camera, region)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, gone := p.gone[path]; !p.closed && !gone {
+		p.alive[path] = struct{}{}
+	}
+}
+
+// PublishResult publishes, with publish_results, result (the result's
+// JSON; the publisher keeps its own copy) on P/T/result. A result is a
+// classified frame, so it also does what MarkClassified does. When
+// PublishesResults is false, result may be nil.
 func (p *Publisher) PublishResult(camera, region string, result []byte) {
 	path, ok := p.checkTarget("result", camera, region)
 	if !ok {

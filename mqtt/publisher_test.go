@@ -503,3 +503,38 @@ func TestRestartKeepsCurrentEntities(t *testing.T) {
 		}
 	}
 }
+
+// A target whose frames all score below its threshold stays in state
+// none, so no event and no result marks it; MarkClassified alone keeps its
+// retained state refreshed (and its sensor from expiring), while a target
+// that is not classified any more is left to expire.
+func TestMarkClassifiedKeepsIdleTargetsFresh(t *testing.T) {
+	b := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#")
+	refresh := 200 * time.Millisecond
+	p, _ := newTestPublisher(t, testConfig(b.URL(), "mk"), Options{StateRefresh: refresh})
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front"}, {Camera: "front", Region: "door"}})
+	for _, region := range []string{"", "door"} {
+		p.PublishEvent(state.Event{Camera: "front", Region: region, Label: state.None, Previous: ""})
+	}
+	idle, stuck := "clipd/mk/front/door/state", "clipd/mk/front/state"
+	sub.Wait("the first states", 10*time.Second, func(m mqtttest.Msg) bool {
+		return len(sub.AllLocked(idle)) > 0 && len(sub.AllLocked(stuck)) > 0
+	})
+	stop := time.Now().Add(10 * refresh)
+	for time.Now().Before(stop) {
+		p.MarkClassified("front", "door") // every frame below the threshold
+		time.Sleep(refresh / 10)
+	}
+	sub.Wait("the idle target's state refreshed", 10*time.Second, func(m mqtttest.Msg) bool {
+		return len(sub.AllLocked(idle)) >= 4
+	})
+	for _, m := range sub.All(idle) {
+		if !strings.Contains(string(m.Payload), `"label":"none"`) {
+			t.Errorf("refreshed state %s", m.Payload)
+		}
+	}
+	if got := sub.All(stuck); len(got) != 1 {
+		t.Errorf("the target no longer classified was refreshed: %d states", len(got))
+	}
+}
