@@ -75,3 +75,41 @@ func TestHTTPTable(t *testing.T) {
 		}
 	}
 }
+
+// With a broker, names MQTT would refuse when the daemon announces its
+// targets (two targets sharing a Home Assistant object id) are errors at
+// their line, whichever comes second; without one they are not.
+func TestMQTTTargetNames(t *testing.T) {
+	cam := func(name, source string) string {
+		return "[[camera]]\nname = \"" + name + "\"\nsource = \"" + source + "\"\nlabels = \"l.txt\"\n"
+	}
+	region := func(name string) string { return "[[camera.region]]\nname = \"" + name + "\"\nrect = [0, 0, 1, 1]\n" }
+	const broker = "[mqtt]\nbroker = \"mqtt://127.0.0.1\"\n"
+	for _, tc := range []struct{ doc, want string }{
+		{broker + cam("front_door", "/dev/video0") + cam("front", "/dev/video1") + region("door"),
+			`clipd.toml:12: camera[1].region[0].name: targets "front_door" and "front/door" would share the Home Assistant object id "front_door"`},
+		{broker + cam("front", "/dev/video1") + region("door") + cam("front_door", "/dev/video0"),
+			`clipd.toml:11: camera[1].name: targets "front/door" and "front_door" would share`},
+		// A camera of regions only has no whole-frame target to collide
+		// with, but its regions do.
+		{broker + cam("a", "/dev/video0") + region("b_c") + cam("a_b", "/dev/video1") + "whole_frame = false\n" + region("c"),
+			`clipd.toml:16: camera[1].region[0].name: targets "a/b_c" and "a_b/c" would share`},
+	} {
+		_, err := Parse([]byte(tc.doc), "clipd.toml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n  %v\nwant %q", tc.doc, err, tc.want)
+		}
+	}
+	ok := cam("front_door", "/dev/video0") + cam("front", "/dev/video1") + region("door")
+	if _, err := Parse([]byte(ok), "clipd.toml"); err != nil {
+		t.Errorf("without [mqtt]: %v", err)
+	}
+	if _, err := Parse([]byte(broker+cam("front", "/dev/video1")+region("door")+region("gate")), "clipd.toml"); err != nil {
+		t.Errorf("distinct names: %v", err)
+	}
+	// A duplicate name is reported once, by the camera checks.
+	_, err := Parse([]byte(broker+cam("a", "/dev/video0")+cam("a", "/dev/video1")), "clipd.toml")
+	if err == nil || strings.Count(err.Error(), "camera[1].name") != 1 {
+		t.Errorf("duplicate camera: %v", err)
+	}
+}

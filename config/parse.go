@@ -328,7 +328,7 @@ func (v *validator) build(raw *fileConfig) *Config {
 	}
 	cfg.Snapshots = v.snapshots(raw.Snapshots, cfg.Model.StateDir)
 	cfg.History = v.history(raw.History, cfg.Model.StateDir)
-	cfg.MQTT = v.mqtt(raw.MQTT)
+	cfg.MQTT = v.mqtt(raw.MQTT, cfg.Cameras)
 	cfg.HTTP = v.http(raw.HTTP)
 	if raw.Socket.ClassifyDirs == nil {
 		// A client may classify a snapshot the daemon wrote, and nothing

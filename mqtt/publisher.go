@@ -251,6 +251,13 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 	var entities map[string][]byte
 	if p.cfg.HomeAssistant {
 		entities = p.disc.entities(cameras, targets)
+		for _, t := range targets {
+			if _, n := usableLabels(t.Labels); n > 0 {
+				// The label itself may be 64 KiB: it is not repeated.
+				p.log.Warn("mqtt: labels left out of the target's event entity: empty or longer than 1024 bytes",
+					"target", t.Path(), "labels", n)
+			}
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
