@@ -796,3 +796,60 @@ func TestIndexDeletesSnapshotsThatHoldNoJPEG(t *testing.T) {
 		t.Errorf("Read of an empty snapshot file: %v, want ErrNotFound", err)
 	}
 }
+
+// A box thinner than the scale factor (a tall thin region at the frame's
+// right edge, a wide flat one at its bottom) is averaged over the box
+// alone: reading factor columns or rows from its edge would leave the
+// frame, a panic in the goroutine that classifies.
+func TestThumbnailThinBoxesAtEdges(t *testing.T) {
+	w, h := 322, 181
+	for name, f := range frames(t, w, h) {
+		full := frameRGB(t, f)
+		for _, tc := range []struct {
+			box          frame.Box
+			wantW, wantH int
+		}{
+			{frame.Box{X1: w - 1, Y1: 0, X2: w, Y2: h}, 1, 60},       // factor 3, 1 column wide
+			{frame.Box{X1: w - 2, Y1: 0, X2: w, Y2: h}, 1, 60},       // 2 columns
+			{frame.Box{X1: 0, Y1: h - 1, X2: w, Y2: h}, 53, 1},       // factor 6, 1 row high
+			{frame.Box{X1: 0, Y1: h - 5, X2: w, Y2: h}, 53, 1},       // 5 rows
+			{frame.Box{X1: w - 1, Y1: h - 1, X2: w, Y2: h}, 1, 1},    // the last pixel
+			{frame.Box{X1: w - 3, Y1: h - 130, X2: w, Y2: h}, 1, 43}, // factor 3, 3 columns
+		} {
+			jpg, err := Thumbnail(f, &tc.box, 64, 95)
+			if err != nil {
+				t.Fatalf("%s %v: %v", name, tc.box, err)
+			}
+			img := decode(t, jpg)
+			if img.Width != tc.wantW || img.Height != tc.wantH {
+				t.Errorf("%s %v: %dx%d, want %dx%d", name, tc.box, img.Width, img.Height, tc.wantW, tc.wantH)
+				continue
+			}
+			// Each output pixel is the mean of its cell of the box, the
+			// cell cut to the box.
+			b := tc.box
+			factor := (max(b.Dx(), b.Dy()) + 63) / 64
+			fx, fy := min(factor, b.Dx()), min(factor, b.Dy())
+			want := make([]byte, img.Width*img.Height*3)
+			for y := range img.Height {
+				for x := range img.Width {
+					for c := range 3 {
+						sum := 0
+						for dy := range fy {
+							for dx := range fx {
+								sum += int(full[((b.Y1+y*fy+dy)*w+b.X1+x*fx+dx)*3+c])
+							}
+						}
+						want[(y*img.Width+x)*3+c] = byte((sum + fx*fy/2) / (fx * fy))
+					}
+				}
+			}
+			if p := psnr(img.Pix, want); p < 30 {
+				t.Errorf("%s %v: thumbnail far from the box's averaged pixels (PSNR %.1f dB)", name, tc.box, p)
+			}
+		}
+		if _, err := Thumbnail(f, &frame.Box{X1: w, Y1: 0, X2: w, Y2: h}, 64, 95); err == nil {
+			t.Errorf("%s: an empty box at the edge was accepted", name)
+		}
+	}
+}
