@@ -118,9 +118,8 @@ func (v *validator) snapshots(raw fileSnapshots, stateDir string) Snapshots {
 		s.MaxFiles = v.intIn("snapshots.max_files", *raw.MaxFiles, 1, 1<<24)
 	}
 	if raw.MaxBytes != nil {
-		if s.MaxBytes = v.byteSize("snapshots.max_bytes", raw.MaxBytes, 1<<20); s.MaxBytes == 0 {
-			v.fail("snapshots.max_bytes", "must be at least 1MiB")
-		}
+		// Snapshots cannot be turned off by size: 0 is just too small.
+		s.MaxBytes = v.sizeIn("snapshots.max_bytes", raw.MaxBytes, 1<<20, false)
 	}
 	return s
 }
@@ -134,9 +133,8 @@ func (v *validator) history(raw fileHistory, stateDir string) History {
 	h.Retention = v.durationOr("history.retention", raw.Retention, DefaultHistoryRetention, time.Hour)
 	h.ThumbnailEvery = v.durationOr("history.thumbnail_every", raw.ThumbnailEvery, DefaultHistoryThumbnailEvery, 0)
 	if raw.MaxBytes != nil {
-		if h.MaxBytes = v.byteSize("history.max_bytes", raw.MaxBytes, 16<<20); h.MaxBytes == 0 {
-			v.fail("history.max_bytes", "must be at least 16MiB")
-		}
+		// The history is turned off by enabled, not by a size.
+		h.MaxBytes = v.sizeIn("history.max_bytes", raw.MaxBytes, 16<<20, false)
 	}
 	return h
 }

@@ -49,7 +49,7 @@ func TestOutputTableErrors(t *testing.T) {
 		{"[mqtt]\nbroker = \"ftp://h\"\n", "clipd.toml:2: mqtt.broker:"},
 		{"[history]\nretention = \"10m\"\n", "clipd.toml:2: history.retention: must be at least 1h0m0s"},
 		{"[history]\nevery = \"soon\"\n", `clipd.toml:2: history.every: invalid duration "soon"`},
-		{"[history]\nmax_bytes = \"1MiB\"\n", "clipd.toml:2: history.max_bytes: must be 0 (off) or between 16MiB"},
+		{"[history]\nmax_bytes = \"1MiB\"\n", "clipd.toml:2: history.max_bytes: must be between 16MiB and 1024TiB, got 1048576 bytes"},
 		{"[snapshots]\nmax_files = 0\n", "clipd.toml:2: snapshots.max_files: must be between 1 and"},
 		{camHead + "state_hold = \"-1s\"\n", "clipd.toml:5: camera[0].state_hold: must be at least"},
 		{camHead + "state_hold = 5\n", "clipd.toml:5: camera[0].state_hold: a number must be 0"},
@@ -57,6 +57,19 @@ func TestOutputTableErrors(t *testing.T) {
 		_, err := Parse([]byte(tc.doc), "clipd.toml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n  %v\nwant %q", tc.doc, err, tc.want)
+		}
+	}
+	// A size that cannot be off gets one error for 0, saying what is
+	// allowed, not "0 (off) or ..." and then "at least".
+	for _, tc := range []struct{ doc, want string }{
+		{"[snapshots]\nmax_bytes = 0\n", "clipd.toml:2: snapshots.max_bytes: must be between 1MiB and 1024TiB, got 0 bytes"},
+		{"[snapshots]\nmax_bytes = \"0MiB\"\n", "clipd.toml:2: snapshots.max_bytes: must be between 1MiB and 1024TiB, got 0 bytes"},
+		{"[snapshots]\nmax_bytes = 1000\n", "clipd.toml:2: snapshots.max_bytes: must be between 1MiB and 1024TiB, got 1000 bytes"},
+		{"[history]\nmax_bytes = 0\n", "clipd.toml:2: history.max_bytes: must be between 16MiB and 1024TiB, got 0 bytes"},
+	} {
+		_, err := Parse([]byte(tc.doc), "clipd.toml")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n  %v\nwant exactly %q", tc.doc, err, tc.want)
 		}
 	}
 }
