@@ -829,7 +829,7 @@ func isDone(t paho.Token) bool {
 // subscribe listens for Home Assistant's birth message and for retained
 // discovery configs under this device's node id, to delete those of
 // entities that no longer exist (a region removed while clipd was down):
-// at once once SetTargets has run, in the first SetTargets before that.
+// when they arrive if SetTargets has run, else in the first SetTargets.
 func (p *Publisher) subscribe(c paho.Client) error {
 	subs := map[string]byte{p.disc.ownDiscovery(): 1}
 	if p.cfg.HomeAssistant {
