@@ -1,7 +1,6 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clipd/clipd/frame"
 )
@@ -38,7 +38,8 @@ import (
 // When Config gives no size the stream's own size is probed with ffprobe
 // before the first start, which keeps CLIP's preprocessing the only
 // resize; decoded streams larger than 720 lines are scaled to a shorter
-// side of 720 (aspect ratio kept) to bound the pipe's bandwidth. Restarts
+// side of 720 (aspect ratio kept) to bound the pipe's bandwidth, and any
+// longer than MaxSide to MaxSide (a stream may claim any size). Restarts
 // keep that size, so a stream that changes resolution is scaled to its
 // first one. Rotation metadata is not applied to the probed
 // size (a rotated phone video comes out squashed: give Width/Height).
@@ -89,12 +90,17 @@ type streamInfo struct {
 // at the top of this file) and at what size.
 func chooseOutput(want frame.Format, cfgWidth, cfgHeight int, in streamInfo) (format frame.Format, pixFmt string, width, height int, err error) {
 	sameSize := cfgWidth == 0 || (cfgWidth == in.width && cfgHeight == in.height)
+	// Passed-through images keep the stream's size, which only a decoding
+	// run can bound.
+	tooLarge := in.width > MaxSide || in.height > MaxSide
 	switch {
 	case want == frame.MJPEG && in.codec != "mjpeg":
 		return 0, "", 0, 0, fmt.Errorf("format mjpeg passes the stream's JPEG images through, but this stream is %s: use auto, rgb24, yuyv or nv12", in.codec)
 	case want == frame.MJPEG && !sameSize:
 		return 0, "", 0, 0, fmt.Errorf("format mjpeg cannot scale the %dx%d stream to %dx%d without decoding it: leave width/height unset or use auto", in.width, in.height, cfgWidth, cfgHeight)
-	case want == frame.MJPEG || (want == 0 && in.codec == "mjpeg" && sameSize):
+	case want == frame.MJPEG && tooLarge:
+		return 0, "", 0, 0, fmt.Errorf("format mjpeg passes the stream's JPEG images through at their size, but this stream is %dx%d, more than %d on a side: use auto, rgb24, yuyv or nv12, which scale it", in.width, in.height, MaxSide)
+	case want == frame.MJPEG || (want == 0 && in.codec == "mjpeg" && sameSize && !tooLarge):
 		return frame.MJPEG, "", in.width, in.height, nil
 	case want == 0:
 		want = frame.RGB24
@@ -114,15 +120,24 @@ func chooseOutput(want frame.Format, cfgWidth, cfgHeight int, in streamInfo) (fo
 const maxDecodedShortSide = 720
 
 // boundedSize is the size to decode a w×h stream to when none is
-// configured: its own, or scaled so that the shorter side is
-// maxDecodedShortSide. Sizes are even, as chroma-subsampled outputs need;
-// losing a pixel is harmless for RGB too.
+// configured: its own, or scaled down, aspect ratio kept, so that the
+// shorter side is at most maxDecodedShortSide and the longer at most
+// MaxSide: a stream claiming 720×300000 would otherwise cost 648 MB a
+// frame buffer. Sizes are even, as chroma-subsampled outputs need (losing
+// a pixel is harmless for RGB too), and at least 2. w and h are at most
+// maxProbedSide (parseProbe), so the products cannot overflow.
 func boundedSize(w, h int) (int, int) {
-	if short := min(w, h); short > maxDecodedShortSide {
-		w = (w*maxDecodedShortSide + short/2) / short
-		h = (h*maxDecodedShortSide + short/2) / short
+	short, long := min(w, h), max(w, h)
+	num, den := 1, 1 // the scale
+	if short > maxDecodedShortSide {
+		num, den = maxDecodedShortSide, short
 	}
-	return w &^ 1, h &^ 1
+	if long*num > MaxSide*den {
+		num, den = MaxSide, long
+	}
+	w = (w*num + den/2) / den
+	h = (h*num + den/2) / den
+	return max(w&^1, 2), max(h&^1, 2)
 }
 
 // rawReader reads the decoded frames of the current run.
@@ -283,6 +298,92 @@ func (g *rateGate) admit(now time.Time) bool {
 	return true
 }
 
+// Bounds on what ffprobe says, which a stream (a camera's firmware, a
+// crafted file, a server) can make as long as it likes: its answer is
+// three short lines.
+const (
+	// probeOutputBytes is what is kept of its stdout (the start, where
+	// the answer is) and of its stderr (the end, where the reason it
+	// failed is); the rest is read and discarded.
+	probeOutputBytes = 64 << 10
+	// probeQuoteBytes is the most of its output an error quotes: errors
+	// become the camera's last error, in status and in a message to
+	// every client.
+	probeQuoteBytes = 300
+	// maxProbedSide is the largest width or height believed (far above
+	// any codec's); boundedSize scales what is above MaxSide.
+	maxProbedSide = 1 << 20
+	// maxCodecName bounds the codec name, which logs and errors repeat.
+	maxCodecName = 32
+)
+
+// cappedBuffer keeps the first limit bytes written to it and discards the
+// rest, so that a process writing to it never blocks on a full pipe.
+type cappedBuffer struct {
+	buf   []byte
+	limit int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.limit - len(b.buf); room > 0 {
+		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// tailBuffer keeps the last limit bytes written to it: where a process's
+// stderr says why it failed.
+type tailBuffer struct {
+	buf   []byte
+	limit int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > b.limit {
+		p = p[len(p)-b.limit:]
+	}
+	if over := len(b.buf) + len(p) - b.limit; over > 0 {
+		b.buf = b.buf[:copy(b.buf, b.buf[over:])]
+	}
+	b.buf = append(b.buf, p...)
+	return n, nil
+}
+
+// quote cuts s to about n bytes for an error, keeping its start and its
+// end (where ffprobe puts the reason, after the URL) and saying how much
+// there was.
+func quote(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := len(s) - n/2
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return fmt.Sprintf("%s…(%d bytes)…%s", prefix(s, n/2), len(s), s[i:])
+}
+
+// prefix is at most n bytes of the start of s, cut at a UTF-8 boundary.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// finalLine is the last line of s that is not blank.
+func finalLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexAny(s, "\r\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
 // probeStream asks ffprobe (next to ffmpeg) for the codec and size of the
 // first video stream.
 func probeStream(ctx context.Context, cfg Config) (streamInfo, error) {
@@ -297,14 +398,16 @@ func probeStream(ctx context.Context, cfg Config) (streamInfo, error) {
 		args = append(args, "-rtsp_transport", "tcp")
 	}
 	args = append(args, cfg.Source)
-	var stderr bytes.Buffer
+	stdout := &cappedBuffer{limit: probeOutputBytes}
+	stderr := &tailBuffer{limit: probeOutputBytes}
 	cmd := exec.CommandContext(ctx, probe, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return streamInfo{}, fmt.Errorf("probe %s: %w: %s", cfg.Source, err, strings.TrimSpace(stderr.String()))
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		// ffprobe's last line names the problem ("Connection refused");
+		// the lines before it are context of the same.
+		return streamInfo{}, fmt.Errorf("probe %s: %w: %s", cfg.Source, err, quote(finalLine(string(stderr.buf)), probeQuoteBytes))
 	}
-	in, err := parseProbe(string(out))
+	in, err := parseProbe(string(stdout.buf))
 	if err != nil {
 		return streamInfo{}, fmt.Errorf("probe %s: %w", cfg.Source, err)
 	}
@@ -322,12 +425,12 @@ func parseProbe(out string) (streamInfo, error) {
 		}
 	}
 	if len(fields) == 0 {
-		return streamInfo{}, fmt.Errorf("no video stream (ffprobe printed %q)", out)
+		return streamInfo{}, fmt.Errorf("no video stream (ffprobe printed %q)", quote(out, probeQuoteBytes))
 	}
 	w, werr := strconv.Atoi(fields["width"])
 	h, herr := strconv.Atoi(fields["height"])
-	if werr != nil || herr != nil || w <= 0 || h <= 0 {
-		return streamInfo{}, fmt.Errorf("bad size %sx%s from ffprobe", fields["width"], fields["height"])
+	if werr != nil || herr != nil || w <= 0 || h <= 0 || w > maxProbedSide || h > maxProbedSide {
+		return streamInfo{}, fmt.Errorf("bad size %sx%s from ffprobe", quote(fields["width"], 20), quote(fields["height"], 20))
 	}
-	return streamInfo{codec: fields["codec_name"], width: w, height: h}, nil
+	return streamInfo{codec: prefix(fields["codec_name"], maxCodecName), width: w, height: h}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/internal/syncbuf"
@@ -364,6 +365,17 @@ func TestChooseOutput(t *testing.T) {
 		{frame.MJPEG, 0, 0, mjpeg720, frame.MJPEG, "", 1280, 720, ""},
 		{frame.MJPEG, 0, 0, h264odd, 0, "", 0, 0, "this stream is h264"},
 		{frame.MJPEG, 640, 360, mjpeg720, 0, "", 0, 0, "cannot scale the 1280x720 stream to 640x360"},
+		// A stream may claim any size: the longer side comes down to
+		// MaxSide too, aspect kept, even and at least 2; passthrough,
+		// which cannot scale, is refused (auto decodes instead).
+		{0, 0, 0, streamInfo{"h264", 720, 300000}, frame.RGB24, "rgb24", 20, 8192, ""},
+		{0, 0, 0, streamInfo{"h264", 16000, 720}, frame.RGB24, "rgb24", 8192, 368, ""},
+		{0, 0, 0, streamInfo{"h264", 2, 1 << 20}, frame.RGB24, "rgb24", 2, 8192, ""},
+		{0, 0, 0, streamInfo{"h264", 10000, 5000}, frame.RGB24, "rgb24", 1440, 720, ""},
+		{0, 0, 0, streamInfo{"mjpeg", 720, 300000}, frame.RGB24, "rgb24", 20, 8192, ""},
+		{0, 0, 0, streamInfo{"mjpeg", 8192, 720}, frame.MJPEG, "", 8192, 720, ""},
+		{frame.MJPEG, 0, 0, streamInfo{"mjpeg", 9000, 720}, 0, "", 0, 0, "9000x720, more than 8192 on a side"},
+		{0, 640, 480, streamInfo{"h264", 720, 300000}, frame.RGB24, "rgb24", 640, 480, ""},
 	} {
 		format, pixFmt, w, h, err := chooseOutput(c.want, c.cfgW, c.cfgH, c.in)
 		if c.errSub != "" {
@@ -541,6 +553,22 @@ func TestFFmpegArgs(t *testing.T) {
 	}
 }
 
+func TestQuote(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"0123456789abcdefghij", 10, "01234…(20 bytes)…fghij"},
+		{"ééééééé", 6, "é…(14 bytes)…é"}, // no rune split: 3 bytes of each end hold one é and a half
+	} {
+		if got := quote(tc.in, tc.n); got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("quote(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
+
 func TestParseProbe(t *testing.T) {
 	for _, c := range []struct {
 		out    string
@@ -553,6 +581,9 @@ func TestParseProbe(t *testing.T) {
 		{"", streamInfo{}, "no video stream"},
 		{"codec_name=h264\nwidth=N/A\nheight=N/A\n", streamInfo{}, "bad size N/AxN/A"},
 		{"codec_name=h264\nwidth=0\nheight=480\n", streamInfo{}, "bad size 0x480"},
+		{"codec_name=h264\nwidth=99999999999999999999\nheight=480\n", streamInfo{}, "bad size 99999999999999999999x480"},
+		{"codec_name=h264\nwidth=2000000\nheight=480\n", streamInfo{}, "bad size 2000000x480"},
+		{"codec_name=" + strings.Repeat("h", 1000) + "\nwidth=64\nheight=48\n", streamInfo{strings.Repeat("h", 32), 64, 48}, ""},
 	} {
 		got, err := parseProbe(c.out)
 		if c.errSub != "" {
@@ -564,6 +595,43 @@ func TestParseProbe(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("parseProbe(%q) = %+v, %v; want %+v", c.out, got, err, c.want)
 		}
+	}
+}
+
+// What ffprobe prints is read bounded and quoted in errors (the camera's
+// last error, sent to every client) only in part: with the real ffprobe,
+// whose error repeats a long URL, and with a stand-in that floods its
+// stdout and stderr with megabytes.
+func TestProbeOutputIsBounded(t *testing.T) {
+	needFFmpeg(t)
+	// (ffprobe itself cuts its messages near 64 KiB.)
+	src := "http://127.0.0.1:1/" + strings.Repeat("a", 20<<10)
+	_, err := probeStream(context.Background(), Config{Source: src, FFmpegPath: "ffmpeg"})
+	if err == nil || !strings.Contains(err.Error(), "bytes)…") || !strings.HasSuffix(err.Error(), "Connection refused") {
+		t.Fatalf("probe of a refused URL: %.400v", err)
+	}
+	// The source itself is the configured one; what ffprobe said of it is cut.
+	if said := len(err.Error()) - len(src); said > probeQuoteBytes+100 {
+		t.Errorf("the error quotes %d bytes of ffprobe's output", said)
+	}
+
+	dir := t.TempDir()
+	script := filepath.Join(dir, "ffprobe")
+	flood := "head -c 20000000 /dev/zero | tr '\\0' x"
+	for _, tc := range []struct{ body, want string }{
+		{flood + "\necho\necho codec_name=h264\nexit 0\n", "no video stream"},
+		{flood + " >&2\necho >&2\necho ' the reason ' >&2\necho >&2\nexit 1\n", "exit status 1: the reason"},
+		{"echo start >&2\n" + flood + " >&2\nexit 1\n", "bytes)…xxx"},
+	} {
+		if err := os.WriteFile(script, []byte("#!/bin/sh\n"+tc.body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err := probeStream(context.Background(), Config{Source: "cam.mp4", FFmpegPath: filepath.Join(dir, "ffmpeg")})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || len(err.Error()) > probeQuoteBytes+100 {
+			t.Errorf("%q: error %.500v, want %q in at most %d bytes", tc.body, err, tc.want, probeQuoteBytes+100)
+		}
+		t.Logf("20 MB of output read in %v", time.Since(start).Round(time.Millisecond))
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -117,9 +118,8 @@ func (v *validator) snapshots(raw fileSnapshots, stateDir string) Snapshots {
 		s.MaxFiles = v.intIn("snapshots.max_files", *raw.MaxFiles, 1, 1<<24)
 	}
 	if raw.MaxBytes != nil {
-		if s.MaxBytes = v.byteSize("snapshots.max_bytes", raw.MaxBytes, 1<<20); s.MaxBytes == 0 {
-			v.fail("snapshots.max_bytes", "must be at least 1MiB")
-		}
+		// Snapshots cannot be turned off by size: 0 is just too small.
+		s.MaxBytes = v.sizeIn("snapshots.max_bytes", raw.MaxBytes, 1<<20, false)
 	}
 	return s
 }
@@ -133,16 +133,17 @@ func (v *validator) history(raw fileHistory, stateDir string) History {
 	h.Retention = v.durationOr("history.retention", raw.Retention, DefaultHistoryRetention, time.Hour)
 	h.ThumbnailEvery = v.durationOr("history.thumbnail_every", raw.ThumbnailEvery, DefaultHistoryThumbnailEvery, 0)
 	if raw.MaxBytes != nil {
-		if h.MaxBytes = v.byteSize("history.max_bytes", raw.MaxBytes, 16<<20); h.MaxBytes == 0 {
-			v.fail("history.max_bytes", "must be at least 16MiB")
-		}
+		// The history is turned off by enabled, not by a size.
+		h.MaxBytes = v.sizeIn("history.max_bytes", raw.MaxBytes, 16<<20, false)
 	}
 	return h
 }
 
 // mqtt fills an mqtt.Config from the table; package mqtt says what is
-// valid, and its errors are placed at the key's line here.
-func (v *validator) mqtt(raw fileMQTT) mqtt.Config {
+// valid, and its errors are placed at the key's line here. With a broker,
+// the cameras' and regions' names are checked as MQTT topics and Home
+// Assistant object ids too (see mqttTargets).
+func (v *validator) mqtt(raw fileMQTT, cams []Camera) mqtt.Config {
 	c := mqtt.Defaults()
 	set := func(dst *string, src *string) {
 		if src != nil {
@@ -188,7 +189,59 @@ func (v *validator) mqtt(raw fileMQTT) mqtt.Config {
 			}
 		}
 	}
+	v.mqttTargets(cams)
 	return c
+}
+
+// mqttTargets runs mqtt.ValidateTargets, the check the publisher makes
+// when the daemon announces its targets, on the targets the cameras will
+// have, so that a name that would make it refuse every announcement (two
+// targets sharing a Home Assistant object id: a camera front_door and the
+// region door of a camera front) is an error at its line, for `clipd
+// check` and at start alike. Names that are invalid or duplicate are
+// reported by the camera and region checks already and left out here.
+// Labels are not known yet (they are files, read at run time): the
+// publisher deals with unusable ones itself.
+func (v *validator) mqttTargets(cams []Camera) {
+	var names []string
+	var targets []mqtt.Target
+	camIndex := map[string]int{}
+	regionIndex := map[[2]string]int{}
+	usable := func(name string) bool { return cameraNamePattern.MatchString(name) && len(name) <= 64 }
+	for i, cam := range cams {
+		if _, dup := camIndex[cam.Name]; dup || !usable(cam.Name) {
+			continue
+		}
+		camIndex[cam.Name] = i
+		names = append(names, cam.Name)
+		if !cam.RegionsOnly {
+			targets = append(targets, mqtt.Target{Camera: cam.Name})
+		}
+		for j, r := range cam.Regions {
+			key := [2]string{cam.Name, r.Name}
+			if _, dup := regionIndex[key]; dup || !usable(r.Name) {
+				continue
+			}
+			regionIndex[key] = j
+			targets = append(targets, mqtt.Target{Camera: cam.Name, Region: r.Name})
+		}
+	}
+	err := mqtt.ValidateTargets(names, targets)
+	if err == nil {
+		return
+	}
+	for _, e := range unwrapAll(err) {
+		var te *mqtt.TargetError
+		if !errors.As(e, &te) {
+			v.fail("mqtt", "%v", e)
+			continue
+		}
+		key := fmt.Sprintf("camera[%d].name", camIndex[te.Camera])
+		if te.Region != "" {
+			key = fmt.Sprintf("camera[%d].region[%d].name", camIndex[te.Camera], regionIndex[[2]string{te.Camera, te.Region}])
+		}
+		v.fail(key, "%s", te.Msg)
+	}
 }
 
 func unwrapAll(err error) []error {

@@ -49,7 +49,7 @@ func TestOutputTableErrors(t *testing.T) {
 		{"[mqtt]\nbroker = \"ftp://h\"\n", "clipd.toml:2: mqtt.broker:"},
 		{"[history]\nretention = \"10m\"\n", "clipd.toml:2: history.retention: must be at least 1h0m0s"},
 		{"[history]\nevery = \"soon\"\n", `clipd.toml:2: history.every: invalid duration "soon"`},
-		{"[history]\nmax_bytes = \"1MiB\"\n", "clipd.toml:2: history.max_bytes: must be 0 (off) or between 16MiB"},
+		{"[history]\nmax_bytes = \"1MiB\"\n", "clipd.toml:2: history.max_bytes: must be between 16MiB and 1024TiB, got 1048576 bytes"},
 		{"[snapshots]\nmax_files = 0\n", "clipd.toml:2: snapshots.max_files: must be between 1 and"},
 		{camHead + "state_hold = \"-1s\"\n", "clipd.toml:5: camera[0].state_hold: must be at least"},
 		{camHead + "state_hold = 5\n", "clipd.toml:5: camera[0].state_hold: a number must be 0"},
@@ -57,6 +57,19 @@ func TestOutputTableErrors(t *testing.T) {
 		_, err := Parse([]byte(tc.doc), "clipd.toml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n  %v\nwant %q", tc.doc, err, tc.want)
+		}
+	}
+	// A size that cannot be off gets one error for 0, saying what is
+	// allowed, not "0 (off) or ..." and then "at least".
+	for _, tc := range []struct{ doc, want string }{
+		{"[snapshots]\nmax_bytes = 0\n", "clipd.toml:2: snapshots.max_bytes: must be between 1MiB and 1024TiB, got 0 bytes"},
+		{"[snapshots]\nmax_bytes = \"0MiB\"\n", "clipd.toml:2: snapshots.max_bytes: must be between 1MiB and 1024TiB, got 0 bytes"},
+		{"[snapshots]\nmax_bytes = 1000\n", "clipd.toml:2: snapshots.max_bytes: must be between 1MiB and 1024TiB, got 1000 bytes"},
+		{"[history]\nmax_bytes = 0\n", "clipd.toml:2: history.max_bytes: must be between 16MiB and 1024TiB, got 0 bytes"},
+	} {
+		_, err := Parse([]byte(tc.doc), "clipd.toml")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q:\n  %v\nwant exactly %q", tc.doc, err, tc.want)
 		}
 	}
 }
@@ -73,5 +86,43 @@ func TestHTTPTable(t *testing.T) {
 		if _, err := Parse([]byte(tc.doc), "clipd.toml"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.doc, err, tc.want)
 		}
+	}
+}
+
+// With a broker, names MQTT would refuse when the daemon announces its
+// targets (two targets sharing a Home Assistant object id) are errors at
+// their line, whichever comes second; without one they are not.
+func TestMQTTTargetNames(t *testing.T) {
+	cam := func(name, source string) string {
+		return "[[camera]]\nname = \"" + name + "\"\nsource = \"" + source + "\"\nlabels = \"l.txt\"\n"
+	}
+	region := func(name string) string { return "[[camera.region]]\nname = \"" + name + "\"\nrect = [0, 0, 1, 1]\n" }
+	const broker = "[mqtt]\nbroker = \"mqtt://127.0.0.1\"\n"
+	for _, tc := range []struct{ doc, want string }{
+		{broker + cam("front_door", "/dev/video0") + cam("front", "/dev/video1") + region("door"),
+			`clipd.toml:12: camera[1].region[0].name: targets "front_door" and "front/door" would share the Home Assistant object id "front_door"`},
+		{broker + cam("front", "/dev/video1") + region("door") + cam("front_door", "/dev/video0"),
+			`clipd.toml:11: camera[1].name: targets "front/door" and "front_door" would share`},
+		// A camera of regions only has no whole-frame target to collide
+		// with, but its regions do.
+		{broker + cam("a", "/dev/video0") + region("b_c") + cam("a_b", "/dev/video1") + "whole_frame = false\n" + region("c"),
+			`clipd.toml:16: camera[1].region[0].name: targets "a/b_c" and "a_b/c" would share`},
+	} {
+		_, err := Parse([]byte(tc.doc), "clipd.toml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n  %v\nwant %q", tc.doc, err, tc.want)
+		}
+	}
+	ok := cam("front_door", "/dev/video0") + cam("front", "/dev/video1") + region("door")
+	if _, err := Parse([]byte(ok), "clipd.toml"); err != nil {
+		t.Errorf("without [mqtt]: %v", err)
+	}
+	if _, err := Parse([]byte(broker+cam("front", "/dev/video1")+region("door")+region("gate")), "clipd.toml"); err != nil {
+		t.Errorf("distinct names: %v", err)
+	}
+	// A duplicate name is reported once, by the camera checks.
+	_, err := Parse([]byte(broker+cam("a", "/dev/video0")+cam("a", "/dev/video1")), "clipd.toml")
+	if err == nil || strings.Count(err.Error(), "camera[1].name") != 1 {
+		t.Errorf("duplicate camera: %v", err)
 	}
 }

@@ -328,7 +328,7 @@ func (v *validator) build(raw *fileConfig) *Config {
 	}
 	cfg.Snapshots = v.snapshots(raw.Snapshots, cfg.Model.StateDir)
 	cfg.History = v.history(raw.History, cfg.Model.StateDir)
-	cfg.MQTT = v.mqtt(raw.MQTT)
+	cfg.MQTT = v.mqtt(raw.MQTT, cfg.Cameras)
 	cfg.HTTP = v.http(raw.HTTP)
 	if raw.Socket.ClassifyDirs == nil {
 		// A client may classify a snapshot the daemon wrote, and nothing
@@ -342,6 +342,13 @@ func (v *validator) build(raw *fileConfig) *Config {
 // and a unit ("512MiB", "2GB"). 0 is allowed (off); other values must be at
 // least min, which catches a number written without its unit.
 func (v *validator) byteSize(key string, raw any, min int64) int64 {
+	return v.sizeIn(key, raw, min, true)
+}
+
+// sizeIn is byteSize for a size that cannot be off as well (off false):
+// then 0 is refused like any other value below min, with the one error
+// that says what is allowed.
+func (v *validator) sizeIn(key string, raw any, min int64, off bool) int64 {
 	const help = `a size such as "1GiB", "512MiB" or "800MB", or an integer of bytes`
 	var n int64
 	switch x := raw.(type) {
@@ -357,8 +364,14 @@ func (v *validator) byteSize(key string, raw any, min int64) int64 {
 		v.fail(key, "must be %s, got a TOML %s", help, tomlType(raw))
 		return 0
 	}
-	if n != 0 && (n < min || n > maxByteSize) {
-		v.fail(key, "must be 0 (off) or between %s and %s, got %d bytes", formatByteSize(min), formatByteSize(maxByteSize), n)
+	switch {
+	case n == 0 && off:
+	case n < min || n > maxByteSize:
+		allowed := ""
+		if off {
+			allowed = "0 (off) or "
+		}
+		v.fail(key, "must be %sbetween %s and %s, got %d bytes", allowed, formatByteSize(min), formatByteSize(maxByteSize), n)
 	}
 	return n
 }

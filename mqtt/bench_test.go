@@ -149,6 +149,11 @@ func BenchmarkCallerCost(b *testing.B) {
 			p.PublishResult("front", "", result)
 		}
 	})
+	b.Run("MarkClassified", func(b *testing.B) {
+		for range b.N {
+			p.MarkClassified("front", "")
+		}
+	})
 	b.Run("PublishEvent", func(b *testing.B) {
 		for range b.N {
 			p.PublishEvent(ev)

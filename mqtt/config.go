@@ -243,6 +243,18 @@ type secrets struct {
 	tls      *tls.Config
 }
 
+// CheckSecrets reads and checks password_file, ca_file, cert_file and
+// key_file as New does (New reads them with the same code), so that
+// `clipd check` can report a missing, oversized, empty or unparsable file
+// before the daemon starts. It connects to nothing and keeps nothing. Each
+// error is a *KeyError naming the key; none holds a secret. Call it on a
+// Config that passed Validate.
+func (c Config) CheckSecrets() error {
+	_, err := c.readSecrets()
+	return err
+}
+
+// readSecrets reads what the files hold; see CheckSecrets.
 func (c *Config) readSecrets() (secrets, error) {
 	var s secrets
 	if c.PasswordFile != "" {

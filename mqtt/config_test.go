@@ -137,6 +137,7 @@ func TestValidateNeverEchoesCredentials(t *testing.T) {
 	}
 }
 
+// The files' problems, as New and `clipd check` (CheckSecrets) see them.
 func TestReadSecrets(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, data string) string {
@@ -155,15 +156,15 @@ func TestReadSecrets(t *testing.T) {
 	}
 
 	c.PasswordFile = write("empty", "\n")
-	if _, err := c.readSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.password_file: ") || !strings.Contains(err.Error(), "empty") {
+	if err := c.CheckSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.password_file: ") || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty password: %v", err)
 	}
 	c.PasswordFile = write("big", strings.Repeat("x", maxSecretBytes+1))
-	if _, err := c.readSecrets(); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if err := c.CheckSecrets(); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("big password file: %v", err)
 	}
 	c.PasswordFile = dir
-	if _, err := c.readSecrets(); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if err := c.CheckSecrets(); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: %v", err)
 	}
 	fifo := filepath.Join(dir, "fifo")
@@ -171,23 +172,23 @@ func TestReadSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.PasswordFile = fifo // would block a plain open without a writer
-	if _, err := c.readSecrets(); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+	if err := c.CheckSecrets(); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("fifo: %v", err)
 	}
 	c.PasswordFile = filepath.Join(dir, "missing")
-	if _, err := c.readSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.password_file: ") {
+	if err := c.CheckSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.password_file: ") {
 		t.Errorf("missing: %v", err)
 	}
 
 	c = validConfig()
 	c.Broker = "mqtts://broker.lan"
 	c.CAFile = write("ca.pem", "not a certificate")
-	if _, err := c.readSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.ca_file: ") {
+	if err := c.CheckSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.ca_file: ") {
 		t.Errorf("bad CA: %v", err)
 	}
 	c.CAFile = ""
 	c.CertFile, c.KeyFile = write("c.pem", "x"), write("k.pem", "y")
-	if _, err := c.readSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.cert_file: ") {
+	if err := c.CheckSecrets(); err == nil || !strings.HasPrefix(err.Error(), "mqtt.cert_file: ") {
 		t.Errorf("bad client cert: %v", err)
 	}
 	c.CertFile, c.KeyFile = "", ""

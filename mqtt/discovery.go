@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -39,47 +40,81 @@ func (t Target) objectID() string {
 	return t.Camera + "_" + t.Region
 }
 
+// maxLabelBytes bounds a label in a target's event_types. Labels come
+// from label files at run time, so a longer one is not refused but left
+// out of the event entity's event_types (see usableLabels).
+const maxLabelBytes = 1024
+
+// TargetError is a problem ValidateTargets finds with a camera or region
+// name. Camera and Region (Region "" for the camera's own name) say which
+// name to change, so that a config checker can point at its line.
+type TargetError struct {
+	Camera, Region string
+	Msg            string
+}
+
+func (e *TargetError) Error() string { return "mqtt: " + e.Msg }
+
 // ValidateTargets checks the names of cameras and targets for use in
 // topics: each camera and region name is 1 to 64 of [A-Za-z0-9_-], every
 // target's camera is listed, no target is given twice and no two targets
-// share a discovery object id. SetTargets calls it; a config checker may
-// call it first to report the problem at load time.
+// share a discovery object id. Every problem is a *TargetError; more than
+// one come joined (errors.Join). SetTargets calls it; the config loader
+// calls it too, so that `clipd check` reports what SetTargets would
+// refuse. Labels are not checked: see usableLabels.
 func ValidateTargets(cameras []string, targets []Target) error {
+	var errs []error
+	fail := func(camera, region, format string, args ...any) {
+		errs = append(errs, &TargetError{Camera: camera, Region: region, Msg: fmt.Sprintf(format, args...)})
+	}
 	known := make(map[string]bool, len(cameras))
 	for _, c := range cameras {
-		if err := checkName("camera", c); err != nil {
-			return err
-		}
-		if known[c] {
-			return fmt.Errorf("mqtt: camera %q listed twice", c)
+		switch {
+		case !validName(c):
+			fail(c, "", "camera name %q: must be 1 to %d of A-Z a-z 0-9 _ -", c, maxNameBytes)
+		case known[c]:
+			fail(c, "", "camera %q listed twice", c)
 		}
 		known[c] = true
 	}
 	objects := make(map[string]string, len(targets))
 	for _, t := range targets {
-		if !known[t.Camera] {
-			return fmt.Errorf("mqtt: target %q: camera %q is not listed", t.Path(), t.Camera)
-		}
-		if t.Region != "" {
-			if err := checkName("region", t.Region); err != nil {
-				return fmt.Errorf("mqtt: target %q: %w", t.Path(), err)
-			}
-		}
-		for _, l := range t.Labels {
-			if l == "" || len(l) > 1024 {
-				return fmt.Errorf("mqtt: target %q: a label is empty or longer than 1024 bytes", t.Path())
-			}
+		switch {
+		case !known[t.Camera]:
+			fail(t.Camera, t.Region, "target %q: camera %q is not listed", t.Path(), t.Camera)
+			continue
+		case t.Region != "" && !validName(t.Region):
+			fail(t.Camera, t.Region, "target %q: region name %q: must be 1 to %d of A-Z a-z 0-9 _ -", t.Path(), t.Region, maxNameBytes)
+			continue
 		}
 		if prev, dup := objects[t.objectID()]; dup {
 			if prev == t.Path() {
-				return fmt.Errorf("mqtt: target %q given twice", prev)
+				fail(t.Camera, t.Region, "target %q given twice", prev)
+			} else {
+				fail(t.Camera, t.Region, "targets %q and %q would share the Home Assistant object id %q; rename one",
+					prev, t.Path(), t.objectID())
 			}
-			return fmt.Errorf("mqtt: targets %q and %q would share the Home Assistant object id %q; rename one",
-				prev, t.Path(), t.objectID())
+			continue
 		}
 		objects[t.objectID()] = t.Path()
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// usableLabels are the labels that can be event types: not empty and at
+// most maxLabelBytes. A label file may hold longer ones (a line of up to
+// 64 KiB); such a label is left out of the event entity, whose config
+// would otherwise grow without bound, and the rest of the target's
+// entities are announced as usual. skipped counts what was left out.
+func usableLabels(labels []string) (usable []string, skipped int) {
+	for _, l := range labels {
+		if l == "" || len(l) > maxLabelBytes {
+			skipped++
+			continue
+		}
+		usable = append(usable, l)
+	}
+	return usable, skipped
 }
 
 func checkName(kind, s string) error {
@@ -249,11 +284,13 @@ func (d discovery) entities(cameras []string, targets []Target) map[string][]byt
 	return out
 }
 
-// eventTypes are a target's labels plus None, each once, in label order.
+// eventTypes are a target's usable labels plus None, each once, in label
+// order.
 func eventTypes(labels []string) []string {
 	seen := make(map[string]bool, len(labels)+1)
 	types := make([]string, 0, len(labels)+1)
-	for _, l := range append(labels[:len(labels):len(labels)], state.None) {
+	labels, _ = usableLabels(labels)
+	for _, l := range append(labels, state.None) {
 		if !seen[l] {
 			seen[l] = true
 			types = append(types, l)

@@ -3,13 +3,17 @@ package mqtt
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clipd/clipd/internal/syncbuf"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden discovery payloads in testdata/discovery")
@@ -227,12 +231,31 @@ func TestValidateTargets(t *testing.T) {
 		{[]Target{{Camera: "front", Region: "a/b"}}, `region name "a/b"`},
 		{[]Target{{Camera: "front"}, {Camera: "front"}}, `target "front" given twice`},
 		{[]Target{{Camera: "front_door"}, {Camera: "front", Region: "door"}}, `would share the Home Assistant object id "front_door"`},
-		{[]Target{{Camera: "front", Labels: []string{""}}}, "a label is empty"},
+		// Labels come from files at run time: see TestLongLabels.
+		{[]Target{{Camera: "front", Labels: []string{"", strings.Repeat("x", 2000)}}}, ""},
 	} {
 		err := ValidateTargets(cams, tc.targets)
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ValidateTargets(%v) = %v, want %q", tc.targets, err, tc.want)
 		}
+	}
+	// Every problem is reported, each naming the name to change: the
+	// later of two targets that would share an object id.
+	err := ValidateTargets([]string{"front_door", "front", "back_yard", "back"}, []Target{
+		{Camera: "front_door"}, {Camera: "front"}, {Camera: "front", Region: "door"},
+		{Camera: "back", Region: "yard"}, {Camera: "back_yard"},
+	})
+	var got []TargetError
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var te *TargetError
+		if !errors.As(e, &te) {
+			t.Fatalf("%v is not a *TargetError", e)
+		}
+		got = append(got, *te)
+	}
+	if len(got) != 2 || got[0].Camera != "front" || got[0].Region != "door" || got[1].Camera != "back_yard" || got[1].Region != "" ||
+		!strings.Contains(got[1].Msg, `targets "back/yard" and "back_yard" would share`) {
+		t.Errorf("errors %+v", got)
 	}
 	if err := ValidateTargets([]string{"a", "a"}, nil); err == nil {
 		t.Error("duplicate camera accepted")
@@ -284,4 +307,38 @@ func FuzzOwnedConfig(f *testing.F) {
 			t.Fatalf("accepted %q", payload)
 		}
 	})
+}
+
+// A label too long for an event type (label files allow lines of 64 KiB)
+// costs only that label: the target's entities are announced, the event
+// entity without it, and the log says so without repeating it.
+func TestLongLabels(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	cfg := validConfig()
+	p := newPublisher(cfg, Options{Log: slog.New(slog.NewTextHandler(logs, nil))}, "tcp://127.0.0.1:1", secrets{})
+	long := strings.Repeat("x", maxLabelBytes+1)
+	if err := p.SetTargets([]string{"front"}, []Target{
+		{Camera: "front", Labels: []string{"person", long, strings.Repeat("y", maxLabelBytes)}},
+		{Camera: "front", Region: "door", Labels: []string{"cat"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	configs := map[string][]byte{}
+	for _, m := range drain(p) {
+		if strings.HasPrefix(m.topic, "homeassistant/") {
+			configs[m.topic] = m.payload
+		}
+	}
+	if len(configs) != 7 {
+		t.Errorf("%d discovery configs, want 7 (3 per target, 1 camera)", len(configs))
+	}
+	var ev haEvent
+	json.Unmarshal(configs["homeassistant/event/box/front/config"], &ev)
+	if !slices.Equal(ev.EventTypes, []string{"person", strings.Repeat("y", maxLabelBytes), "none"}) {
+		t.Errorf("event types %.80q", ev.EventTypes)
+	}
+	if !strings.Contains(logs.String(), "labels left out") || !strings.Contains(logs.String(), "target=front labels=1") ||
+		strings.Contains(logs.String(), long[:100]) || strings.Contains(logs.String(), "target=front/door") {
+		t.Errorf("log:\n%.2000s", logs)
+	}
 }

@@ -40,9 +40,10 @@ type Options struct {
 	// Defaults 500ms and 10s.
 	MinBackoff, MaxBackoff time.Duration
 	// StateRefresh is how often the retained state of a target that is
-	// still being classified is published again; the sensor's
-	// expire_after is three times it, so a target whose frames stop
-	// reads unavailable. Default 60s.
+	// still being classified (MarkClassified or PublishResult since the
+	// last refresh) is published again; the sensor's expire_after is
+	// three times it, so a target whose frames stop reads unavailable.
+	// Default 60s.
 	StateRefresh time.Duration
 	// BirthDelay is the most Home Assistant's birth message is answered
 	// after (a random delay, as its documentation asks). Default 3s.
@@ -83,7 +84,8 @@ type Status struct {
 	// Queued counts messages waiting to be sent.
 	Queued int `json:"queued"`
 	// Dropped counts events and results discarded because the queue was
-	// full, and payloads over the size limits.
+	// full, payloads over the size limits, and what came for a target or
+	// camera after a reload removed it.
 	Dropped uint64 `json:"dropped"`
 	// Published counts messages the broker accepted (PUBACK at QoS 1).
 	Published uint64 `json:"published"`
@@ -156,7 +158,29 @@ type Publisher struct {
 	targets    map[string]Target   // by Path
 	discovered map[string][]byte   // discovery topic → payload last set
 	alive      map[string]struct{} // target paths classified since the last refresh
+	// announced is set by the first SetTargets that succeeds. Before it
+	// the publisher does not know which entities exist, so retained
+	// configs of ours found on the broker are only noted in leftover
+	// (see subscribe) and the first SetTargets deletes those it does not
+	// announce.
+	announced bool
+	leftover  map[string]struct{}
+	// gone holds the target paths and goneCameras the cameras that a
+	// SetTargets removed (and deleted the topics of), until one announces
+	// them again; the value says whether a late publish was logged. A
+	// snapshot written or an event decided just before a reload removed
+	// its target would otherwise re-create a retained topic that nothing
+	// deletes. What was never announced is not refused: a reload starts
+	// new cameras before it announces their targets.
+	gone        map[string]bool
+	goneCameras map[string]bool
 }
+
+// maxLeftover bounds the retained configs noted before the first
+// SetTargets: anyone who may publish under the discovery prefix can put
+// configs there that look like ours. Beyond it the rest wait for the next
+// connection, which replays them.
+const maxLeftover = 4096
 
 // New validates cfg, reads its password and certificate files and starts
 // connecting in the background: a broker that is down at start is retried
@@ -187,15 +211,18 @@ func newPublisher(cfg Config, opts Options, url string, sec secrets) *Publisher 
 			version:     opts.Version,
 			expireAfter: max(1, int(3*opts.StateRefresh/time.Second)),
 		},
-		wake:       make(chan struct{}, 1),
-		birth:      make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-		retained:   make(map[string]*retainedMsg),
-		dirty:      make(map[string]struct{}),
-		targets:    make(map[string]Target),
-		discovered: make(map[string][]byte),
-		alive:      make(map[string]struct{}),
+		wake:        make(chan struct{}, 1),
+		birth:       make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		retained:    make(map[string]*retainedMsg),
+		dirty:       make(map[string]struct{}),
+		targets:     make(map[string]Target),
+		discovered:  make(map[string][]byte),
+		alive:       make(map[string]struct{}),
+		leftover:    make(map[string]struct{}),
+		gone:        make(map[string]bool),
+		goneCameras: make(map[string]bool),
 	}
 	if p.clientID == "" {
 		p.clientID = "clipd-" + cfg.Device
@@ -213,8 +240,10 @@ func (p *Publisher) PublishesResults() bool { return p.cfg.PublishResults }
 // Home Assistant discovery of what is new or changed (a label reload
 // changes a target's event types), deletes the discovery and retained
 // topics of targets and cameras that are gone, and marks cameras seen for
-// the first time offline until SetCameraOnline. An error (see
-// ValidateTargets) changes nothing.
+// the first time offline until SetCameraOnline. The first call also
+// deletes the retained configs of a previous run that it does not
+// announce (see subscribe). An error (see ValidateTargets) changes
+// nothing.
 func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 	if err := ValidateTargets(cameras, targets); err != nil {
 		return err
@@ -222,6 +251,13 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 	var entities map[string][]byte
 	if p.cfg.HomeAssistant {
 		entities = p.disc.entities(cameras, targets)
+		for _, t := range targets {
+			if _, n := usableLabels(t.Labels); n > 0 {
+				// The label itself may be 64 KiB: it is not repeated.
+				p.log.Warn("mqtt: labels left out of the target's event entity: empty or longer than 1024 bytes",
+					"target", t.Path(), "labels", n)
+			}
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -234,6 +270,14 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 			delete(p.discovered, topic)
 		}
 	}
+	// Configs a previous run left: only now is it known which are stale.
+	for topic := range p.leftover {
+		if _, ok := entities[topic]; !ok {
+			p.removeRetained(topic, prioDiscovery)
+		}
+	}
+	clear(p.leftover)
+	p.announced = true
 	for topic, payload := range entities {
 		if old, ok := p.discovered[topic]; !ok || string(old) != string(payload) {
 			p.setRetained(topic, payload, prioDiscovery)
@@ -250,13 +294,21 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 			p.removeRetained(p.disc.state(path), prioState)
 			p.removeRetained(p.disc.snapshot(path), prioSnapshot)
 			delete(p.alive, path)
+			remember(p.gone, path)
 		}
+	}
+	for path := range next {
+		delete(p.gone, path)
 	}
 	p.targets = next
 	for _, cam := range p.cameras {
 		if !slices.Contains(cameras, cam) {
 			p.removeRetained(p.disc.camera(cam), prioCamera)
+			remember(p.goneCameras, cam)
 		}
+	}
+	for _, cam := range cameras {
+		delete(p.goneCameras, cam)
 	}
 	for _, cam := range cameras {
 		if r, ok := p.retained[p.disc.camera(cam)]; !ok || r.remove {
@@ -266,6 +318,18 @@ func (p *Publisher) SetTargets(cameras []string, targets []Target) error {
 	p.cameras = slices.Clone(cameras)
 	p.signal()
 	return nil
+}
+
+// maxGone bounds the names remembered as removed; they come from the
+// configuration, so only a long run of reloads with ever new names
+// reaches it, and then a late publish for a removed target can leave a
+// retained topic behind, as before.
+const maxGone = 4096
+
+func remember(set map[string]bool, name string) {
+	if len(set) < maxGone {
+		set[name] = false
+	}
 }
 
 // statePayload is the retained P/T/state message, also the sensor's
@@ -295,7 +359,7 @@ func (p *Publisher) PublishEvent(ev state.Event) {
 	body, _ := json.Marshal(eventPayload{EventType: ev.Label, Event: ev})
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGone("event", path) {
 		return
 	}
 	p.setRetained(p.disc.state(path), st, prioState)
@@ -311,7 +375,7 @@ func (p *Publisher) PublishSnapshot(camera, region string, jpeg []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGone("snapshot", path) {
 		return
 	}
 	if len(jpeg) == 0 || len(jpeg) > maxSnapshotBytes {
@@ -321,11 +385,28 @@ func (p *Publisher) PublishSnapshot(camera, region string, jpeg []byte) {
 	p.setRetained(p.disc.snapshot(path), slices.Clone(jpeg), prioSnapshot)
 }
 
-// PublishResult is called for every classified frame of a target. It keeps
-// the target's sensor from expiring (see Options.StateRefresh) and, with
-// publish_results, publishes result (the result's JSON; the publisher
-// keeps its own copy) on P/T/result. When PublishesResults is false,
-// result may be nil.
+// MarkClassified says that a frame of the target was classified, whatever
+// its scores: a target whose frames all stay below its threshold (state
+// none) is as alive as one that sees something. The targets marked since
+// the last state refresh have their retained state published again (see
+// Options.StateRefresh), so that their sensors do not expire while the
+// pipeline runs. It costs a map update; call it for every scored frame.
+func (p *Publisher) MarkClassified(camera, region string) {
+	path, ok := p.checkTarget("classification", camera, region)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, gone := p.gone[path]; !p.closed && !gone {
+		p.alive[path] = struct{}{}
+	}
+}
+
+// PublishResult publishes, with publish_results, result (the result's
+// JSON; the publisher keeps its own copy) on P/T/result. A result is a
+// classified frame, so it also does what MarkClassified does. When
+// PublishesResults is false, result may be nil.
 func (p *Publisher) PublishResult(camera, region string, result []byte) {
 	path, ok := p.checkTarget("result", camera, region)
 	if !ok {
@@ -333,7 +414,7 @@ func (p *Publisher) PublishResult(camera, region string, result []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGone("result", path) {
 		return
 	}
 	p.alive[path] = struct{}{}
@@ -359,7 +440,7 @@ func (p *Publisher) SetCameraOnline(camera string, online bool) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed || p.isGoneIn(p.goneCameras, "camera status", camera) {
 		return
 	}
 	p.setRetained(p.disc.camera(camera), []byte(payload), prioCamera)
@@ -405,6 +486,23 @@ func (p *Publisher) checkTarget(what, camera, region string) (string, bool) {
 }
 
 // The methods below are called with p.mu held.
+
+// isGone says whether path is a target a SetTargets removed, counting the
+// publish as dropped and logging the first for each target.
+func (p *Publisher) isGone(what, path string) bool { return p.isGoneIn(p.gone, what, path) }
+
+func (p *Publisher) isGoneIn(set map[string]bool, what, name string) bool {
+	logged, gone := set[name]
+	if !gone {
+		return false
+	}
+	p.dropped++
+	if !logged {
+		set[name] = true
+		p.log.Info("mqtt: not publishing "+what+": a reload removed it", "name", name)
+	}
+	return true
+}
 
 func (p *Publisher) signal() {
 	select {
@@ -730,7 +828,8 @@ func isDone(t paho.Token) bool {
 
 // subscribe listens for Home Assistant's birth message and for retained
 // discovery configs under this device's node id, to delete those of
-// entities that no longer exist (a region removed while clipd was down).
+// entities that no longer exist (a region removed while clipd was down):
+// when they arrive if SetTargets has run, else in the first SetTargets.
 func (p *Publisher) subscribe(c paho.Client) error {
 	subs := map[string]byte{p.disc.ownDiscovery(): 1}
 	if p.cfg.HomeAssistant {
@@ -753,7 +852,17 @@ func (p *Publisher) subscribe(c paho.Client) error {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if _, ok := p.discovered[m.Topic()]; !ok && !p.closed {
+		switch _, current := p.discovered[m.Topic()]; {
+		case current || p.closed:
+		case !p.announced:
+			// Until SetTargets says what exists, every config of ours
+			// may belong to a current entity: deleting it now would
+			// make Home Assistant drop the entity, and its registry
+			// settings, on every restart.
+			if len(p.leftover) < maxLeftover {
+				p.leftover[m.Topic()] = struct{}{}
+			}
+		default:
 			if r := p.retained[m.Topic()]; r == nil || !r.remove {
 				p.removeRetained(m.Topic(), prioDiscovery)
 			}

@@ -363,12 +363,27 @@ func TestHomeAssistantLifecycle(t *testing.T) {
 		return m.Topic == "homeassistant/event/ha/front/config" && json.Unmarshal(m.Payload, &ev) == nil &&
 			reflect.DeepEqual(ev.EventTypes, []string{"person", "car", "dog", "none"})
 	})
+	// A snapshot and an event of the removed region that were under way
+	// during the reload arrive after it: they must not re-create its
+	// retained topics. The event of front after them goes out after
+	// anything retained would have.
+	dropped := p.Status().Dropped
+	p.PublishSnapshot("front", "door", []byte("\xff\xd8 late \xff\xd9"))
+	p.PublishEvent(eventFor("ha"))
+	p.SetCameraOnline("front", true)
+	p.PublishEvent(state.Event{Camera: "front", Label: "dog"})
+	sub.Wait("front's event after the late ones", 10*time.Second, func(m mqtttest.Msg) bool {
+		return m.Topic == "clipd/ha/front/event" && strings.Contains(string(m.Payload), `"label":"dog"`)
+	})
+	if got := p.Status().Dropped - dropped; got != 2 {
+		t.Errorf("%d publishes of the removed region counted as dropped, want 2", got)
+	}
 
-	late := mqtttest.Subscribe(t, b.ConnArgs(), "homeassistant/#")
+	late := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#", "homeassistant/#")
 	if got := late.All(foreign); len(got) != 1 {
 		t.Errorf("another program's config was touched: %v", got)
 	}
-	for _, topic := range []string{stale, doorSensor} {
+	for _, topic := range []string{stale, doorSensor, "clipd/ha/front/door/snapshot", "clipd/ha/front/door/state"} {
 		if got := late.All(topic); len(got) != 0 {
 			t.Errorf("%s still retained: %v", topic, got)
 		}
@@ -431,5 +446,95 @@ func TestCloseWhileConnectingToAStalledBroker(t *testing.T) {
 	p.Close()
 	if st := p.Status(); st.Connected {
 		t.Errorf("after Close: %+v", st)
+	}
+}
+
+// A restart in the daemon's order: the new publisher connects (and sees
+// the retained configs of the previous run) long before the daemon calls
+// SetTargets, after embedding the labels. Home Assistant removes an entity
+// on an empty config, losing its registry customisations, so the entities
+// that still exist must never see one; the entity of a region removed
+// while clipd was down must still be deleted.
+func TestRestartKeepsCurrentEntities(t *testing.T) {
+	b := mqtttest.StartBroker(t)
+	first, _ := newTestPublisher(t, testConfig(b.URL(), "rs"), Options{})
+	if err := first.SetTargets(fleetCameras, fleetTargets); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, first, 10*time.Second, "first run published", func(st Status) bool { return st.Connected && st.Queued == 0 })
+	first.Close()
+
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "homeassistant/#")
+	second, _ := newTestPublisher(t, testConfig(b.URL(), "rs"), Options{})
+	// All 11 retained configs of the first run reach the publisher.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		second.mu.Lock()
+		n := len(second.leftover)
+		second.mu.Unlock()
+		if n == 11 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leftover configs noted, want 11", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The region front/door is gone in the new configuration.
+	targets := []Target{fleetTargets[0], fleetTargets[2]}
+	if err := second.SetTargets(fleetCameras, targets); err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []string{"sensor/rs/front_door", "event/rs/front_door", "image/rs/front_door"} {
+		sub.WaitPayload("homeassistant/"+obj+"/config", "", 10*time.Second)
+	}
+	current := []string{"sensor/rs/front", "event/rs/front", "image/rs/front", "sensor/rs/garden", "event/rs/garden",
+		"image/rs/garden", "binary_sensor/rs/front", "binary_sensor/rs/garden"}
+	for _, obj := range current {
+		topic := "homeassistant/" + obj + "/config"
+		// Republished by SetTargets (not retained when delivered live).
+		sub.Wait(topic+" published by the second run", 10*time.Second, func(m mqtttest.Msg) bool {
+			return m.Topic == topic && !m.Retained && len(m.Payload) > 0
+		})
+		for _, m := range sub.All(topic) {
+			if len(m.Payload) == 0 {
+				t.Errorf("%s: an empty config deleted a current entity", topic)
+			}
+		}
+	}
+}
+
+// A target whose frames all score below its threshold stays in state
+// none, so no event and no result marks it; MarkClassified alone keeps its
+// retained state refreshed (and its sensor from expiring), while a target
+// that is not classified any more is left to expire.
+func TestMarkClassifiedKeepsIdleTargetsFresh(t *testing.T) {
+	b := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, b.ConnArgs(), "clipd/#")
+	refresh := 200 * time.Millisecond
+	p, _ := newTestPublisher(t, testConfig(b.URL(), "mk"), Options{StateRefresh: refresh})
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front"}, {Camera: "front", Region: "door"}})
+	for _, region := range []string{"", "door"} {
+		p.PublishEvent(state.Event{Camera: "front", Region: region, Label: state.None, Previous: ""})
+	}
+	idle, stuck := "clipd/mk/front/door/state", "clipd/mk/front/state"
+	sub.Wait("the first states", 10*time.Second, func(m mqtttest.Msg) bool {
+		return len(sub.AllLocked(idle)) > 0 && len(sub.AllLocked(stuck)) > 0
+	})
+	stop := time.Now().Add(10 * refresh)
+	for time.Now().Before(stop) {
+		p.MarkClassified("front", "door") // every frame below the threshold
+		time.Sleep(refresh / 10)
+	}
+	sub.Wait("the idle target's state refreshed", 10*time.Second, func(m mqtttest.Msg) bool {
+		return len(sub.AllLocked(idle)) >= 4
+	})
+	for _, m := range sub.All(idle) {
+		if !strings.Contains(string(m.Payload), `"label":"none"`) {
+			t.Errorf("refreshed state %s", m.Payload)
+		}
+	}
+	if got := sub.All(stuck); len(got) != 1 {
+		t.Errorf("the target no longer classified was refreshed: %d states", len(got))
 	}
 }

@@ -267,3 +267,40 @@ func TestEventPayload(t *testing.T) {
 		t.Errorf("event %s (retained %v), want %s", evm.payload, evm.retain, wantEvent)
 	}
 }
+
+// After a reload removed a target or camera, late publishes for it are
+// dropped (counted) until a reload announces it again; a target not yet
+// announced is not refused (a reload starts new cameras first).
+func TestPublishesForRemovedTargets(t *testing.T) {
+	p := idle(t, nil)
+	p.SetTargets([]string{"front", "back"}, []Target{{Camera: "front"}, {Camera: "front", Region: "door"}, {Camera: "back"}})
+	drain(p)
+	p.SetTargets([]string{"front"}, []Target{{Camera: "front"}})
+	drain(p)
+	p.PublishSnapshot("front", "door", []byte{0xff, 0xd8, 0xff, 0xd9})
+	p.PublishEvent(state.Event{Camera: "front", Region: "door", Label: "a"})
+	p.PublishResult("front", "door", nil)
+	p.MarkClassified("front", "door") // not counted: it publishes nothing itself
+	p.SetCameraOnline("back", true)
+	p.mu.Lock()
+	p.refreshStates()
+	p.mu.Unlock()
+	if ms := drain(p); len(ms) != 0 {
+		t.Errorf("published for removed targets: %q", topicsOf(ms))
+	}
+	if st := p.Status(); st.Dropped != 4 { // snapshot, event, result, camera status
+		t.Errorf("dropped %d, want 4", st.Dropped)
+	}
+	p.PublishEvent(state.Event{Camera: "garden", Label: "a"}) // started by a reload, not yet announced
+	p.SetCameraOnline("garden", true)
+	if got := topicsOf(drain(p)); !slices.Contains(got, "clipd/box/garden/state") || !slices.Contains(got, "clipd/box/garden/status") {
+		t.Errorf("publishes for a target not yet announced: %q", got)
+	}
+	p.SetTargets([]string{"front", "back"}, []Target{{Camera: "front"}, {Camera: "front", Region: "door"}})
+	drain(p)
+	p.PublishSnapshot("front", "door", []byte{0xff, 0xd8, 0xff, 0xd9})
+	p.SetCameraOnline("back", true)
+	if got := topicsOf(drain(p)); !slices.Equal(got, []string{"clipd/box/back/status", "clipd/box/front/door/snapshot"}) {
+		t.Errorf("after the targets came back: %q", got)
+	}
+}

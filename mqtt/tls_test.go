@@ -153,3 +153,24 @@ func TestTLSAndCredentials(t *testing.T) {
 	}
 	sub.WaitPayload("clipd/tls-pw/availability", "offline", 5*time.Second)
 }
+
+// CheckSecrets accepts what openssl made and refuses a key that is not the
+// certificate's, naming cert_file and no key material.
+func TestCheckSecretsWithRealCertificates(t *testing.T) {
+	k := makePKI(t)
+	c := validConfig()
+	c.Broker, c.CAFile, c.CertFile, c.KeyFile = "mqtts://127.0.0.1:8883", k.ca, k.clientCert, k.clientKey
+	if err := c.CheckSecrets(); err != nil {
+		t.Fatalf("CheckSecrets: %v", err)
+	}
+	c.KeyFile = k.serverKey
+	err := c.CheckSecrets()
+	key, _ := os.ReadFile(k.serverKey)
+	body := strings.Split(strings.TrimSpace(string(key)), "\n")[1]
+	if err == nil || !strings.HasPrefix(err.Error(), "mqtt.cert_file: ") || strings.Contains(err.Error(), body) {
+		t.Errorf("mismatched key: %v", err)
+	}
+	if _, err := New(c, Options{}); err == nil || err.Error() != c.CheckSecrets().Error() {
+		t.Errorf("New: %v, want CheckSecrets' error", err)
+	}
+}

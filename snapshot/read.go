@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -47,6 +48,10 @@ func (w *Writer) Read(name string) ([]byte, error) {
 	data, err := safefile.ReadAll(f, fi, MaxReadBytes)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if !bytes.HasPrefix(data, jpegSOI) {
+		// Cut short by a crash, or planted: not a picture to serve.
+		return nil, fmt.Errorf("%w: %s holds no JPEG", ErrNotFound, name)
 	}
 	return data, nil
 }

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"image"
 	"image/jpeg"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/syncbuf"
 	"github.com/clipd/clipd/internal/testimage"
 	"github.com/clipd/clipd/jpegturbo"
 )
@@ -573,6 +576,9 @@ func TestPlantedLinksAreNotFollowed(t *testing.T) {
 // TestIndexesExistingSnapshots: a new Writer counts the snapshots already
 // in the directory, oldest by time first, deletes beyond its limits and
 // leaves everything else alone.
+// oldSnapshot begins like a JPEG, which is all the index looks at.
+const oldSnapshot = "\xff\xd8\xff\xe0 old snapshot"
+
 func TestIndexesExistingSnapshots(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "snapshots")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -581,7 +587,7 @@ func TestIndexesExistingSnapshots(t *testing.T) {
 	old := []string{"b-20240101T000000.000Z-1.jpg", "a.r-20240101T000001.000Z-2.jpg", "c-20240101T000002.000Z-3-2.jpg"}
 	for i, name := range old {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte("old snapshot"), 0o640); err != nil {
+		if err := os.WriteFile(p, []byte(oldSnapshot), 0o640); err != nil {
 			t.Fatal(err)
 		}
 		mod := t0.Add(time.Duration(i) * time.Hour)
@@ -607,7 +613,7 @@ func TestIndexesExistingSnapshots(t *testing.T) {
 	}
 
 	w := newWriter(t, Config{Dir: dir, MaxFiles: 2})
-	if st := w.Stats(); st.Files != 2 || st.Deleted != 1 || st.Bytes != 2*int64(len("old snapshot")) {
+	if st := w.Stats(); st.Files != 2 || st.Deleted != 1 || st.Bytes != 2*int64(len(oldSnapshot)) {
 		t.Errorf("stats %+v, want 2 snapshots indexed, 1 deleted", st)
 	}
 	if _, err := os.Stat(filepath.Join(dir, old[0])); !errors.Is(err, os.ErrNotExist) {
@@ -739,5 +745,111 @@ func TestThumbnail(t *testing.T) {
 	}
 	if _, err := Thumbnail(frames(t, w, h)["rgb24"], &frame.Box{X1: 300, Y1: 0, X2: 400, Y2: 10}, 64, 90); err == nil {
 		t.Error("a box outside the frame was accepted")
+	}
+}
+
+// What a power cut can leave of a snapshot on a filesystem that does not
+// order data before names (a 0-byte or partly written file under a valid
+// name) is deleted when the directory is indexed, not counted and never
+// served; real snapshots and other files stay.
+func TestIndexDeletesSnapshotsThatHoldNoJPEG(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "snapshots")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	jpg, err := Encode(frames(t, 32, 32)["rgb24"], nil, 80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"a-20240101T000000.000Z-1.jpg": jpg,
+		"a-20240101T000001.000Z-2.jpg": nil,                  // the name without the data
+		"a-20240101T000002.000Z-3.jpg": make([]byte, 4096),   // blocks allocated, never written
+		"a-20240101T000003.000Z-4.jpg": {0xff},               // cut inside the marker
+		"notes.txt":                    []byte("not a JPEG"), // not ours
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logs := &syncbuf.Buffer{}
+	w := newWriter(t, Config{Dir: dir, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	if st := w.Stats(); st.Files != 1 || st.Bytes != int64(len(jpg)) {
+		t.Errorf("stats %+v, want the one JPEG indexed", st)
+	}
+	if got := snapshotFiles(t, dir); !slices.Equal(got, []string{"a-20240101T000000.000Z-1.jpg", "notes.txt"}) {
+		t.Errorf("directory after indexing: %q", got)
+	}
+	if strings.Count(logs.String(), "holds no JPEG") != 3 {
+		t.Errorf("log:\n%s", logs)
+	}
+	if data, err := w.Read("a-20240101T000000.000Z-1.jpg"); err != nil || !bytes.Equal(data, jpg) {
+		t.Errorf("Read of the JPEG: %d bytes, %v", len(data), err)
+	}
+	// One that appears later (planted) is not served either.
+	planted := "a-20240101T000009.000Z-9.jpg"
+	if err := os.WriteFile(filepath.Join(dir, planted), nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Read(planted); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Read of an empty snapshot file: %v, want ErrNotFound", err)
+	}
+}
+
+// A box thinner than the scale factor (a tall thin region at the frame's
+// right edge, a wide flat one at its bottom) is averaged over the box
+// alone: reading factor columns or rows from its edge would leave the
+// frame, a panic in the goroutine that classifies.
+func TestThumbnailThinBoxesAtEdges(t *testing.T) {
+	w, h := 322, 181
+	for name, f := range frames(t, w, h) {
+		full := frameRGB(t, f)
+		for _, tc := range []struct {
+			box          frame.Box
+			wantW, wantH int
+		}{
+			{frame.Box{X1: w - 1, Y1: 0, X2: w, Y2: h}, 1, 60},       // factor 3, 1 column wide
+			{frame.Box{X1: w - 2, Y1: 0, X2: w, Y2: h}, 1, 60},       // 2 columns
+			{frame.Box{X1: 0, Y1: h - 1, X2: w, Y2: h}, 53, 1},       // factor 6, 1 row high
+			{frame.Box{X1: 0, Y1: h - 5, X2: w, Y2: h}, 53, 1},       // 5 rows
+			{frame.Box{X1: w - 1, Y1: h - 1, X2: w, Y2: h}, 1, 1},    // the last pixel
+			{frame.Box{X1: w - 3, Y1: h - 130, X2: w, Y2: h}, 1, 43}, // factor 3, 3 columns
+		} {
+			jpg, err := Thumbnail(f, &tc.box, 64, 95)
+			if err != nil {
+				t.Fatalf("%s %v: %v", name, tc.box, err)
+			}
+			img := decode(t, jpg)
+			if img.Width != tc.wantW || img.Height != tc.wantH {
+				t.Errorf("%s %v: %dx%d, want %dx%d", name, tc.box, img.Width, img.Height, tc.wantW, tc.wantH)
+				continue
+			}
+			// Each output pixel is the mean of its cell of the box, the
+			// cell cut to the box.
+			b := tc.box
+			factor := (max(b.Dx(), b.Dy()) + 63) / 64
+			fx, fy := min(factor, b.Dx()), min(factor, b.Dy())
+			want := make([]byte, img.Width*img.Height*3)
+			for y := range img.Height {
+				for x := range img.Width {
+					for c := range 3 {
+						sum := 0
+						for dy := range fy {
+							for dx := range fx {
+								sum += int(full[((b.Y1+y*fy+dy)*w+b.X1+x*fx+dx)*3+c])
+							}
+						}
+						want[(y*img.Width+x)*3+c] = byte((sum + fx*fy/2) / (fx * fy))
+					}
+				}
+			}
+			if p := psnr(img.Pix, want); p < 30 {
+				t.Errorf("%s %v: thumbnail far from the box's averaged pixels (PSNR %.1f dB)", name, tc.box, p)
+			}
+		}
+		if _, err := Thumbnail(f, &frame.Box{X1: w, Y1: 0, X2: w, Y2: h}, 64, 95); err == nil {
+			t.Errorf("%s: an empty box at the edge was accepted", name)
+		}
 	}
 }

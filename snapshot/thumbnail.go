@@ -33,18 +33,22 @@ func Thumbnail(f *frame.Frame, box *frame.Box, maxSide, quality int) ([]byte, er
 		b = *box
 	}
 	// An integer factor keeps every output pixel the plain mean of a
-	// square of input pixels.
+	// square of input pixels. A box thinner than the factor on one side
+	// (a narrow region) makes a thumbnail one pixel across on that side,
+	// the mean of the whole width (fx) or height (fy): never of pixels
+	// outside the box, which at the frame's edge are outside the frame.
 	factor := (max(b.Dx(), b.Dy()) + maxSide - 1) / maxSide
-	w, h := max(b.Dx()/factor, 1), max(b.Dy()/factor, 1)
+	fx, fy := min(factor, b.Dx()), min(factor, b.Dy())
+	w, h := b.Dx()/fx, b.Dy()/fy
 	s.thumb = grow(s.thumb, w*h*3)
 	stride := img.Width * img.Channels
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			var sum [3]int
-			for dy := 0; dy < factor; dy++ {
-				row := img.Pix[(b.Y1+y*factor+dy)*stride:]
-				for dx := 0; dx < factor; dx++ {
-					p := row[(b.X1+x*factor+dx)*img.Channels:]
+			for dy := 0; dy < fy; dy++ {
+				row := img.Pix[(b.Y1+y*fy+dy)*stride:]
+				for dx := 0; dx < fx; dx++ {
+					p := row[(b.X1+x*fx+dx)*img.Channels:]
 					if img.Channels == 1 {
 						sum[0] += int(p[0])
 						sum[1] += int(p[0])
@@ -56,7 +60,7 @@ func Thumbnail(f *frame.Frame, box *frame.Box, maxSide, quality int) ([]byte, er
 					sum[2] += int(p[2])
 				}
 			}
-			n := factor * factor
+			n := fx * fy
 			o := s.thumb[(y*w+x)*3:]
 			o[0], o[1], o[2] = byte((sum[0]+n/2)/n), byte((sum[1]+n/2)/n), byte((sum[2]+n/2)/n)
 		}

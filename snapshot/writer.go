@@ -12,15 +12,18 @@
 // time in UTC, SEQ its sequence number, a -N suffix when that name is
 // taken), camera and region names being [a-z0-9_-]. They are created 0640
 // in a directory created 0750, through the directory's descriptor, with
-// O_EXCL|O_NOFOLLOW under a temporary name and then renamed without
-// replacing anything, so a symlink or file planted in the directory is
-// never followed or overwritten; deleting removes directory entries, never
-// what a link points to. Only files named like snapshots count towards the
+// O_EXCL|O_NOFOLLOW under a temporary name, synced, and then renamed
+// without replacing anything, so a symlink or file planted in the
+// directory is never followed or overwritten, and a power cut leaves a
+// whole snapshot or none; deleting removes directory entries, never what
+// a link points to. Only files named like snapshots count towards the
 // limits or are ever deleted; anything else in the directory is left
-// alone.
+// alone. (internal/safefile.WriteAtomic is not used: it replaces what is
+// at its path, which a planted file must never be.)
 package snapshot
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -184,7 +187,11 @@ func New(cfg Config) (*Writer, error) {
 }
 
 // index lists the snapshots already in the directory, oldest first, and
-// removes temporary files a crash left behind.
+// removes temporary files a crash left behind and snapshot files that do
+// not begin like a JPEG (what a power cut may leave of a file whose name
+// reached the disk before its data, on a filesystem that does not order
+// them; since writeFile syncs, only files of older versions or planted
+// ones).
 func (w *Writer) index() error {
 	ents, err := w.dir.ReadDir(-1)
 	if err != nil {
@@ -207,6 +214,12 @@ func (w *Writer) index() error {
 		if !filePattern.MatchString(name) {
 			continue
 		}
+		if !w.startsLikeJPEG(name) {
+			if err := unix.Unlinkat(w.dfd, name, 0); err == nil {
+				w.log.Warn("deleted a snapshot that holds no JPEG", "file", name)
+			}
+			continue
+		}
 		info, err := e.Info()
 		if err != nil {
 			continue // gone meanwhile
@@ -226,6 +239,31 @@ func (w *Writer) index() error {
 	}
 	w.stats.Files = len(w.files)
 	return nil
+}
+
+// jpegSOI is how every JPEG begins: the start-of-image marker and the
+// first byte of the next marker.
+var jpegSOI = []byte{0xff, 0xd8, 0xff}
+
+// startsLikeJPEG says whether the directory's regular file name begins
+// with jpegSOI. A file that cannot be opened or read is given the benefit
+// of the doubt: it is indexed, and rotated out in time, as before.
+func (w *Writer) startsLikeJPEG(name string) bool {
+	fd, err := unix.Openat(w.dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return true // not what ReadDir said: left alone
+	}
+	head := make([]byte, len(jpegSOI))
+	n, err := unix.Pread(fd, head, 0)
+	if err != nil {
+		return true
+	}
+	return bytes.Equal(head[:n], jpegSOI)
 }
 
 // Save queues a snapshot of f, with box outlined when not nil, and returns
@@ -408,6 +446,14 @@ func (w *Writer) writeFile(name string, data []byte) error {
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	_, err = f.Write(data)
+	if err == nil {
+		// Before the rename: otherwise a power cut can leave the name on
+		// disk without the data (a 0-byte file Read would serve). The
+		// directory is not synced: losing the newest snapshot's name in
+		// a power cut costs a picture the event refers to, which an
+		// event's snapshot path allows (see state.Event.Snapshot).
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -56,8 +56,11 @@ type Event struct {
 	// Time is the deciding frame's capture time (or the reload's time).
 	Time          time.Time `json:"time"`
 	LabelsVersion uint64    `json:"labels_version"`
-	// Snapshot is the path of the JPEG written for the event; set by the
-	// daemon after the tracker returns the event.
+	// Snapshot is the path the event's JPEG will have, "" when none was
+	// queued; set by the daemon after the tracker returns the event, when
+	// the snapshot is only queued. The file may never exist (encoding or
+	// writing failed, clipd was killed first) or be gone later (rotated
+	// out): readers must expect a missing file.
 	Snapshot string `json:"snapshot,omitempty"`
 }
 

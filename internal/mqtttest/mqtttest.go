@@ -24,6 +24,8 @@ import (
 	"github.com/clipd/clipd/internal/syncbuf"
 )
 
+// LookTool finds a mosquitto program on PATH or in Debian's directories,
+// failing the test when it is not installed.
 func LookTool(t testing.TB, name string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
@@ -50,6 +52,7 @@ func fileExists(p string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
+// FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,8 +111,11 @@ func StartBroker(t testing.TB, extra ...string) *Broker {
 	return b
 }
 
+// URL is the Broker's address as clipd's [mqtt] broker key takes it.
 func (b *Broker) URL() string { return fmt.Sprintf("mqtt://127.0.0.1:%d", b.Port) }
 
+// Start runs mosquitto and waits until it listens; StartBroker calls it,
+// a test calls it again to restart a Broker it killed or stopped.
 func (b *Broker) Start() {
 	b.t.Helper()
 	b.cmd = exec.Command(LookTool(b.t, "mosquitto"), "-c", b.conf)
@@ -142,7 +148,7 @@ func (b *Broker) Start() {
 	}
 }
 
-// kill stops the Broker with SIGKILL, as a crash would.
+// Kill stops the Broker with SIGKILL, as a crash would.
 func (b *Broker) Kill() {
 	if b.cmd == nil {
 		return
@@ -152,6 +158,8 @@ func (b *Broker) Kill() {
 	b.cmd = nil
 }
 
+// Stop stops the Broker with SIGTERM (SIGKILL after 5 s); the test's
+// cleanup calls it.
 func (b *Broker) Stop() {
 	if b.cmd == nil {
 		return
@@ -185,7 +193,7 @@ type Subscriber struct {
 	args   []string
 }
 
-// subscribe starts mosquitto_sub on the topics and returns once it is
+// Subscribe starts mosquitto_sub on the topics and returns once it is
 // subscribed (it has seen a marker published after it started).
 func Subscribe(t testing.TB, connArgs []string, topics ...string) *Subscriber {
 	t.Helper()
@@ -251,7 +259,7 @@ func (s *Subscriber) read(r io.Reader, done chan struct{}) {
 	s.mu.Unlock()
 }
 
-// waitQuiet waits up to d for a message matching pred, without failing.
+// WaitQuiet waits up to d for a message matching pred, without failing.
 func (s *Subscriber) WaitQuiet(pred func(Msg) bool, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	timer := time.AfterFunc(d, func() {
@@ -275,7 +283,7 @@ func (s *Subscriber) WaitQuiet(pred func(Msg) bool, d time.Duration) bool {
 	}
 }
 
-// wait fails the test unless a message matching pred arrives within d.
+// Wait fails the test unless a message matching pred arrives within d.
 func (s *Subscriber) Wait(what string, d time.Duration, pred func(Msg) bool) Msg {
 	s.t.Helper()
 	var found Msg
@@ -291,7 +299,7 @@ func (s *Subscriber) Wait(what string, d time.Duration, pred func(Msg) bool) Msg
 	return found
 }
 
-// waitPayload waits for a message on topic with exactly payload.
+// WaitPayload waits for a message on topic with exactly payload.
 func (s *Subscriber) WaitPayload(topic, payload string, d time.Duration) Msg {
 	s.t.Helper()
 	return s.Wait(fmt.Sprintf("%q on %s", payload, topic), d, func(m Msg) bool {
@@ -299,7 +307,7 @@ func (s *Subscriber) WaitPayload(topic, payload string, d time.Duration) Msg {
 	})
 }
 
-// all returns the messages so far on topic.
+// All returns the messages so far on topic.
 func (s *Subscriber) All(topic string) []Msg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -342,6 +350,8 @@ func (s *Subscriber) dump() string {
 	return b.String() + s.stderr.String()
 }
 
+// ConnArgs are the mosquitto_sub and mosquitto_pub options that reach the
+// Broker.
 func (b *Broker) ConnArgs() []string {
 	return []string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port)}
 }
@@ -358,6 +368,8 @@ type Link struct {
 	conns  []net.Conn
 }
 
+// NewLink listens on a free port and forwards to target (host:port) once
+// SetUp(true); it starts down.
 func NewLink(t testing.TB, target string) *Link {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -369,8 +381,11 @@ func NewLink(t testing.TB, target string) *Link {
 	return k
 }
 
+// URL is the Link's address as clipd's [mqtt] broker key takes it.
 func (k *Link) URL() string { return "mqtt://" + k.l.Addr().String() }
 
+// SetUp lets connections through (true) or cuts those open and refuses
+// new ones (false).
 func (k *Link) SetUp(up bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
