@@ -102,6 +102,16 @@ func IsLoopback(listen string) bool {
 	return err == nil && addr.Unmap().IsLoopback()
 }
 
+// CheckToken reads and checks the token file as New will, so that
+// `clipd check` refuses what the daemon would; it keeps nothing.
+func (c Config) CheckToken() error {
+	if c.TokenFile == "" {
+		return nil
+	}
+	_, err := readToken(c.TokenFile)
+	return err
+}
+
 // readToken reads the bearer token: a bounded, regular-file read; one
 // line of RFC 6750's token characters, at least MinTokenBytes long.
 // Errors never repeat the file's content.

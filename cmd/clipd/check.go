@@ -18,16 +18,18 @@ import (
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/trt"
+	"github.com/clipd/clipd/web"
 )
 
 // cmdCheck reports every problem that would stop `clipd run` on a config
 // file, and what it cannot know yet as warnings. It asks the functions run
 // asks (config.Load's checks, capture.Preflight, labels.Load, model.Open
-// and its probe, server.CheckPath), so that what check accepts, run
-// starts.
+// and its probe, server.CheckPath, the outputs' secret readers), so that
+// what check accepts, run starts.
 func cmdCheck(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", "--config FILE", stderr)
 	path := fs.String("config", "", "config file")
@@ -133,6 +135,7 @@ func checkDocument(doc *config.Document) *checkReport {
 		}
 	}
 	checkLabels(doc, r)
+	checkSecrets(doc, r)
 
 	size := 0
 	if !doc.Failed("model") {
@@ -180,7 +183,9 @@ func checkLabels(doc *config.Document, r *checkReport) {
 		// A region with its own labels file gets a watcher of its own
 		// in run, so check parses that file too.
 		for j, reg := range cam.Regions {
-			use(fmt.Sprintf("camera[%d].region[%d].labels", i, j), reg.Labels)
+			if reg.Labels != cam.Labels {
+				use(fmt.Sprintf("camera[%d].region[%d].labels", i, j), reg.Labels)
+			}
 		}
 	}
 	for _, file := range files {
@@ -193,6 +198,32 @@ func checkLabels(doc *config.Document, r *checkReport) {
 		default:
 			for _, key := range users[file] {
 				r.problem(doc.At(key, "%v", err))
+			}
+		}
+	}
+}
+
+// checkSecrets reads the files the outputs read at start (the broker's
+// password and TLS files, the web token) with the outputs' own readers.
+func checkSecrets(doc *config.Document, r *checkReport) {
+	cfg := doc.Config
+	if cfg.MQTT.Broker != "" && !doc.Failed("mqtt") {
+		if err := cfg.MQTT.CheckSecrets(); err != nil {
+			var ke *mqtt.KeyError
+			if errors.As(err, &ke) {
+				r.problem(doc.At("mqtt."+ke.Key, "%s", ke.Msg))
+			} else {
+				r.problem(doc.At("mqtt", "%v", err))
+			}
+		}
+	}
+	if cfg.HTTP.Listen != "" && !doc.Failed("http") {
+		if err := cfg.HTTP.CheckToken(); err != nil {
+			var ke *web.KeyError
+			if errors.As(err, &ke) {
+				r.problem(doc.At("http."+ke.Key, "%s", ke.Msg))
+			} else {
+				r.problem(doc.At("http", "%v", err))
 			}
 		}
 	}

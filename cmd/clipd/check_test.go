@@ -129,6 +129,18 @@ labels = "ok.labels"
 			},
 		},
 		{
+			// Files the outputs read only at start: run would refuse
+			// them, so check reads them with the same readers.
+			name:   "a short web token and a CA file that holds no certificate",
+			config: "[model]\nbundle = \"%BUNDLE%\"\n[socket]\npath = \"%DIR%/s.sock\"\n[mqtt]\nbroker = \"mqtts://127.0.0.1:8883\"\nca_file = \"ca.pem\"\n[http]\nlisten = \"0.0.0.0:9464\"\ntoken_file = \"token\"\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"ok.labels\"\n",
+			files:  map[string]string{"ok.labels": demoLabels, "ca.pem": "not a certificate\n", "token": "short\n"},
+			want: []string{
+				"%CONF%:7: mqtt.ca_file: ",
+				"%CONF%:10: http.token_file: %DIR%/token: the token must be at least 16 characters",
+				"clipd: %CONF%: 2 problems",
+			},
+		},
+		{
 			name:   "socket path too long",
 			config: "[socket]\npath = \"/tmp/" + strings.Repeat("d", 110) + "/s.sock\"\n[[camera]]\nname = \"a\"\nsource = \"pattern\"\nlabels = \"ok.labels\"\n[model]\nbundle = \"%BUNDLE%\"\n",
 			files:  map[string]string{"ok.labels": demoLabels},
