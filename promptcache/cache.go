@@ -448,7 +448,7 @@ func (c *Cache) writeSegment(entries []Entry) error {
 // maintain merges small segments and evicts old ones, unless another
 // process is doing so now.
 func (c *Cache) maintain() {
-	unlock, ok, err := tryLock(filepath.Join(c.root, lockName))
+	unlock, ok, err := tryLock(filepath.Join(c.root, lockName), c.owner)
 	if err != nil {
 		c.log.Warn("prompt cache: no maintenance", "err", err)
 		return

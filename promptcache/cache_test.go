@@ -3,8 +3,10 @@ package promptcache
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -507,7 +509,7 @@ func TestAdministratorFilesGoToTheStateDirOwner(t *testing.T) {
 	if err := c.Put([]string{"p"}, [][]float32{{1, 0, 0, 0}}); err != nil {
 		t.Fatal(err)
 	}
-	paths := append([]string{filepath.Join(state, DirName), c.root, c.dir}, segmentFiles(t, c.dir)...)
+	paths := append([]string{filepath.Join(state, DirName), c.root, c.dir, filepath.Join(c.root, lockName)}, segmentFiles(t, c.dir)...)
 	for _, p := range paths {
 		var st syscall.Stat_t
 		if err := syscall.Lstat(p, &st); err != nil {
@@ -517,4 +519,92 @@ func TestAdministratorFilesGoToTheStateDirOwner(t *testing.T) {
 			t.Errorf("%s belongs to uid %d, want %d", p, st.Uid, nobody)
 		}
 	}
+}
+
+// A lock file that the service user cannot write (root made it with
+// `sudo clipd classify`, or its mode is 0444) must not turn maintenance
+// off: the next write still compacts and evicts. As root, the service
+// user is played by a helper process running as nobody against a lock
+// file that belongs to root.
+func TestMaintenanceWithALockFileNotWritable(t *testing.T) {
+	dir, err := os.MkdirTemp("", "promptcache-lock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	root := os.Geteuid() == 0
+	if root {
+		// Everything on the way to the state directory must be open to
+		// nobody, and the state directory its own.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(state, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older segment that the bound of the helper's write evicts.
+	old, err := Open(Config{StateDir: state, Model: testKey, Dim: helperDim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := prompts("older", 20)
+	if err := old.Put(ps, vecs(ps, helperDim)); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(old.root, lockName)
+	if root {
+		// What clipd before this fix left behind: root's, 0644.
+		if err := os.Chown(lock, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.Chmod(lock, 0o444); err != nil {
+		t.Fatal(err)
+	}
+
+	var log bytes.Buffer
+	if root {
+		bin := filepath.Join(dir, "promptcache.test")
+		exe, err := os.ReadFile(os.Args[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, exe, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=maintain", "PROMPTCACHE_TEST_STATE="+state)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("helper as nobody: %v\n%s", err, log.String())
+		}
+	} else if err := maintainHelper(state, &log); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "no maintenance") || !strings.Contains(log.String(), "evicted") {
+		t.Errorf("the write did not maintain the cache: %s", log.String())
+	}
+	for i, e := range old.Get(ps) {
+		if e != nil {
+			t.Fatalf("older prompt %d still cached: nothing was evicted", i)
+		}
+	}
+}
+
+// maintainHelper plays a daemon whose cache is bounded to 1 byte: one
+// write, whose maintenance evicts everything older.
+func maintainHelper(state string, w io.Writer) error {
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c, err := Open(Config{StateDir: state, Model: testKey, Dim: helperDim, MaxBytes: 1, Log: log})
+	if err != nil {
+		return err
+	}
+	ps := prompts("newer", 2)
+	return c.Put(ps, vecs(ps, helperDim))
 }
