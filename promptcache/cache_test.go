@@ -445,6 +445,48 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// A bound smaller than one write (prompt_cache_max's minimum, 1 MiB,
+// against 1,000 prompts at dimension 512, 2.1 MB) keeps that write whole:
+// eviction spares the segments just written and takes the older ones.
+// The next write may evict this one in turn.
+func TestEvictionSparesTheWriteItFollows(t *testing.T) {
+	f := newFixture(t)
+	const dim = 512
+	c := f.open(t, testKey, dim, 1<<20)
+	old := prompts("an older label", 100)
+	if err := c.Put(old, vecs(old, dim)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(time.Hour)
+	ps := prompts("a photo of a", 1000)
+	if err := c.Put(ps, vecs(ps, dim)); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, c, ps, dim)
+	for i, e := range c.Get(old) {
+		if e != nil {
+			t.Fatalf("older prompt %d kept though the cache is over its bound", i)
+		}
+	}
+	// Refreshing entries on Get is a write too: a bound of 1 byte keeps
+	// what was just refreshed.
+	f.clock.advance(2 * refreshAfter)
+	tiny := f.open(t, testKey, dim, 1)
+	checkAll(t, tiny, ps[:10], dim)
+	checkAll(t, tiny, ps[:10], dim)
+	f.clock.advance(time.Hour)
+	more := prompts("a newer label", 5)
+	if err := tiny.Put(more, vecs(more, dim)); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, tiny, more, dim)
+	for i, e := range tiny.Get(ps[:10]) {
+		if e != nil {
+			t.Fatalf("prompt %d of an earlier write survived a 1-byte bound", i)
+		}
+	}
+}
+
 // Eviction is global: another model's old segments go first.
 func TestEvictionSpansModels(t *testing.T) {
 	f := newFixture(t)
