@@ -33,7 +33,8 @@ func (m *Model) PromptCacheKey() (promptcache.ModelKey, error) {
 }
 
 // OpenPromptCache opens this model's prompt cache in stateDir, bounded to
-// maxBytes for every model together (0: promptcache.DefaultMaxBytes).
+// maxBytes for every model together (0: promptcache.DefaultMaxBytes;
+// promptcache.NoEviction: compacted but never evicted by this process).
 func (m *Model) OpenPromptCache(stateDir string, maxBytes int64) (*promptcache.Cache, error) {
 	key, err := m.PromptCacheKey()
 	if err != nil {

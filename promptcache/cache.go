@@ -45,7 +45,9 @@
 // written: after a write, the segments whose entries were used least
 // recently are deleted until the total fits, except those the write
 // itself made, so that a bound smaller than one write still keeps that
-// write. An entry's use time is
+// write. A one-shot command opens the cache with NoEviction: it
+// compacts but leaves eviction to the daemon, whose bound it does not
+// know. An entry's use time is
 // refreshed on disk when a lookup finds it more than a day old, and
 // compaction groups entries of like age, so whole segments of cold
 // entries go first. Small segments (one per label edit) are merged once a
@@ -73,6 +75,14 @@ import (
 
 // DefaultMaxBytes bounds the cache when Config.MaxBytes is 0.
 const DefaultMaxBytes = 1 << 30
+
+// NoEviction as Config.MaxBytes makes a Cache that compacts but never
+// evicts: the bound of a shared cache is its owner's (the daemon's
+// prompt_cache_max), which a one-shot command does not know, and
+// evicting to any other bound would trim the daemon's cache or let it
+// grow past its own. What such a Cache writes is evicted by the next
+// write of a Cache that has a bound.
+const NoEviction int64 = -1
 
 const (
 	// DirName is the cache's directory inside the state directory.
@@ -111,7 +121,7 @@ type Config struct {
 	// Dim is the embedding length, 1..MaxDim.
 	Dim int
 	// MaxBytes bounds the files of every model together; 0 means
-	// DefaultMaxBytes.
+	// DefaultMaxBytes, NoEviction no bound of this Cache's own.
 	MaxBytes int64
 	// Log receives one line per ignored file and per failed write.
 	Log *slog.Logger
@@ -144,7 +154,7 @@ func Open(cfg Config) (*Cache, error) {
 		return nil, errors.New("promptcache: no state directory")
 	case cfg.Dim < 1 || cfg.Dim > MaxDim:
 		return nil, fmt.Errorf("promptcache: dimension %d outside 1..%d", cfg.Dim, MaxDim)
-	case cfg.MaxBytes < 0:
+	case cfg.MaxBytes < 0 && cfg.MaxBytes != NoEviction:
 		return nil, fmt.Errorf("promptcache: negative size bound %d", cfg.MaxBytes)
 	}
 	if cfg.MaxBytes == 0 {
@@ -543,7 +553,7 @@ func (c *Cache) compact(fresh map[string]bool) {
 }
 
 // evict deletes the least recently used segments of every model until
-// the cache fits in max bytes, sparing those in fresh (so the cache may
+// the cache fits in max bytes (none with NoEviction), sparing those in fresh (so the cache may
 // exceed max by what the last write stored), and temporary files of dead
 // writers.
 func (c *Cache) evict(fresh map[string]bool) {
@@ -586,7 +596,7 @@ func (c *Cache) evict(fresh map[string]bool) {
 			}
 		}
 	}
-	if total <= c.max {
+	if c.max == NoEviction || total <= c.max {
 		return
 	}
 	slices.SortFunc(segs, func(a, b seg) int { return a.mtime.Compare(b.mtime) })

@@ -487,6 +487,61 @@ func TestEvictionSparesTheWriteItFollows(t *testing.T) {
 	}
 }
 
+// A Cache without a bound of its own (a one-shot command's) evicts
+// nothing, whatever the total, but still merges small segments and
+// removes dead writers' temporary files.
+func TestNoEvictionKeepsEverything(t *testing.T) {
+	f := newFixture(t)
+	const dim = 8
+	other := f.open(t, ModelKey{7}, dim, 0)
+	old := prompts("another model", 50)
+	if err := other.Put(old, vecs(old, dim)); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(other.Dir(), tempPrefix+"dead")
+	os.WriteFile(stale, []byte("half a segment"), 0o644)
+	then := f.clock.now().Add(-2 * staleTemp)
+	os.Chtimes(stale, then, then)
+	// Twice the default bound, as eviction sees it (the listed size; a
+	// sparse file takes no disk), and the oldest: any bound evicts it.
+	huge := filepath.Join(other.Dir(), "0123456789abcdef"+segmentExt)
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, 2*DefaultMaxBytes); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(huge, then, then)
+	c := f.open(t, testKey, dim, NoEviction)
+	var all []string
+	for i := range 2 * mergeAbove {
+		f.clock.advance(time.Minute)
+		ps := prompts(fmt.Sprintf("edit %d", i), 3)
+		all = append(all, ps...)
+		if err := c.Put(ps, vecs(ps, dim)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkAll(t, c, all, dim)
+	for _, p := range append(segmentFiles(t, other.Dir()), huge) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("evicted: %v", err)
+		}
+	}
+	if n := len(segmentFiles(t, c.Dir())); n > mergeAbove+1 {
+		t.Errorf("%d segments: no compaction", n)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("a dead writer's temporary file survived")
+	}
+	if slices.ContainsFunc(f.log.lines(), func(l string) bool { return strings.Contains(l, "evicted") }) {
+		t.Errorf("evicted: %q", f.log.lines())
+	}
+	if _, err := Open(Config{StateDir: f.state, Dim: dim, MaxBytes: -2}); err == nil {
+		t.Error("a negative bound other than NoEviction accepted")
+	}
+}
+
 // Eviction is global: another model's old segments go first.
 func TestEvictionSpansModels(t *testing.T) {
 	f := newFixture(t)
