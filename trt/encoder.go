@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/clipd/clipd/internal/procfs"
 	"github.com/clipd/clipd/tokenizer"
@@ -46,6 +47,11 @@ type Options struct {
 	Reference      engine.Encoder
 	ONNXRuntimeLib string
 	Threads        int
+	// Spinning and TextIdle configure the reference that Open opens, as
+	// for the ONNX Runtime backend (onnxrt.Options): an encoder whose
+	// engine the guard refuses runs on it for as long as the daemon runs.
+	Spinning bool
+	TextIdle time.Duration
 	// MinCosine overrides the guard's threshold; 0 means MinCosine.
 	MinCosine float64
 	Log       *slog.Logger
@@ -104,7 +110,8 @@ func Open(b *bundle.Bundle, opts Options) (enc *Encoder, err error) {
 	}()
 	ref := opts.Reference
 	if ref == nil {
-		ref, err = onnxrt.Open(b, onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads})
+		ref, err = onnxrt.Open(b, onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads,
+			Spinning: opts.Spinning, TextIdle: opts.TextIdle})
 		if err != nil {
 			return nil, fmt.Errorf("trt: opening the FP32 reference for the accuracy guard: %w", err)
 		}
@@ -118,6 +125,17 @@ func Open(b *bundle.Bundle, opts Options) (enc *Encoder, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.applyVerdicts(vis, txt, log)
+	return e, nil
+}
+
+// applyVerdicts closes each engine the guard refused, so that its encoder
+// runs on the reference, and closes what of the reference nothing uses
+// any more: all of it when both engines were accepted, else the tower
+// whose engine was (the text session the guard opened, or the visual
+// session for good), when the reference can (onnxrt's CloseText and
+// CloseImages).
+func (e *Encoder) applyVerdicts(vis, txt Verdict, log *slog.Logger) {
 	for _, t := range []struct {
 		tw *tower
 		v  Verdict
@@ -133,13 +151,21 @@ func Open(b *bundle.Bundle, opts Options) (enc *Encoder, err error) {
 		t.tw.engine.Close()
 		t.tw.engine = nil
 	}
-	if !e.visual.fallback && !e.text.fallback {
+	switch ref := e.reference; {
+	case !e.visual.fallback && !e.text.fallback:
 		e.reference = nil
 		if err := ref.Close(); err != nil {
 			log.Warn("closing the FP32 reference", "err", err)
 		}
+	case !e.text.fallback:
+		if r, ok := ref.(interface{ CloseText() }); ok {
+			r.CloseText()
+		}
+	case !e.visual.fallback:
+		if r, ok := ref.(interface{ CloseImages() }); ok {
+			r.CloseImages()
+		}
 	}
-	return e, nil
 }
 
 // openEngines gets both engines from the cache, building what is missing.
