@@ -1,10 +1,13 @@
 package bundle
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/clipd/clipd/promptcache"
 )
 
 const validConfig = `{"embed_dim":512,"vision_cfg":{"image_size":224,"layers":12,"width":768,"patch_size":32},"text_cfg":{"context_length":77,"vocab_size":49408,"width":512,"heads":8,"layers":12}}`
@@ -128,6 +131,13 @@ func TestLoadErrors(t *testing.T) {
 		{"empty config", map[string]string{ConfigFile: " "}, []string{"config.json: empty file"}},
 		{"no embed_dim", map[string]string{ConfigFile: cfg(`"embed_dim":512,`, ``)}, []string{"config.json", "embed_dim is missing"}},
 		{"no image_size", map[string]string{ConfigFile: cfg(`"image_size":224,`, ``)}, []string{"vision_cfg.image_size is missing"}},
+		{"huge image_size", map[string]string{ConfigFile: cfg(`"image_size":224`, `"image_size":100000`), PreprocessFile: pp("[224, 224]", "100000")},
+			[]string{"config.json: vision_cfg.image_size is 100000, more than clipd accepts (1024"}},
+		{"image_size past int32", map[string]string{ConfigFile: cfg(`"image_size":224`, `"image_size":4294967296`)},
+			[]string{"config.json: vision_cfg.image_size is 4294967296, more than"}},
+		{"huge embed_dim", map[string]string{ConfigFile: cfg(`"embed_dim":512`, `"embed_dim":1000000000`)},
+			[]string{"config.json: embed_dim is 1000000000, more than clipd accepts (16384"}},
+		{"huge preprocess size", map[string]string{PreprocessFile: pp("[224, 224]", "[224, 1000000]")}, []string{"preprocess_cfg.json: size: must be 1..1024, found [224 1000000]"}},
 		{"context length", map[string]string{ConfigFile: cfg(`"context_length":77`, `"context_length":64`)}, []string{"text_cfg.context_length is 64, expected 77"}},
 		{"vocab size", map[string]string{ConfigFile: cfg(`"vocab_size":49408`, `"vocab_size":300`)}, []string{"text_cfg.vocab_size is 300, expected at least 514"}},
 		{"patch size", map[string]string{ConfigFile: cfg(`"patch_size":32`, `"patch_size":30`)}, []string{"patch_size 30 does not divide", "224"}},
@@ -202,5 +212,24 @@ func TestVisionLayersOfResNetExports(t *testing.T) {
 		if _, err := ParseConfig("config.json", []byte(doc)); err == nil || !strings.Contains(err.Error(), "layers") {
 			t.Errorf("layers %s: %v", bad, err)
 		}
+	}
+}
+
+// The bounds admit every released CLIP model with room to spare, the
+// largest values themselves included, and the embedding bound is the
+// prompt cache's.
+func TestSizeBoundsAdmitTheLargest(t *testing.T) {
+	cfg := strings.NewReplacer(`"embed_dim":512`, fmt.Sprintf(`"embed_dim":%d`, MaxEmbedDim),
+		`"image_size":224`, fmt.Sprintf(`"image_size":%d`, MaxImageSize)).Replace(validConfig)
+	c, err := ParseConfig(ConfigFile, []byte(cfg))
+	if err != nil || c.EmbedDim != MaxEmbedDim || c.VisionCfg.ImageSize != MaxImageSize {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	p, err := ParsePreprocess(PreprocessFile, []byte(strings.Replace(validPreprocess, "[224, 224]", fmt.Sprint(MaxImageSize), 1)))
+	if err != nil || Check(c, p) != nil {
+		t.Fatalf("%+v, %v", p, err)
+	}
+	if MaxEmbedDim != promptcache.MaxDim {
+		t.Errorf("MaxEmbedDim %d, the prompt cache holds up to %d", MaxEmbedDim, promptcache.MaxDim)
 	}
 }

@@ -38,6 +38,21 @@ const (
 // config.json's vocab_size entries, which package model checks.
 const VocabSize = 49408
 
+// Upper bounds of the sizes config.json declares, which clipd allocates
+// by: an image tensor is 3 x image_size² float32 per image and batch slot,
+// an embedding embed_dim float32 per image, prompt and cache entry. A
+// hostile or mistyped file (image_size 100000) must fail to load, not
+// allocate gigabytes or panic in makeslice. The released models are far
+// below: OpenAI's largest input is RN50x64's 448 (ViT-L/14@336px: 336),
+// its widest embedding 1024, open_clip's ViT-bigG 1280.
+const (
+	// MaxImageSize: 1024 pixels a side is 12 MiB per image tensor.
+	MaxImageSize = 1024
+	// MaxEmbedDim is the prompt cache's bound (promptcache.MaxDim; a test
+	// keeps the two equal), so that every model's prompts can be cached.
+	MaxEmbedDim = 16384
+)
+
 // DefaultLogitScale is CLIP's trained temperature (exp(4.6052) = 100), used
 // when config.json does not carry the checkpoint's own value.
 const DefaultLogitScale = 100
@@ -138,6 +153,18 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			return Config{}, fmt.Errorf("%s: %s is missing or not positive (found %d)", name, p.key, p.v)
 		}
 	}
+	bounded := []struct {
+		key    string
+		v, max int
+	}{
+		{"embed_dim", c.EmbedDim, MaxEmbedDim},
+		{"vision_cfg.image_size", c.VisionCfg.ImageSize, MaxImageSize},
+	}
+	for _, b := range bounded {
+		if b.v > b.max {
+			return Config{}, fmt.Errorf("%s: %s is %d, more than clipd accepts (%d; CLIP models use far less)", name, b.key, b.v, b.max)
+		}
+	}
 	if c.TextCfg.ContextLength != tokenizer.ContextLength {
 		return Config{}, fmt.Errorf("%s: text_cfg.context_length is %d, expected %d (CLIP's tokenizer)", name, c.TextCfg.ContextLength, tokenizer.ContextLength)
 	}
@@ -214,17 +241,17 @@ func parseSize(raw json.RawMessage) ([2]int, error) {
 	}
 	var one int
 	if err := json.Unmarshal(raw, &one); err == nil {
-		if one <= 0 {
-			return [2]int{}, fmt.Errorf("must be positive, found %d", one)
+		if one <= 0 || one > MaxImageSize {
+			return [2]int{}, fmt.Errorf("must be 1..%d, found %d", MaxImageSize, one)
 		}
 		return [2]int{one, one}, nil
 	}
 	var two []int
-	if err := json.Unmarshal(raw, &two); err != nil || len(two) != 2 {
-		return [2]int{}, fmt.Errorf("must be a number or [height, width], found %s", raw)
+	if len(raw) > 64 || json.Unmarshal(raw, &two) != nil || len(two) != 2 {
+		return [2]int{}, fmt.Errorf("must be a number or [height, width], found %.64s", raw)
 	}
-	if two[0] <= 0 || two[1] <= 0 {
-		return [2]int{}, fmt.Errorf("must be positive, found %v", two)
+	if two[0] <= 0 || two[1] <= 0 || two[0] > MaxImageSize || two[1] > MaxImageSize {
+		return [2]int{}, fmt.Errorf("must be 1..%d, found %v", MaxImageSize, two)
 	}
 	return [2]int{two[0], two[1]}, nil
 }

@@ -22,8 +22,13 @@ const promptKeyFormat = 1
 // model's text embedding: the text encoder's ONNX bytes, the tokenizer
 // files, the context length, and the backend and precision the text tower
 // actually runs at (a TensorRT text engine that the accuracy guard refused
-// runs on FP32 ONNX Runtime and shares that key). Two models with the same
-// key give the same embeddings, so they may share cached ones.
+// runs on FP32 ONNX Runtime and shares that key). On ONNX Runtime, two
+// models with the same key give the same embeddings, so they may share
+// cached ones. On TensorRT the key names the engine's TensorRT and GPU,
+// but not the engine: a rebuild (after a cache loss, another batch
+// profile) may choose other kernels, and its embeddings then agree with
+// the cached ones within the accuracy guard's tolerance (cosine 0.999 to
+// FP32), not bit for bit.
 func (m *Model) PromptCacheKey() (promptcache.ModelKey, error) {
 	tower, err := textTower(m.Encoder)
 	if err != nil {
@@ -33,7 +38,8 @@ func (m *Model) PromptCacheKey() (promptcache.ModelKey, error) {
 }
 
 // OpenPromptCache opens this model's prompt cache in stateDir, bounded to
-// maxBytes for every model together (0: promptcache.DefaultMaxBytes).
+// maxBytes for every model together (0: promptcache.DefaultMaxBytes;
+// promptcache.NoEviction: compacted but never evicted by this process).
 func (m *Model) OpenPromptCache(stateDir string, maxBytes int64) (*promptcache.Cache, error) {
 	key, err := m.PromptCacheKey()
 	if err != nil {
@@ -54,7 +60,13 @@ func textTower(enc engine.Encoder) (string, error) {
 			return "onnxruntime fp32", nil
 		}
 		// An engine's numerics follow the TensorRT version and the GPU
-		// that chose its kernels, as its engine cache key does.
+		// that chose its kernels, as its engine cache key does. The
+		// precision is the one asked for: TensorRT builds FP32 where the
+		// GPU has no fast FP16 (platformHasFastFp16), which the GPU and
+		// compute capability named here already decide, so the key still
+		// separates such engines; only its "fp16" is then a misnomer. The
+		// engine does not report what it was built with (a cached plan
+		// does not say), so the key cannot name it.
 		v, err := trt.Versions()
 		if err != nil {
 			return "", err

@@ -17,6 +17,8 @@ func openTensorRT(b *bundle.Bundle, opts Options, log *slog.Logger) (engine.Enco
 		Build:          trt.BuildOptions{OptBatch: max(opts.OptBatch, 1), MaxBatch: max(opts.MaxBatch, opts.OptBatch, 1)},
 		ONNXRuntimeLib: opts.ONNXRuntimeLib,
 		Threads:        opts.Threads,
+		Spinning:       opts.Spinning,
+		TextIdle:       opts.TextIdle,
 		Log:            log,
 		Progress:       opts.Progress,
 	})

@@ -33,6 +33,16 @@ func decodePNG(data []byte, maxPixels int) (*pngImage, error) {
 	if uint64(width)*uint64(height) > uint64(maxPixels) {
 		return nil, fmt.Errorf("PNG: image %dx%d exceeds the limit of %d pixels", width, height, maxPixels)
 	}
+	// The pixel limit is what Go's decoder may allocate at 8 bits a
+	// sample: it decodes into RGBA or NRGBA, 4 bytes a pixel, before the
+	// copy below keeps what Pillow does. A 16-bit PNG decodes into
+	// RGBA64 or NRGBA64, 8 bytes a pixel, so at 100 megapixels it would
+	// take 800 MB (and the copy 400 MB more) per request: such images
+	// get half the pixels, the same bytes.
+	if decoded, budget := uint64(width)*uint64(height)*pngDecodedBytes(depth), uint64(maxPixels)*4; decoded > budget {
+		return nil, fmt.Errorf("PNG: a %d-bit image of %dx%d decodes to %d MiB, more than the limit of %d MiB (%d pixels at 4 bytes each)",
+			depth, width, height, decoded>>20, budget>>20, maxPixels)
+	}
 	var mode pixelMode
 	switch {
 	case colorType == 0 && depth <= 8 && depth > 1:
@@ -107,4 +117,14 @@ func decodePNG(data []byte, maxPixels int) (*pngImage, error) {
 		}
 	}
 	return out, nil
+}
+
+// pngDecodedBytes is the size of one pixel in the image Go's decoder
+// returns, at most: 8 bytes at 16 bits a sample, else 4 (grey without
+// transparency takes 1, but only the pixel limit matters there).
+func pngDecodedBytes(depth byte) uint64 {
+	if depth == 16 {
+		return 8
+	}
+	return 4
 }

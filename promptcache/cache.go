@@ -41,9 +41,13 @@
 // time is safe: the next write recreates it.
 //
 // Bounds. All segments together stay within Config.MaxBytes (1 GiB by
-// default, `[model] prompt_cache_max`), give or take the segment just
+// default, `[model] prompt_cache_max`), give or take the segments just
 // written: after a write, the segments whose entries were used least
-// recently are deleted until the total fits. An entry's use time is
+// recently are deleted until the total fits, except those the write
+// itself made, so that a bound smaller than one write still keeps that
+// write. A one-shot command opens the cache with NoEviction: it
+// compacts but leaves eviction to the daemon, whose bound it does not
+// know. An entry's use time is
 // refreshed on disk when a lookup finds it more than a day old, and
 // compaction groups entries of like age, so whole segments of cold
 // entries go first. Small segments (one per label edit) are merged once a
@@ -71,6 +75,14 @@ import (
 
 // DefaultMaxBytes bounds the cache when Config.MaxBytes is 0.
 const DefaultMaxBytes = 1 << 30
+
+// NoEviction as Config.MaxBytes makes a Cache that compacts but never
+// evicts: the bound of a shared cache is its owner's (the daemon's
+// prompt_cache_max), which a one-shot command does not know, and
+// evicting to any other bound would trim the daemon's cache or let it
+// grow past its own. What such a Cache writes is evicted by the next
+// write of a Cache that has a bound.
+const NoEviction int64 = -1
 
 const (
 	// DirName is the cache's directory inside the state directory.
@@ -109,7 +121,7 @@ type Config struct {
 	// Dim is the embedding length, 1..MaxDim.
 	Dim int
 	// MaxBytes bounds the files of every model together; 0 means
-	// DefaultMaxBytes.
+	// DefaultMaxBytes, NoEviction no bound of this Cache's own.
 	MaxBytes int64
 	// Log receives one line per ignored file and per failed write.
 	Log *slog.Logger
@@ -142,7 +154,7 @@ func Open(cfg Config) (*Cache, error) {
 		return nil, errors.New("promptcache: no state directory")
 	case cfg.Dim < 1 || cfg.Dim > MaxDim:
 		return nil, fmt.Errorf("promptcache: dimension %d outside 1..%d", cfg.Dim, MaxDim)
-	case cfg.MaxBytes < 0:
+	case cfg.MaxBytes < 0 && cfg.MaxBytes != NoEviction:
 		return nil, fmt.Errorf("promptcache: negative size bound %d", cfg.MaxBytes)
 	}
 	if cfg.MaxBytes == 0 {
@@ -391,17 +403,23 @@ func (c *Cache) Put(prompts []string, embs [][]float32) error {
 }
 
 // write stores entries in new segments of at most segmentTarget bytes,
-// then maintains the cache.
+// then maintains the cache. The segments just written are spared by that
+// maintenance: with a bound smaller than one write (prompt_cache_max may
+// be 1 MiB, 1,000 prompts at dimension 512 are 2 MB), eviction would
+// otherwise delete what the caller is about to read back.
 func (c *Cache) write(entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	fresh := make(map[string]bool)
 	for _, chunk := range c.chunks(entries) {
-		if err := c.writeSegment(chunk); err != nil {
+		path, err := c.writeSegment(chunk)
+		if err != nil {
 			return err
 		}
+		fresh[path] = true
 	}
-	c.maintain()
+	c.maintain(fresh)
 	return nil
 }
 
@@ -420,10 +438,11 @@ func (c *Cache) chunks(entries []Entry) [][]Entry {
 	return append(out, entries[start:])
 }
 
-func (c *Cache) writeSegment(entries []Entry) error {
+// writeSegment stores entries in one new segment and returns its path.
+func (c *Cache) writeSegment(entries []Entry) (string, error) {
 	data, err := encodeSegment(c.model, c.dim, entries)
 	if err != nil {
-		return fmt.Errorf("promptcache: %w", err)
+		return "", fmt.Errorf("promptcache: %w", err)
 	}
 	newest := entries[0].Used
 	for _, e := range entries {
@@ -439,16 +458,17 @@ func (c *Cache) writeSegment(entries []Entry) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("promptcache: writing a segment in %s: %w", c.dir, err)
+		return "", fmt.Errorf("promptcache: writing a segment in %s: %w", c.dir, err)
 	}
 	c.owner.adopt(path)
-	return nil
+	return path, nil
 }
 
 // maintain merges small segments and evicts old ones, unless another
-// process is doing so now.
-func (c *Cache) maintain() {
-	unlock, ok, err := tryLock(filepath.Join(c.root, lockName))
+// process is doing so now. The segments in fresh (paths) are neither
+// merged nor evicted; a later write's maintenance may merge or evict them.
+func (c *Cache) maintain(fresh map[string]bool) {
+	unlock, ok, err := tryLock(filepath.Join(c.root, lockName), c.owner)
 	if err != nil {
 		c.log.Warn("prompt cache: no maintenance", "err", err)
 		return
@@ -457,16 +477,16 @@ func (c *Cache) maintain() {
 		return
 	}
 	defer unlock()
-	c.compact()
-	c.evict()
+	c.compact(fresh)
+	c.evict(fresh)
 }
 
 // compact merges the small segments of this model into few, keeping the
 // newest use of each prompt and grouping entries by age.
-func (c *Cache) compact() {
+func (c *Cache) compact(fresh map[string]bool) {
 	var small []dirEntry
 	for _, s := range c.segments(c.dir) {
-		if s.size < smallSegment {
+		if s.size < smallSegment && !fresh[filepath.Join(c.dir, s.name)] {
 			small = append(small, s)
 		}
 	}
@@ -520,7 +540,7 @@ func (c *Cache) compact() {
 		return cmp.Compare(a.Prompt, b.Prompt)
 	})
 	for _, chunk := range c.chunks(entries) {
-		if err := c.writeSegment(chunk); err != nil {
+		if _, err := c.writeSegment(chunk); err != nil {
 			// The inputs stay: nothing is lost, the merge is retried.
 			c.log.Warn("prompt cache: compaction failed", "dir", c.dir, "err", err)
 			return
@@ -533,8 +553,10 @@ func (c *Cache) compact() {
 }
 
 // evict deletes the least recently used segments of every model until
-// the cache fits in max bytes, and temporary files of dead writers.
-func (c *Cache) evict() {
+// the cache fits in max bytes (none with NoEviction), sparing those in fresh (so the cache may
+// exceed max by what the last write stored), and temporary files of dead
+// writers.
+func (c *Cache) evict(fresh map[string]bool) {
 	models, err := listDir(c.root)
 	if err != nil {
 		c.log.Warn("prompt cache: cannot list", "dir", c.root, "err", err)
@@ -568,11 +590,13 @@ func (c *Cache) evict() {
 				}
 			case isSegmentName(e.name) && e.mode.IsRegular():
 				total += e.size
-				segs = append(segs, seg{path, e.size, e.mtime})
+				if !fresh[path] {
+					segs = append(segs, seg{path, e.size, e.mtime})
+				}
 			}
 		}
 	}
-	if total <= c.max {
+	if c.max == NoEviction || total <= c.max {
 		return
 	}
 	slices.SortFunc(segs, func(a, b seg) int { return a.mtime.Compare(b.mtime) })
@@ -587,6 +611,8 @@ func (c *Cache) evict() {
 			files++
 		}
 	}
-	c.log.Info("prompt cache: evicted the least recently used entries", "dir", c.root,
-		"files", files, "bytes", freed, "max_bytes", c.max)
+	if files > 0 {
+		c.log.Info("prompt cache: evicted the least recently used entries", "dir", c.root,
+			"files", files, "bytes", freed, "max_bytes", c.max)
+	}
 }

@@ -3,8 +3,10 @@ package promptcache
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -443,6 +445,103 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// A bound smaller than one write (prompt_cache_max's minimum, 1 MiB,
+// against 1,000 prompts at dimension 512, 2.1 MB) keeps that write whole:
+// eviction spares the segments just written and takes the older ones.
+// The next write may evict this one in turn.
+func TestEvictionSparesTheWriteItFollows(t *testing.T) {
+	f := newFixture(t)
+	const dim = 512
+	c := f.open(t, testKey, dim, 1<<20)
+	old := prompts("an older label", 100)
+	if err := c.Put(old, vecs(old, dim)); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(time.Hour)
+	ps := prompts("a photo of a", 1000)
+	if err := c.Put(ps, vecs(ps, dim)); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, c, ps, dim)
+	for i, e := range c.Get(old) {
+		if e != nil {
+			t.Fatalf("older prompt %d kept though the cache is over its bound", i)
+		}
+	}
+	// Refreshing entries on Get is a write too: a bound of 1 byte keeps
+	// what was just refreshed.
+	f.clock.advance(2 * refreshAfter)
+	tiny := f.open(t, testKey, dim, 1)
+	checkAll(t, tiny, ps[:10], dim)
+	checkAll(t, tiny, ps[:10], dim)
+	f.clock.advance(time.Hour)
+	more := prompts("a newer label", 5)
+	if err := tiny.Put(more, vecs(more, dim)); err != nil {
+		t.Fatal(err)
+	}
+	checkAll(t, tiny, more, dim)
+	for i, e := range tiny.Get(ps[:10]) {
+		if e != nil {
+			t.Fatalf("prompt %d of an earlier write survived a 1-byte bound", i)
+		}
+	}
+}
+
+// A Cache without a bound of its own (a one-shot command's) evicts
+// nothing, whatever the total, but still merges small segments and
+// removes dead writers' temporary files.
+func TestNoEvictionKeepsEverything(t *testing.T) {
+	f := newFixture(t)
+	const dim = 8
+	other := f.open(t, ModelKey{7}, dim, 0)
+	old := prompts("another model", 50)
+	if err := other.Put(old, vecs(old, dim)); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(other.Dir(), tempPrefix+"dead")
+	os.WriteFile(stale, []byte("half a segment"), 0o644)
+	then := f.clock.now().Add(-2 * staleTemp)
+	os.Chtimes(stale, then, then)
+	// Twice the default bound, as eviction sees it (the listed size; a
+	// sparse file takes no disk), and the oldest: any bound evicts it.
+	huge := filepath.Join(other.Dir(), "0123456789abcdef"+segmentExt)
+	if err := os.WriteFile(huge, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, 2*DefaultMaxBytes); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(huge, then, then)
+	c := f.open(t, testKey, dim, NoEviction)
+	var all []string
+	for i := range 2 * mergeAbove {
+		f.clock.advance(time.Minute)
+		ps := prompts(fmt.Sprintf("edit %d", i), 3)
+		all = append(all, ps...)
+		if err := c.Put(ps, vecs(ps, dim)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkAll(t, c, all, dim)
+	for _, p := range append(segmentFiles(t, other.Dir()), huge) {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("evicted: %v", err)
+		}
+	}
+	if n := len(segmentFiles(t, c.Dir())); n > mergeAbove+1 {
+		t.Errorf("%d segments: no compaction", n)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("a dead writer's temporary file survived")
+	}
+	if slices.ContainsFunc(f.log.lines(), func(l string) bool { return strings.Contains(l, "evicted") }) {
+		t.Errorf("evicted: %q", f.log.lines())
+	}
+	if _, err := Open(Config{StateDir: f.state, Dim: dim, MaxBytes: -2}); err == nil {
+		t.Error("a negative bound other than NoEviction accepted")
+	}
+}
+
 // Eviction is global: another model's old segments go first.
 func TestEvictionSpansModels(t *testing.T) {
 	f := newFixture(t)
@@ -507,7 +606,7 @@ func TestAdministratorFilesGoToTheStateDirOwner(t *testing.T) {
 	if err := c.Put([]string{"p"}, [][]float32{{1, 0, 0, 0}}); err != nil {
 		t.Fatal(err)
 	}
-	paths := append([]string{filepath.Join(state, DirName), c.root, c.dir}, segmentFiles(t, c.dir)...)
+	paths := append([]string{filepath.Join(state, DirName), c.root, c.dir, filepath.Join(c.root, lockName)}, segmentFiles(t, c.dir)...)
 	for _, p := range paths {
 		var st syscall.Stat_t
 		if err := syscall.Lstat(p, &st); err != nil {
@@ -517,4 +616,92 @@ func TestAdministratorFilesGoToTheStateDirOwner(t *testing.T) {
 			t.Errorf("%s belongs to uid %d, want %d", p, st.Uid, nobody)
 		}
 	}
+}
+
+// A lock file that the service user cannot write (root made it with
+// `sudo clipd classify`, or its mode is 0444) must not turn maintenance
+// off: the next write still compacts and evicts. As root, the service
+// user is played by a helper process running as nobody against a lock
+// file that belongs to root.
+func TestMaintenanceWithALockFileNotWritable(t *testing.T) {
+	dir, err := os.MkdirTemp("", "promptcache-lock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const nobody = 65534
+	root := os.Geteuid() == 0
+	if root {
+		// Everything on the way to the state directory must be open to
+		// nobody, and the state directory its own.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(state, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older segment that the bound of the helper's write evicts.
+	old, err := Open(Config{StateDir: state, Model: testKey, Dim: helperDim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := prompts("older", 20)
+	if err := old.Put(ps, vecs(ps, helperDim)); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(old.root, lockName)
+	if root {
+		// What clipd before this fix left behind: root's, 0644.
+		if err := os.Chown(lock, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := os.Chmod(lock, 0o444); err != nil {
+		t.Fatal(err)
+	}
+
+	var log bytes.Buffer
+	if root {
+		bin := filepath.Join(dir, "promptcache.test")
+		exe, err := os.ReadFile(os.Args[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, exe, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(bin, "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=maintain", "PROMPTCACHE_TEST_STATE="+state)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("helper as nobody: %v\n%s", err, log.String())
+		}
+	} else if err := maintainHelper(state, &log); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log.String(), "no maintenance") || !strings.Contains(log.String(), "evicted") {
+		t.Errorf("the write did not maintain the cache: %s", log.String())
+	}
+	for i, e := range old.Get(ps) {
+		if e != nil {
+			t.Fatalf("older prompt %d still cached: nothing was evicted", i)
+		}
+	}
+}
+
+// maintainHelper plays a daemon whose cache is bounded to 1 byte: one
+// write, whose maintenance evicts everything older.
+func maintainHelper(state string, w io.Writer) error {
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	c, err := Open(Config{StateDir: state, Model: testKey, Dim: helperDim, MaxBytes: 1, Log: log})
+	if err != nil {
+		return err
+	}
+	ps := prompts("newer", 2)
+	return c.Put(ps, vecs(ps, helperDim))
 }

@@ -148,8 +148,15 @@ func writeSegment(dir string, data []byte, mtime time.Time) (string, error) {
 // tryLock takes the maintenance lock of the cache without waiting; ok is
 // false when another process holds it. The lock is an flock on a file in
 // the cache, released when unlock is called or the process dies.
-func tryLock(path string) (unlock func(), ok bool, err error) {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0o644)
+//
+// The file is opened read-only: flock needs no write access, so a lock
+// file that root created (a one-shot `sudo clipd classify`) still opens
+// for the service user, whatever its owner, as long as it is readable. A
+// lock file created as root is handed to the state directory's owner like
+// everything else the cache creates, so that a umask of 077 cannot lock
+// the service out of maintenance either.
+func tryLock(path string, o owner) (unlock func(), ok bool, err error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0o644)
 	if err != nil {
 		return nil, false, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -157,6 +164,11 @@ func tryLock(path string) (unlock func(), ok bool, err error) {
 	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
 		return nil, false, fmt.Errorf("%s: the lock is not a regular file", path)
+	}
+	if o.chown && (int(st.Uid) != o.uid || int(st.Gid) != o.gid) {
+		// On the descriptor, not the path: what was checked is what is
+		// chowned.
+		unix.Fchown(fd, o.uid, o.gid)
 	}
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		unix.Close(fd)

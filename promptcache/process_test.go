@@ -22,7 +22,15 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
+	switch mode := os.Getenv(helperEnv); mode {
+	case "":
+	case "maintain":
+		if err := maintainHelper(os.Getenv("PROMPTCACHE_TEST_STATE"), os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	default:
 		os.Exit(helper(mode))
 	}
 	os.Exit(m.Run())

@@ -7,8 +7,9 @@
 // The TensorRT calls live in a C++ shim (shim.h, shim.cpp) compiled only
 // with the build tag "tensorrt" (make TENSORRT=1). Without the tag,
 // stub.go makes Available, Load, Build and Open return an error that says
-// how to rebuild; the cache, the accuracy guard, backend selection and the
-// workspace cap are pure Go and always compiled and tested.
+// how to rebuild; the cache, the accuracy guard and the workspace cap are
+// pure Go and always compiled and tested. Choosing between this backend
+// and ONNX Runtime is engine.SelectBackend's.
 //
 // Each Engine owns one TensorRT execution context, one CUDA stream and
 // staging buffers sized for its largest batch; Infer calls on one Engine

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/clipd/clipd/internal/procfs"
 	"github.com/clipd/clipd/tokenizer"
@@ -46,6 +47,11 @@ type Options struct {
 	Reference      engine.Encoder
 	ONNXRuntimeLib string
 	Threads        int
+	// Spinning and TextIdle configure the reference that Open opens, as
+	// for the ONNX Runtime backend (onnxrt.Options): an encoder whose
+	// engine the guard refuses runs on it for as long as the daemon runs.
+	Spinning bool
+	TextIdle time.Duration
 	// MinCosine overrides the guard's threshold; 0 means MinCosine.
 	MinCosine float64
 	Log       *slog.Logger
@@ -104,7 +110,8 @@ func Open(b *bundle.Bundle, opts Options) (enc *Encoder, err error) {
 	}()
 	ref := opts.Reference
 	if ref == nil {
-		ref, err = onnxrt.Open(b, onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads})
+		ref, err = onnxrt.Open(b, onnxrt.Options{LibraryPath: opts.ONNXRuntimeLib, IntraOpThreads: opts.Threads,
+			Spinning: opts.Spinning, TextIdle: opts.TextIdle})
 		if err != nil {
 			return nil, fmt.Errorf("trt: opening the FP32 reference for the accuracy guard: %w", err)
 		}
@@ -118,6 +125,17 @@ func Open(b *bundle.Bundle, opts Options) (enc *Encoder, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.applyVerdicts(vis, txt, log)
+	return e, nil
+}
+
+// applyVerdicts closes each engine the guard refused, so that its encoder
+// runs on the reference, and closes what of the reference nothing uses
+// any more: all of it when both engines were accepted, else the tower
+// whose engine was (the text session the guard opened, or the visual
+// session for good), when the reference can (onnxrt's CloseText and
+// CloseImages).
+func (e *Encoder) applyVerdicts(vis, txt Verdict, log *slog.Logger) {
 	for _, t := range []struct {
 		tw *tower
 		v  Verdict
@@ -133,13 +151,21 @@ func Open(b *bundle.Bundle, opts Options) (enc *Encoder, err error) {
 		t.tw.engine.Close()
 		t.tw.engine = nil
 	}
-	if !e.visual.fallback && !e.text.fallback {
+	switch ref := e.reference; {
+	case !e.visual.fallback && !e.text.fallback:
 		e.reference = nil
 		if err := ref.Close(); err != nil {
 			log.Warn("closing the FP32 reference", "err", err)
 		}
+	case !e.text.fallback:
+		if r, ok := ref.(interface{ CloseText() }); ok {
+			r.CloseText()
+		}
+	case !e.visual.fallback:
+		if r, ok := ref.(interface{ CloseImages() }); ok {
+			r.CloseImages()
+		}
 	}
-	return e, nil
 }
 
 // openEngines gets both engines from the cache, building what is missing.
@@ -164,17 +190,22 @@ func openEngines(b *bundle.Bundle, opts Options, log *slog.Logger) (*Encoder, er
 	if err != nil {
 		return nil, err
 	}
-	mem, err := procfs.ReadMeminfo(root)
-	if err != nil {
-		return nil, fmt.Errorf("trt: workspace limit: %w", err)
-	}
-	avail := mem.Available
-	gpuFree := device.FreeMemory
-	if device.Integrated {
-		gpuFree = 0 // the same DRAM that MemAvailable already counts
-	}
-	if build.WorkspaceBytes, err = WorkspaceLimit(build.WorkspaceBytes, avail, gpuFree); err != nil {
-		return nil, err
+	// The workspace is capped by the memory free when a build runs, not
+	// now: loading a cached engine needs none, and the key holds the
+	// workspace asked for (see engineFromCache).
+	spare := func(requested uint64) (uint64, error) {
+		mem, err := procfs.ReadMeminfo(root)
+		if err != nil {
+			return 0, fmt.Errorf("trt: workspace limit: %w", err)
+		}
+		var gpuFree uint64 // integrated: the same DRAM that MemAvailable counts
+		if !device.Integrated {
+			gpuFree = device.FreeMemory
+			if d, err := DeviceInfo(); err == nil {
+				gpuFree = d.FreeMemory // after the engines loaded so far
+			}
+		}
+		return WorkspaceLimit(requested, mem.Available, gpuFree)
 	}
 	dir := opts.CacheDir
 	if dir == "" {
@@ -204,16 +235,9 @@ func openEngines(b *bundle.Bundle, opts Options, log *slog.Logger) (*Encoder, er
 			return nil, fmt.Errorf("trt: %w", err)
 		}
 		key := NewKeyInputs(s.name, sum, versions, device, l4t, build)
-		bo := build
-		bo.TimingCache = cache.LoadTimingCache(key)
-		bo.SaveTimingCache = func(data []byte) {
-			if err := cache.SaveTimingCache(key, data); err != nil {
-				log.Warn("saving the TensorRT timing cache", "err", err)
-			}
-		}
 		var eng *Engine
-		outcome, err := cache.GetOrBuild(key,
-			func() ([]byte, error) { return Build(s.path, bo, opts.Progress) },
+		outcome, err := engineFromCache(cache, key, build, spare,
+			func(bo BuildOptions) ([]byte, error) { return Build(s.path, bo, opts.Progress) },
 			func(plan []byte) error {
 				loaded, err := Load(plan)
 				if err != nil {
@@ -238,6 +262,34 @@ func openEngines(b *bundle.Bundle, opts Options, log *slog.Logger) (*Encoder, er
 		*s.dst = &tower{name: s.name, engine: eng, path: outcome.Path}
 	}
 	return e, nil
+}
+
+// engineFromCache gets one encoder's engine plan from the cache, or
+// builds it with the workspace that spare allows at that moment (and the
+// GPU's timing cache). The key holds the workspace asked for
+// (build.WorkspaceBytes), not the capped one: the cap follows the memory
+// free at each start, and keying on it made a constrained machine rebuild
+// (minutes) on almost every start. A plan built under a tighter cap may
+// have fewer tactics to choose from; it is still what the accuracy guard
+// checks, and a later build (another TensorRT, another model) gets the
+// cap of its own time.
+func engineFromCache(cache *Cache, key KeyInputs, build BuildOptions, spare func(requested uint64) (uint64, error),
+	buildPlan func(BuildOptions) ([]byte, error), load func([]byte) error) (Outcome, error) {
+	return cache.GetOrBuild(key, func() ([]byte, error) {
+		bo := build
+		ws, err := spare(bo.WorkspaceBytes)
+		if err != nil {
+			return nil, err
+		}
+		bo.WorkspaceBytes = ws
+		bo.TimingCache = cache.LoadTimingCache(key)
+		bo.SaveTimingCache = func(data []byte) {
+			if err := cache.SaveTimingCache(key, data); err != nil {
+				cache.log().Warn("saving the TensorRT timing cache", "err", err)
+			}
+		}
+		return buildPlan(bo)
+	}, load)
 }
 
 // checkEngine verifies that an engine (possibly from the cache) has the

@@ -171,11 +171,18 @@ func Build(onnxPath string, opts BuildOptions, progress func(string)) ([]byte, e
 	}
 	var n C.size_t
 	p := C.clipd_trt_build_plan(b, &n)
-	plan := C.GoBytes(p, C.int(n))
+	plan, err := copyOut(p, uint64(n), maxEngineBytes, "engine plan")
+	if err != nil {
+		return nil, err
+	}
 	if o.SaveTimingCache != nil {
 		tp := C.clipd_trt_build_timing_cache(b, &n)
-		if n > 0 {
-			o.SaveTimingCache(C.GoBytes(tp, C.int(n)))
+		// A timing cache that cannot be copied only costs the next
+		// build its head start.
+		if timings, err := copyOut(tp, uint64(n), maxEngineBytes, "timing cache"); err == nil && len(timings) > 0 {
+			o.SaveTimingCache(timings)
+		} else if err != nil && progress != nil {
+			progress(err.Error())
 		}
 	}
 	if progress != nil {

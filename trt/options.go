@@ -30,8 +30,9 @@ type BuildOptions struct {
 	// MinBatch, OptBatch and MaxBatch are the optimization profile of the
 	// batch dimension; zero means 1, MinBatch and DefaultMaxBatch.
 	MinBatch, OptBatch, MaxBatch int
-	// WorkspaceBytes limits TensorRT's scratch memory (already capped by
-	// WorkspaceLimit in Open); zero means DefaultWorkspace.
+	// WorkspaceBytes limits TensorRT's scratch memory; zero means
+	// DefaultWorkspace. Open caps it by WorkspaceLimit when it builds,
+	// and keys the engine cache on the value asked for.
 	WorkspaceBytes uint64
 	// FP16LayerNorm lets TensorRT run LayerNorms in FP16. Off by default:
 	// CLIP's residual stream overflows FP16 in the variance.

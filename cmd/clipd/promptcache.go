@@ -55,6 +55,15 @@ func resolveStateDir(flagValue string) (string, error) {
 
 // open returns the prompt cache of m, or nil (no cache) after saying why
 // on stderr: a command works without its cache, only slower.
+//
+// A one-shot command has no configuration, so it does not know the
+// daemon's prompt_cache_max: it never evicts (promptcache.NoEviction).
+// Evicting to a bound of its own would trim a daemon configured for more
+// (eviction covers every model in the directory) on every `clipd
+// classify`. What it adds is a few KiB per new prompt, evicted by the
+// daemon's next write; a cache that only one-shot commands use (the
+// user's ~/.cache/clipd) grows by the prompts they encode, and may be
+// removed at any time.
 func (c *cacheFlags) open(m *model.Model, stderr io.Writer) *promptcache.Cache {
 	if c.off {
 		return nil
@@ -62,7 +71,7 @@ func (c *cacheFlags) open(m *model.Model, stderr io.Writer) *promptcache.Cache {
 	dir, err := resolveStateDir(c.stateDir)
 	if err == nil {
 		var cache *promptcache.Cache
-		if cache, err = m.OpenPromptCache(dir, 0); err == nil {
+		if cache, err = m.OpenPromptCache(dir, promptcache.NoEviction); err == nil {
 			return cache
 		}
 	}

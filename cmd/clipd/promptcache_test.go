@@ -22,6 +22,7 @@ import (
 	"github.com/clipd/clipd/internal/testmodel"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/promptcache"
 	"golang.org/x/sys/unix"
 )
 
@@ -108,6 +109,38 @@ func TestClassifyUsesThePromptCache(t *testing.T) {
 	cold := run("--state-dir", state, "--no-prompt-cache")
 	if math.Abs(cold.Top[0].Score-warm.Top[0].Score) < 1e-3 {
 		t.Fatalf("--no-prompt-cache gave the planted result %+v", cold.Top)
+	}
+}
+
+// A one-shot command does not know the daemon's prompt_cache_max, so its
+// writes evict nothing: a daemon's cache of more than the default bound
+// (here one segment of 2 GiB as eviction sees it, a sparse file, under
+// another model's key, older than anything) survives a cold classify.
+func TestClassifyEvictsNothing(t *testing.T) {
+	state := t.TempDir()
+	other := filepath.Join(state, promptcache.DirName, "v1", strings.Repeat("ab", 32))
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(other, "0123456789abcdef.seg")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 2*promptcache.DefaultMaxBytes); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	os.Chtimes(big, old, old)
+	labelsFile := filepath.Join(t.TempDir(), "c.labels")
+	writeFile(t, labelsFile, "red\ngreen\n")
+	clipd(t, "", "classify", "--model", demoBundle(t), "--backend", "onnxruntime", "--labels", labelsFile,
+		"--state-dir", state, referenceImage(t))
+	if _, err := os.Stat(big); err != nil {
+		t.Fatalf("classify evicted the daemon's cache: %v", err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(state, promptcache.DirName, "v1", "*", "*.seg"))
+	if len(segs) != 2 {
+		t.Errorf("segments %v, want the planted one and classify's", segs)
 	}
 }
 

@@ -164,6 +164,37 @@ func (e *Encoder) closeIdleText(ctx context.Context, idle time.Duration) {
 	}
 }
 
+// CloseText closes the text session now; the next EncodeTexts opens it
+// again. It waits for calls in flight. For an owner that has finished
+// with text for a while (trt, whose accuracy guard needed this text
+// session once and whose text engine it accepted).
+func (e *Encoder) CloseText() {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if e.closed {
+		return
+	}
+	e.textMu.Lock()
+	defer e.textMu.Unlock()
+	e.text.closeSession()
+}
+
+// CloseImages closes the visual session for good: later EncodeImages calls
+// fail, text calls go on. It waits for calls in flight. For an owner that
+// keeps this encoder for text only (trt, after its accuracy guard
+// accepted the visual engine and refused the text one): the visual
+// session holds the image tower's weights, 350 MB for ViT-B/32.
+func (e *Encoder) CloseImages() {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if !e.closed {
+		e.visual.closeSession()
+	}
+}
+
+// ErrImagesClosed is returned by EncodeImages after CloseImages.
+var ErrImagesClosed = errors.New("onnxrt: the image session was closed (CloseImages)")
+
 // TextLoaded says whether the text session is open now.
 func (e *Encoder) TextLoaded() bool {
 	e.textMu.Lock()
@@ -476,6 +507,9 @@ func (e *Encoder) EncodeImages(pixels []float32, n int) ([][]float32, error) {
 		return nil, ErrClosed
 	}
 	t := e.visual
+	if t.session == nil {
+		return nil, ErrImagesClosed
+	}
 	if err := t.checkBatch(n); err != nil {
 		return nil, err
 	}

@@ -129,3 +129,44 @@ func TestNegativeTextIdleRefused(t *testing.T) {
 	_, err := Open(linearBundle(t, linearImage, linearText), Options{TextIdle: -time.Second})
 	errContains(t, err, "TextIdle must be >= 0")
 }
+
+// CloseText frees the text session at once (the next text call opens it
+// again); CloseImages frees the visual one for good, and text calls go on.
+func TestCloseTextAndCloseImages(t *testing.T) {
+	requireRuntime(t)
+	enc, err := Open(linearBundle(t, linearImage, linearText), Options{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	tokens, want := linearTokens()
+	if _, err := enc.EncodeTexts(tokens); err != nil {
+		t.Fatal(err)
+	}
+	enc.CloseText()
+	if enc.TextLoaded() {
+		t.Fatal("CloseText left the text session open")
+	}
+	got, err := enc.EncodeTexts(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "text after CloseText", got, want, 1e-5)
+	enc.CloseImages()
+	if _, err := enc.EncodeImages(make([]float32, 3*32*32), 1); err != ErrImagesClosed {
+		t.Fatalf("EncodeImages after CloseImages: %v", err)
+	}
+	if enc.visual.session != nil {
+		t.Fatal("CloseImages left the visual session open")
+	}
+	got, err = enc.EncodeTexts(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClose(t, "text after CloseImages", got, want, 1e-5)
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	enc.CloseText() // after Close: nothing to do, no panic
+	enc.CloseImages()
+}

@@ -38,6 +38,7 @@ const (
 	typeMap          = 5 // TypeProto.map_type
 	typeSparseTensor = 8 // TypeProto.sparse_tensor_type
 	typeOptional     = 9 // TypeProto.optional_type
+	typeDenotation   = 6 // TypeProto.denotation (a string; skipped)
 
 	tensorTypeElem  = 1 // TypeProto.Tensor.elem_type
 	tensorTypeShape = 2 // TypeProto.Tensor.shape
@@ -275,7 +276,13 @@ func parseType(data []byte, info *ort.InputOutputInfo) error {
 		if err != nil {
 			return err
 		}
-		info.Dimensions, info.DataType = nil, ort.TensorElementDataTypeUndefined
+		// value is a oneof: a later type field replaces an earlier one, as
+		// protobuf decodes it. Other fields (denotation, a string written
+		// after tensor_type) leave the type alone.
+		switch field {
+		case typeTensor, typeSparseTensor, typeSequence, typeMap, typeOptional:
+			info.Dimensions, info.DataType = nil, ort.TensorElementDataTypeUndefined
+		}
 		switch field {
 		case typeTensor, typeSparseTensor:
 			info.OrtValueType = ort.ONNXTypeTensor

@@ -176,6 +176,41 @@ func TestReadModelIORefusesWhatIsNotAModel(t *testing.T) {
 	}
 }
 
+// TypeProto.denotation is a string field after tensor_type: it must not
+// wipe the element type and shape read before it (which made checkIO
+// refuse a model ONNX Runtime accepts), while a second type field of the
+// oneof still replaces the first, as protobuf decodes it.
+func TestReadModelIOKeepsTheTypeAcrossADenotation(t *testing.T) {
+	decl := pbTensorDecl("image", uint64(ort.TensorElementDataTypeFloat), -1, 3, 224, 224)
+	// pbTensorDecl ends with the type field; add a denotation inside it.
+	typeBody := append(pbBytes(typeTensor, append(pbUint(tensorTypeElem, 1), pbBytes(tensorTypeShape, pbBytes(shapeDim, pbUint(dimValue, 7)))...)),
+		pbBytes(typeDenotation, []byte("IMAGE"))...)
+	withDenotation := append(pbBytes(valueInfoName, []byte("image")), pbBytes(valueInfoType, typeBody)...)
+	twoTypes := append(pbBytes(valueInfoName, []byte("image")),
+		pbBytes(valueInfoType, append(pbBytes(typeTensor, pbUint(tensorTypeElem, 1)), pbBytes(typeSequence, nil)...))...)
+	for _, tc := range []struct {
+		name string
+		decl []byte
+		want ort.InputOutputInfo
+	}{
+		{"plain", decl, ort.InputOutputInfo{Name: "image", OrtValueType: ort.ONNXTypeTensor, DataType: ort.TensorElementDataTypeFloat, Dimensions: ort.Shape{-1, 3, 224, 224}}},
+		{"denotation after tensor_type", withDenotation, ort.InputOutputInfo{Name: "image", OrtValueType: ort.ONNXTypeTensor, DataType: ort.TensorElementDataTypeFloat, Dimensions: ort.Shape{7}}},
+		{"sequence after tensor_type", twoTypes, ort.InputOutputInfo{Name: "image", OrtValueType: ort.ONNXTypeSequence, DataType: ort.TensorElementDataTypeUndefined}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			model := pbBytes(modelGraph, append(pbBytes(graphInput, tc.decl), pbBytes(graphOutput, pbTensorDecl("embedding", 1, -1, 4))...))
+			in, _, err := readModelIO(bytes.NewReader(model), int64(len(model)))
+			if err != nil || len(in) != 1 {
+				t.Fatalf("%v, %v", in, err)
+			}
+			if got := in[0]; got.Name != tc.want.Name || got.OrtValueType != tc.want.OrtValueType || got.DataType != tc.want.DataType ||
+				!reflect.DeepEqual([]int64(got.Dimensions), []int64(tc.want.Dimensions)) {
+				t.Errorf("read %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
 // A model path that is a FIFO with no writer must fail at once, not block.
 func TestReadModelFileIORefusesAFIFO(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "model.onnx")

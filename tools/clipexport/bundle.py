@@ -96,12 +96,21 @@ def parse_vocab(data, source):
     except UnicodeDecodeError as err:
         raise ExportError(f"vocab {source}: not UTF-8: {err}") from None
     lines = text.split("\n")
+    # A final newline ends the last line; it is no empty merge (as in
+    # clipd's tokenizer/load.go parseMergeLines).
+    if lines and lines[-1] == "":
+        lines.pop()
     merges = 0
     for number, line in enumerate(lines[1:], start=2):
         if merges == MERGE_CAP:
             break
+        # A blank line among the merges is refused, not skipped: clipd
+        # refuses it, and OpenAI's merges[1:48895] counts it as a merge, so
+        # skipping it here would write a bundle whose vocab_size neither
+        # agrees with.
         if not line.strip():
-            continue
+            raise ExportError(f"vocab {source}:{number}: blank line among the merges (clipd's tokenizer refuses it, "
+                              f"and OpenAI's would count it as a merge)")
         if len(line.split()) != 2:
             raise ExportError(f"vocab {source}:{number}: want a merge 'a b', got {line[:60]!r}")
         merges += 1

@@ -111,8 +111,9 @@ class CLIPConfig:
         """The immich-layout config.json content for this architecture."""
         if self.is_resnet:
             # open_clip writes a ResNet's stage depths as a list under
-            # "layers", which clipd's bundle reader (an int there) refuses;
-            # "layers" is the block count and the depths have their own key.
+            # "layers"; clipd's bundle reader takes that list or the block
+            # count. This writes the count there, and the depths under
+            # their own key for readers that want a number.
             vision = {
                 "image_size": self.image_resolution,
                 "layers": sum(self.vision_layers),

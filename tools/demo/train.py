@@ -186,9 +186,14 @@ def recalibrate_batch_norm(model, images, order, batch):
     average over ordinary batches (every scene kind, in its natural mix).
     During training they follow the last few batches, and shape batches
     (one or two colours) have other statistics than the scenes the model
-    is used on; the exported model normalises with these."""
+    is used on; the exported model normalises with these. Returns the
+    number of batches run; 0 means the statistics were left as they were."""
     norms = [m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    if not norms:
+    batches = len(order) // batch
+    # Checked before the statistics are reset: with fewer images than one
+    # batch the loop below runs zero times, and the model would be saved
+    # with mean 0 and variance 1 in every BatchNorm.
+    if not norms or batches == 0:
         return 0
     saved = [m.momentum for m in norms]
     for m in norms:
@@ -201,7 +206,7 @@ def recalibrate_batch_norm(model, images, order, batch):
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     model.train(was_training)
-    return len(order) // batch
+    return batches
 
 
 def pair_prompts(tok, templates):
@@ -374,8 +379,12 @@ def main(argv):
             os.replace(args.out + ".partial", args.out)
     if args.bn_batches > 0:
         bn_order = np.random.default_rng(args.seed + 1).permutation(len(records))[:args.bn_batches * args.batch]
-        if recalibrate_batch_norm(model, images, bn_order, args.batch):
-            print(f"BatchNorm statistics recomputed over {args.bn_batches} batches", file=sys.stderr, flush=True)
+        ran = recalibrate_batch_norm(model, images, bn_order, args.batch)
+        if ran:
+            print(f"BatchNorm statistics recomputed over {ran} batches of {args.batch}", file=sys.stderr, flush=True)
+        elif any(isinstance(m, torch.nn.BatchNorm2d) for m in model.visual.modules()):
+            print(f"BatchNorm statistics kept from training: {len(bn_order)} records are fewer than one batch of "
+                  f"{args.batch}", file=sys.stderr, flush=True)
     torch.save(model.state_dict(), args.out)
     if val is not None:
         print(f"final val {json.dumps(evaluate(model, val[0], val[1], tok, templates))}", file=sys.stderr, flush=True)

@@ -101,6 +101,25 @@ class ResNetTower(unittest.TestCase):
         self.assertLess((got - want).abs().max().item(), 1e-2 * want.abs().max().item())
         self.assertEqual({m.momentum for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)}, {0.1})
 
+    def test_batch_norm_recalibration_needs_one_whole_batch(self):
+        import copy
+        import numpy as np
+        torch.manual_seed(0)
+        model = CLIP(CLIPConfig(32, 64, (1, 1, 1, 1), 16, None, 77, 600, 64, 1))
+        images = np.random.default_rng(0).integers(0, 256, size=(24, 64, 64, 3), dtype=np.uint8)
+        with torch.no_grad():
+            model.visual(train.to_tensor(images[:8]))  # training statistics, not the initial 0 and 1
+        before = copy.deepcopy(model.visual.state_dict())
+        # Fewer records than one batch: nothing runs, so nothing is reset.
+        self.assertEqual(train.recalibrate_batch_norm(model, images, np.arange(24), 32), 0)
+        after = model.visual.state_dict()
+        for name, value in before.items():
+            self.assertTrue(torch.equal(value, after[name]), name)
+        # The count is that of the batches run: 24 records make two of 10.
+        self.assertEqual(train.recalibrate_batch_norm(model, images, np.arange(24), 10), 2)
+        bn = next(m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        self.assertEqual(bn.num_batches_tracked.item(), 2)
+
 
 @unittest.skipIf(torch is None, "needs torch (Debian's /usr/bin/python3)")
 class CaptionTruth(unittest.TestCase):

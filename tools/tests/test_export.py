@@ -665,6 +665,31 @@ class ExportErrorTest(unittest.TestCase):
                              "2 merges give 516 tokens", "49408")
         self.assertNothingLeft()
 
+    def test_vocab_with_a_blank_line_is_refused(self):
+        # OpenAI's vocabulary with one blank line among its merges: skipping
+        # the line would still count 48894 merges (one more line is read),
+        # fit the model and write a bundle that clipd's tokenizer refuses.
+        with gzip.open(VOCAB, "rt", encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        lines.insert(1000, "")
+        blank = os.path.join(self.tmp, "blank.txt")
+        with open(blank, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        self.inputs = ("blank.txt",)
+        self.assertFailsWith(run_export(CHECKPOINTS["state"], os.path.join(self.tmp, "out"), "--vocab", blank),
+                             "blank.txt:1001: blank line among the merges")
+        self.assertNothingLeft()
+
+    def test_vocab_lines_are_counted_as_clipd_counts_them(self):
+        # A final newline ends the last merge; a second one is a blank line.
+        self.assertEqual(bundle.parse_vocab(b"#version: 0.2\ni n\nt h\n", "v")[0], 2)
+        self.assertEqual(bundle.parse_vocab(b"#version: 0.2\ni n\nt h", "v")[0], 2)
+        self.assertEqual(bundle.parse_vocab(b"#version: 0.2\ni n\r\nt h\r\n", "v")[0], 2)
+        for bad, line in ((b"#version: 0.2\ni n\nt h\n\n", 4), (b"#version: 0.2\n\ni n\n", 2),
+                          (b"#version: 0.2\ni n\n \t\nt h\n", 3)):
+            with self.assertRaisesRegex(bundle.ExportError, f"v:{line}: blank line"):
+                bundle.parse_vocab(bad, "v")
+
     def test_existing_bundle_needs_force_and_vocab_is_reused(self):
         out = os.path.join(self.tmp, "out")
         self.assertEqual(run_export(CHECKPOINTS["state"], out, "--vocab", VOCAB).returncode, 0)

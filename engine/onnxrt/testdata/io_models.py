@@ -50,3 +50,10 @@ save("sequence_output", helper.make_graph([seq, helper.make_node("Identity", ["x
                                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                                           [helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None),
                                            helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]))
+# Type denotations (TypeProto.denotation, written after tensor_type): they
+# name what a tensor means and change nothing of its type or shape.
+xd = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+xd.type.denotation = "TENSOR"
+yd = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])
+yd.type.denotation = "TENSOR"
+save("denotation", matmul_graph([xd], [yd], [w]))
