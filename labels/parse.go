@@ -26,6 +26,25 @@ const Placeholder = "{}"
 // directory by mistake gives an error instead of a huge allocation.
 const maxLineBytes = 64 * 1024
 
+// What one file may expand to. The encoder's time and the embeddings'
+// memory follow the prompts, not the file's bytes: templates multiply
+// names, so 20,000 templates and 200 labels, a 390 KB file, would ask
+// for 4,000,000 prompts (hours of encoding, gigabytes of embeddings). The
+// largest sets CLIP was evaluated with fit with room to spare: ImageNet,
+// 1,000 classes × 80 templates = 80,000 prompts; CIFAR-100, 100 × 18.
+const (
+	// MaxTemplates bounds a file's distinct template: lines.
+	MaxTemplates = 256
+	// MaxPrompts bounds a file's prompts, counted as written: every name
+	// and synonym in every template, plus every per-label prompt, before
+	// repeats within a label are dropped.
+	MaxPrompts = 100_000
+	// MaxPromptTextBytes bounds the text of those prompts together, so
+	// that a few long templates cannot stand in for many: 80,000 ImageNet
+	// prompts are about 4 MB.
+	MaxPromptTextBytes = 32 << 20
+)
+
 // Label is one class the classifier can answer.
 type Label struct {
 	// Name is what results report.
@@ -151,12 +170,37 @@ type pendingLabel struct {
 	prompts  []string // explicit prompts
 }
 
+// size is how many prompts the label expands to with templates, and their
+// bytes, without expanding: the bound must hold before the memory is spent.
+func (p pendingLabel) size(templates []string) (n, bytes int) {
+	if p.synonyms == nil {
+		for _, s := range p.prompts {
+			bytes += len(s)
+		}
+		return len(p.prompts), bytes
+	}
+	tmplBytes, holes := 0, 0
+	for _, t := range templates {
+		tmplBytes += len(t)
+		holes += strings.Count(t, Placeholder)
+	}
+	for _, s := range p.synonyms {
+		bytes += tmplBytes + holes*(len(s)-len(Placeholder))
+	}
+	return len(p.synonyms) * len(templates), bytes
+}
+
 // Parse reads a labels file. name is only used in error messages. Errors are
 // *ParseError values naming the file and line.
 func Parse(r io.Reader, name string) (*Set, error) {
 	set := &Set{File: name}
 	var pending []pendingLabel
 	firstLine := make(map[string]int) // lower-cased name -> line, for duplicates
+	templateSeen := make(map[string]bool)
+	// prompts counts what the labels so far expand to with the templates
+	// so far: a lower bound, since a later template: line adds to every
+	// label, which is enough to stop a file of a million labels early.
+	prompts := 0
 	fail := func(line int, format string, args ...any) error {
 		return &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -197,7 +241,11 @@ func Parse(r io.Reader, name string) (*Set, error) {
 				if err := checkTemplate(value); err != nil {
 					return nil, fail(lineNo, "%v", err)
 				}
-				if !contains(set.Templates, value) {
+				if !templateSeen[value] {
+					if len(set.Templates) == MaxTemplates {
+						return nil, fail(lineNo, "more than %d templates (CLIP's ImageNet set has 80)", MaxTemplates)
+					}
+					templateSeen[value] = true
 					set.Templates = append(set.Templates, value)
 				}
 				continue
@@ -249,6 +297,10 @@ func Parse(r io.Reader, name string) (*Set, error) {
 			return nil, fail(lineNo, "duplicate label %q (first defined on line %d)", last.name, prev)
 		}
 		firstLine[folded] = lineNo
+		n, _ := last.size(set.Templates)
+		if prompts += max(n, len(last.synonyms)); prompts > MaxPrompts {
+			return nil, fail(lineNo, "%s", tooManyPrompts(last.name, max(len(set.Templates), 1)))
+		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -262,6 +314,18 @@ func Parse(r io.Reader, name string) (*Set, error) {
 	if len(set.Templates) == 0 {
 		set.Templates = []string{DefaultTemplate}
 	}
+	total, totalBytes := 0, 0
+	for _, p := range pending {
+		n, b := p.size(set.Templates)
+		total, totalBytes = total+n, totalBytes+b
+		switch {
+		case total > MaxPrompts:
+			return nil, fail(p.line, "%s", tooManyPrompts(p.name, len(set.Templates)))
+		case totalBytes > MaxPromptTextBytes:
+			return nil, fail(p.line, "label %q takes the file's prompts past %d MiB of text (every name and synonym in each of %d templates, plus per-label prompts)",
+				p.name, MaxPromptTextBytes>>20, len(set.Templates))
+		}
+	}
 
 	set.Labels = make([]Label, len(pending))
 	for i, p := range pending {
@@ -272,6 +336,11 @@ func Parse(r io.Reader, name string) (*Set, error) {
 		set.Labels[i] = Label{Name: p.name, Line: p.line, Prompts: dedupe(prompts)}
 	}
 	return set, nil
+}
+
+func tooManyPrompts(label string, templates int) string {
+	return fmt.Sprintf("label %q takes the file past %d prompts (every name and synonym in each of %d templates, plus per-label prompts); split the file or use fewer templates",
+		label, MaxPrompts, templates)
 }
 
 // FromNames builds a set from bare label names, as a classify request over the
@@ -370,15 +439,6 @@ func isWord(s string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // dedupe drops repeated prompts: a synonym that equals the label would
