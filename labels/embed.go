@@ -196,7 +196,7 @@ func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 		}
 		w, err := engine.Ensemble(embs)
 		if err != nil {
-			return fmt.Errorf("%s:%d: label %q: %w", s.File, l.Line, l.Name, err)
+			return fmt.Errorf("%s:%d: label %s: %w", s.File, l.Line, quoted(l.Name), err)
 		}
 		l.Weight = w
 	}
@@ -249,7 +249,7 @@ func (e *Embedder) encode(ctx context.Context, file string, prompts []string, ca
 		}
 		for i, emb := range embs {
 			if !e.acceptDim(emb) {
-				return fmt.Errorf("%s: prompt %q: embedding has %d values, want %d", file, batch[i], len(emb), e.dim)
+				return fmt.Errorf("%s: prompt %s: embedding has %d values, want %d", file, quoted(batch[i]), len(emb), e.dim)
 			}
 		}
 		for i, emb := range embs {

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/internal/quote"
 )
 
 // DefaultTemplate is used when a file has no template: line.
@@ -252,14 +253,14 @@ func Parse(r io.Reader, name string) (*Set, error) {
 			}
 			prompts, err := splitList(value, '|')
 			if err != nil {
-				return nil, fail(lineNo, "label %q: %v after ':'", key, err)
+				return nil, fail(lineNo, "label %s: %v after ':'", quoted(key), err)
 			}
 			for _, p := range prompts {
 				if strings.Contains(p, Placeholder) {
 					if isWord(key) {
-						return nil, fail(lineNo, "unknown directive %q (the only directive is \"template:\"; per-label prompts after ':' are complete sentences and may not contain {})", key)
+						return nil, fail(lineNo, "unknown directive %s (the only directive is \"template:\"; per-label prompts after ':' are complete sentences and may not contain {})", quoted(key))
 					}
-					return nil, fail(lineNo, "label %q: prompt %q contains {}: per-label prompts after ':' are complete sentences, {} belongs in template: lines", key, p)
+					return nil, fail(lineNo, "label %s: prompt %s contains {}: per-label prompts after ':' are complete sentences, {} belongs in template: lines", quoted(key), quoted(p))
 				}
 			}
 			if err := checkName(key); err != nil {
@@ -273,14 +274,14 @@ func Parse(r io.Reader, name string) (*Set, error) {
 			}
 			synonyms, err := splitList(text[equals+1:], ',')
 			if err != nil {
-				return nil, fail(lineNo, "label %q: %v after '='", key, err)
+				return nil, fail(lineNo, "label %s: %v after '='", quoted(key), err)
 			}
 			for _, s := range synonyms {
 				if strings.ContainsAny(s, ":=|") {
-					return nil, fail(lineNo, "label %q: synonym %q contains ':', '=' or '|': a label line takes either '= synonyms' or ': prompts', not both", key, s)
+					return nil, fail(lineNo, "label %s: synonym %s contains ':', '=' or '|': a label line takes either '= synonyms' or ': prompts', not both", quoted(key), quoted(s))
 				}
 				if strings.ContainsAny(s, "{}") {
-					return nil, fail(lineNo, "label %q: synonym %q contains '{' or '}': synonyms are names put into the templates", key, s)
+					return nil, fail(lineNo, "label %s: synonym %s contains '{' or '}': synonyms are names put into the templates", quoted(key), quoted(s))
 				}
 			}
 			pending = append(pending, pendingLabel{name: key, line: lineNo, synonyms: append([]string{key}, synonyms...)})
@@ -294,7 +295,7 @@ func Parse(r io.Reader, name string) (*Set, error) {
 		last := pending[len(pending)-1]
 		folded := strings.ToLower(last.name)
 		if prev, dup := firstLine[folded]; dup {
-			return nil, fail(lineNo, "duplicate label %q (first defined on line %d)", last.name, prev)
+			return nil, fail(lineNo, "duplicate label %s (first defined on line %d)", quoted(last.name), prev)
 		}
 		firstLine[folded] = lineNo
 		n, _ := last.size(set.Templates)
@@ -322,8 +323,8 @@ func Parse(r io.Reader, name string) (*Set, error) {
 		case total > MaxPrompts:
 			return nil, fail(p.line, "%s", tooManyPrompts(p.name, len(set.Templates)))
 		case totalBytes > MaxPromptTextBytes:
-			return nil, fail(p.line, "label %q takes the file's prompts past %d MiB of text (every name and synonym in each of %d templates, plus per-label prompts)",
-				p.name, MaxPromptTextBytes>>20, len(set.Templates))
+			return nil, fail(p.line, "label %s takes the file's prompts past %d MiB of text (every name and synonym in each of %d templates, plus per-label prompts)",
+				quoted(p.name), MaxPromptTextBytes>>20, len(set.Templates))
 		}
 	}
 
@@ -339,8 +340,8 @@ func Parse(r io.Reader, name string) (*Set, error) {
 }
 
 func tooManyPrompts(label string, templates int) string {
-	return fmt.Sprintf("label %q takes the file past %d prompts (every name and synonym in each of %d templates, plus per-label prompts); split the file or use fewer templates",
-		label, MaxPrompts, templates)
+	return fmt.Sprintf("label %s takes the file past %d prompts (every name and synonym in each of %d templates, plus per-label prompts); split the file or use fewer templates",
+		quoted(label), MaxPrompts, templates)
 }
 
 // FromNames builds a set from bare label names, as a classify request over the
@@ -352,7 +353,7 @@ func FromNames(names []string, templates []string) (*Set, error) {
 	}
 	for _, n := range names {
 		if strings.ContainsAny(n, "\n\r#:=|") {
-			return nil, fmt.Errorf("label %q: may not contain newlines or any of # : = |", n)
+			return nil, fmt.Errorf("label %s: may not contain newlines or any of # : = |", quoted(n))
 		}
 		b.WriteString(n)
 		b.WriteByte('\n')
@@ -377,9 +378,9 @@ func checkTemplate(t string) error {
 	case t == "":
 		return errors.New("empty template")
 	case !strings.Contains(t, Placeholder):
-		return fmt.Errorf("template %q has no {} where the label goes", t)
+		return fmt.Errorf("template %s has no {} where the label goes", quoted(t))
 	case strings.ContainsAny(t, "|"):
-		return fmt.Errorf("template %q contains '|': write one template: line per template", t)
+		return fmt.Errorf("template %s contains '|': write one template: line per template", quoted(t))
 	}
 	return nil
 }
@@ -389,9 +390,9 @@ func checkName(name string) error {
 	case name == "":
 		return errors.New("empty label name")
 	case strings.Contains(name, "|"):
-		return fmt.Errorf("label %q contains '|': alternatives go after ':' (prompts) or '=' (synonyms)", name)
+		return fmt.Errorf("label %s contains '|': alternatives go after ':' (prompts) or '=' (synonyms)", quoted(name))
 	case strings.ContainsAny(name, "={}"):
-		return fmt.Errorf("label %q may not contain '=', '{' or '}'", name)
+		return fmt.Errorf("label %s may not contain '=', '{' or '}'", quoted(name))
 	}
 	return nil
 }
@@ -426,6 +427,12 @@ func controlChar(line string) (col int, r rune, found bool) {
 	}
 	return 0, 0, false
 }
+
+// quoted is how errors show a name, template or prompt: escaped and cut
+// to a few dozen bytes, since a label may have come from a socket client
+// (FromNames) and a file's line may be 64 KiB; the error's file:line says
+// where the rest is.
+func quoted(s string) string { return quote.Bounded(s) }
 
 // isWord reports whether s looks like a directive keyword, so that a typo
 // such as "templte: a photo of a {}." is reported as what it most likely is.

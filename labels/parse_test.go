@@ -411,3 +411,40 @@ func TestParseAcceptsCLIPsLargestSets(t *testing.T) {
 		t.Errorf("ImageNet-sized set: %d prompts, want 80000", n)
 	}
 }
+
+// Errors show a few dozen bytes of a name, prompt or template, escaped:
+// FromNames's names come from socket clients, and a file's line may be
+// 64 KiB; file:line tells where the rest is.
+func TestErrorsRepeatLittleOfTheInput(t *testing.T) {
+	long := strings.Repeat("n", 300)
+	for _, tc := range []struct {
+		what string
+		err  func() error
+	}{
+		{"a client's name with ':'", func() error { _, err := FromNames([]string{"dog", long + ":"}, nil); return err }},
+		{"a client's name with '{'", func() error { _, err := FromNames([]string{long + "{"}, nil); return err }},
+		{"a client's duplicate", func() error { _, err := FromNames([]string{long, long}, nil); return err }},
+		{"a file's duplicate", func() error { _, err := Parse(strings.NewReader(long+"\n"+long+"\n"), "f"); return err }},
+		{"a file's template", func() error {
+			_, err := Parse(strings.NewReader("template: "+strings.Repeat("t", 60_000)+"\ndog\n"), "f")
+			return err
+		}},
+		{"a file's prompt", func() error {
+			_, err := Parse(strings.NewReader("Big Dog: a "+strings.Repeat("p", 60_000)+" {}\n"), "f")
+			return err
+		}},
+		{"a file's synonym", func() error {
+			_, err := Parse(strings.NewReader("dog = "+strings.Repeat("s", 60_000)+"{\n"), "f")
+			return err
+		}},
+	} {
+		err := tc.err()
+		if err == nil {
+			t.Errorf("%s: no error", tc.what)
+			continue
+		}
+		if msg := err.Error(); len(msg) > 300 || !strings.Contains(msg, `…`) {
+			t.Errorf("%s: %d-byte error: %.400s", tc.what, len(msg), msg)
+		}
+	}
+}

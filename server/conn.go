@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,7 +218,7 @@ func (c *conn) lastWord(e commandError) {
 func (c *conn) handle(line []byte, lineNo int) {
 	var cmd Command
 	if err := json.Unmarshal(line, &cmd); err != nil {
-		c.replyError(nil, "", fmt.Sprintf("line %d: malformed command: %v", lineNo, err))
+		c.replyError(nil, "", fmt.Sprintf("line %d: malformed command: %s", lineNo, malformed(err)))
 		return
 	}
 	if err := checkID(cmd.ID); err != nil {
@@ -253,6 +255,53 @@ func (c *conn) handle(line []byte, lineNo int) {
 	default:
 		c.replyError(cmd.ID, "", fmt.Sprintf("unknown command %s (known: %s)", Quote(cmd.Cmd), knownCommands))
 	}
+}
+
+// malformed says why a line is not a Command without encoding/json's
+// text, which repeats the offending literal: a number of any length
+// (`{"top_k":999…}` with 300 digits). The kind of problem, the field and
+// the byte offset are enough to find it.
+func malformed(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not valid JSON (at byte %d)", syntax.Offset)
+	case errors.As(err, &typ):
+		// Value is encoding/json's word for the JSON found ("number",
+		// "string", "array"), with the literal after it when a number
+		// does not fit: only the word is repeated.
+		got, _, _ := strings.Cut(typ.Value, " ")
+		got = truncateUTF8(got, 16)
+		if typ.Field == "" {
+			return fmt.Sprintf("want a JSON object, got %s", got)
+		}
+		return fmt.Sprintf("field %s: want %s, got %s (at byte %d)", Quote(typ.Field), jsonKind(typ.Type), got, typ.Offset)
+	}
+	return "not a command object"
+}
+
+// jsonKind names what JSON a Command field takes, in JSON's words.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.String {
+			return "an array of strings"
+		}
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
 }
 
 const knownCommands = "subscribe, status, classify, snapshot, search"

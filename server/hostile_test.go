@@ -234,3 +234,28 @@ func FuzzCommandLine(f *testing.F) {
 		checkServerLines(t, out)
 	})
 }
+
+// encoding/json's errors repeat the literal they choke on, a number of any
+// length; what the server says instead names the field and the offset.
+func TestMalformedCommandErrorsAreBounded(t *testing.T) {
+	s := startServer(t, Config{Handler: &testHandler{}})
+	nc, c := rawConn(t, s)
+	digits := strings.Repeat("9", 300)
+	for _, tc := range []struct{ line, want string }{
+		{`{"cmd":"classify","top_k":` + digits + `}`, `field "top_k": want an integer in range, got number (at byte`},
+		{`{"cmd":"search","min_score":1` + digits + `e400}`, `field "min_score": want a number, got number`},
+		{`{"cmd":` + digits + `}`, `field "cmd": want a string, got number`},
+		{`{"cmd":"subscribe","cameras":"` + strings.Repeat("c", 300) + `"}`, `field "cameras": want an array of strings, got string`},
+		{`[` + digits + `]`, `want a JSON object, got array`},
+		{`{"cmd":"status",` + strings.Repeat("x", 300) + `}`, `not valid JSON (at byte 17)`},
+	} {
+		io.WriteString(nc, tc.line+"\n")
+		m := next(t, c)
+		if m.Type != "error" || !strings.Contains(m.Message, tc.want) {
+			t.Errorf("%.40s…: got %.400s, want %q", tc.line, m.Raw, tc.want)
+		}
+		if len(m.Raw) > 200 || strings.Contains(m.Message, "99999") || strings.Contains(m.Message, "cccc") || strings.Contains(m.Message, "xxxx") {
+			t.Errorf("%.40s…: %d-byte error repeats the input: %s", tc.line, len(m.Raw), m.Raw)
+		}
+	}
+}
