@@ -397,6 +397,15 @@ func (c *conn) search(cmd Command) (any, error) {
 	return c.s.conf.Handler.Search(c.ctx, req)
 }
 
+// Ad-hoc labels are encoded for the request (a prompt each) and then
+// forgotten; these bounds keep one command line, which holds a million
+// short labels, from occupying the text encoder for hours. CLIP's largest
+// label set, ImageNet's, has 1,000 classes.
+const (
+	MaxClassifyLabels = 1000
+	MaxLabelBytes     = 256
+)
+
 func classifyRequest(cmd Command) (ClassifyRequest, error) {
 	req := ClassifyRequest{ImagePath: cmd.Image, Camera: cmd.Camera, Labels: cmd.Labels, TopK: cmd.TopK}
 	switch {
@@ -408,6 +417,13 @@ func classifyRequest(cmd Command) (ClassifyRequest, error) {
 		return req, errors.New("give either \"camera\" (its labels) or \"labels\", not both")
 	case cmd.TopK < 0:
 		return req, fmt.Errorf("top_k %d is negative", cmd.TopK)
+	case len(cmd.Labels) > MaxClassifyLabels:
+		return req, fmt.Errorf("%d labels; at most %d per request", len(cmd.Labels), MaxClassifyLabels)
+	}
+	for i, l := range cmd.Labels {
+		if len(l) > MaxLabelBytes {
+			return req, fmt.Errorf("labels[%d] is %d bytes; at most %d", i, len(l), MaxLabelBytes)
+		}
 	}
 	if cmd.ImageB64 != "" {
 		data, err := base64.StdEncoding.DecodeString(cmd.ImageB64)

@@ -3,8 +3,10 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -257,5 +259,45 @@ func TestMalformedCommandErrorsAreBounded(t *testing.T) {
 		if len(m.Raw) > 200 || strings.Contains(m.Message, "99999") || strings.Contains(m.Message, "cccc") || strings.Contains(m.Message, "xxxx") {
 			t.Errorf("%.40s…: %d-byte error repeats the input: %s", tc.line, len(m.Raw), m.Raw)
 		}
+	}
+}
+
+// Ad-hoc labels are each a prompt to encode: one 8 MiB line could hold a
+// million of them.
+func TestClassifyBoundsAdHocLabels(t *testing.T) {
+	h := &testHandler{}
+	s := startServer(t, Config{Handler: h})
+	c := dial(t, s)
+	img := base64.StdEncoding.EncodeToString([]byte("IMAGE"))
+	many := make([]string, MaxClassifyLabels+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("thing %d", i)
+	}
+	long := strings.Repeat("l", MaxLabelBytes+1)
+	for _, tc := range []struct {
+		labels []string
+		want   string
+	}{
+		{many, "1001 labels; at most 1000 per request"},
+		{[]string{"dog", long}, "labels[1] is 257 bytes; at most 256"},
+	} {
+		_, err := c.Command(Command{Cmd: "classify", ImageB64: img, Labels: tc.labels})
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Message != tc.want {
+			t.Errorf("%d labels: %v, want %q", len(tc.labels), err, tc.want)
+		}
+	}
+	if n := h.count(); n != 0 {
+		t.Fatalf("the handler ran for %d refused requests", n)
+	}
+	// At the bounds, the request goes through.
+	if _, err := c.Command(Command{Cmd: "classify", ImageB64: img, Labels: many[:MaxClassifyLabels]}); err != nil {
+		t.Errorf("1000 labels: %v", err)
+	}
+	if _, err := c.Command(Command{Cmd: "classify", ImageB64: img, Labels: []string{long[1:]}}); err != nil {
+		t.Errorf("a 256-byte label: %v", err)
+	}
+	if n := h.count(); n != 2 {
+		t.Errorf("the handler ran %d times, want 2", n)
 	}
 }

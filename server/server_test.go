@@ -74,6 +74,13 @@ func (h *testHandler) Classify(ctx context.Context, req ClassifyRequest) (any, e
 	return map[string]any{"bytes": len(req.ImageData), "path": req.ImagePath, "labels": req.Labels, "top_k": req.TopK}, nil
 }
 
+// count is how many requests reached Classify.
+func (h *testHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.requests)
+}
+
 func startServer(t testing.TB, conf Config) *Server {
 	t.Helper()
 	if conf.Path == "" && conf.Listener == nil {
