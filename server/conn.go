@@ -244,7 +244,7 @@ func (c *conn) handle(line []byte, lineNo int) {
 			c.replyError(cmd.ID, cmd.Cmd, cmd.Cmd+" is not available")
 			return
 		}
-		data, err := c.run(cmd)
+		data, err := c.run(&cmd)
 		if err != nil {
 			c.replyError(cmd.ID, cmd.Cmd, err.Error())
 			return
@@ -321,8 +321,9 @@ func checkID(id json.RawMessage) error {
 	return nil
 }
 
-// run answers a command that needs the Handler.
-func (c *conn) run(cmd Command) (any, error) {
+// run answers a command that needs the Handler. It may clear fields of
+// cmd that are no longer needed (an image's base64, once decoded).
+func (c *conn) run(cmd *Command) (any, error) {
 	switch cmd.Cmd {
 	case "status":
 		return c.s.conf.Handler.Status(), nil
@@ -349,9 +350,12 @@ func (c *conn) exclusive() (release func(), err error) {
 }
 
 // classify reads the request's image (confined to ClassifyDirs when it
-// is a path) and runs it, one request at a time across all clients.
-func (c *conn) classify(cmd Command) (any, error) {
-	req, err := classifyRequest(cmd)
+// is a path) and runs it, one request at a time across all clients. The
+// image is decoded only in its turn, and its base64 dropped then: a client
+// waiting holds its command line, not also a copy and the decoded bytes
+// (three times 8 MiB, for each of up to max_clients clients).
+func (c *conn) classify(cmd *Command) (any, error) {
+	req, err := classifyRequest(*cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -360,17 +364,32 @@ func (c *conn) classify(cmd Command) (any, error) {
 		return nil, err
 	}
 	defer release()
-	if req.ImagePath != "" {
-		if req.ImageData, err = c.s.readImage(req.ImagePath); err != nil {
-			return nil, err
-		}
+	switch {
+	case req.ImagePath != "":
+		req.ImageData, err = c.s.readImage(req.ImagePath)
+	case cmd.ImageB64 != "":
+		req.ImageData, err = decodeImageB64(cmd)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return c.s.conf.Handler.Classify(c.ctx, req)
 }
 
+// decodeImageB64 decodes cmd's image_b64 and clears it, so that only the
+// decoded bytes stay while the Handler runs.
+func decodeImageB64(cmd *Command) ([]byte, error) {
+	data, err := base64.StdEncoding.DecodeString(cmd.ImageB64)
+	cmd.ImageB64 = ""
+	if err != nil {
+		return nil, fmt.Errorf("image_b64: %v", err)
+	}
+	return data, nil
+}
+
 // search validates a search, reads its image like classify's, and runs it
 // (one at a time with classify: both may decode an image).
-func (c *conn) search(cmd Command) (any, error) {
+func (c *conn) search(cmd *Command) (any, error) {
 	req := SearchRequest{Text: cmd.Text, Image: cmd.Image, ImageB64: cmd.ImageB64, Label: cmd.Label,
 		Camera: cmd.Camera, Region: cmd.Region, Cameras: cmd.Cameras, Since: cmd.Since, Until: cmd.Until,
 		K: cmd.K, MinScore: cmd.MinScore, Frames: cmd.Frames}
@@ -386,10 +405,8 @@ func (c *conn) search(cmd Command) (any, error) {
 	case req.Image != "":
 		req.ImageData, err = c.s.readImage(req.Image)
 	case req.ImageB64 != "":
-		req.ImageData, err = base64.StdEncoding.DecodeString(req.ImageB64)
-		if err != nil {
-			err = fmt.Errorf("image_b64: %v", err)
-		}
+		req.ImageB64 = ""
+		req.ImageData, err = decodeImageB64(cmd)
 	}
 	if err != nil {
 		return nil, err
@@ -424,13 +441,6 @@ func classifyRequest(cmd Command) (ClassifyRequest, error) {
 		if len(l) > MaxLabelBytes {
 			return req, fmt.Errorf("labels[%d] is %d bytes; at most %d", i, len(l), MaxLabelBytes)
 		}
-	}
-	if cmd.ImageB64 != "" {
-		data, err := base64.StdEncoding.DecodeString(cmd.ImageB64)
-		if err != nil {
-			return req, fmt.Errorf("image_b64: %v", err)
-		}
-		req.ImageData = data
 	}
 	return req, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -299,5 +300,52 @@ func TestClassifyBoundsAdHocLabels(t *testing.T) {
 	}
 	if n := h.count(); n != 2 {
 		t.Errorf("the handler ran %d times, want 2", n)
+	}
+}
+
+// A classify waiting for its turn holds its command line only: its base64
+// image is decoded once the one before has finished, so even a broken one
+// is reported only then.
+func TestClassifyDecodesItsImageInItsTurn(t *testing.T) {
+	h := &testHandler{hold: make(chan struct{}), started: make(chan struct{})}
+	s := startServer(t, Config{Handler: h})
+	// Runs before the server's Close, which waits for the handler.
+	release := sync.OnceFunc(func() { close(h.hold) })
+	t.Cleanup(release)
+	first := dial(t, s)
+	img := base64.StdEncoding.EncodeToString([]byte("IMAGE"))
+	if err := first.Send(Command{Cmd: "classify", ImageB64: img, ID: json.RawMessage("1")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.started:
+	case <-time.After(guard):
+		t.Fatal("the first classify never reached the handler")
+	}
+
+	nc, second := rawConn(t, s)
+	io.WriteString(nc, `{"cmd":"classify","id":2,"image_b64":"%%%not base64"}`+"\n")
+	got := make(chan Message, 1)
+	go func() {
+		second.nc.SetReadDeadline(time.Now().Add(guard))
+		m, err := second.Next()
+		if err != nil {
+			t.Errorf("second client: %v", err)
+		}
+		got <- m
+	}()
+	select {
+	case m := <-got:
+		t.Fatalf("the waiting classify was answered before its turn: %s", m.Raw)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release() // the first classify ends, and its turn passes on
+	select {
+	case m := <-got:
+		if m.Type != "error" || string(m.ID) != "2" || !strings.Contains(m.Message, "image_b64: illegal base64 data") {
+			t.Errorf("second client: %s", m.Raw)
+		}
+	case <-time.After(guard):
+		t.Fatal("the waiting classify never got its turn")
 	}
 }

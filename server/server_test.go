@@ -41,8 +41,10 @@ func sockDir(t testing.TB) string {
 type testHandler struct {
 	mu       sync.Mutex
 	requests []ClassifyRequest
-	// block makes Classify wait for its context, to test Close.
+	// block makes Classify wait for its context, to test Close; hold,
+	// when set, makes it wait until hold is closed. Both close started.
 	block   bool
+	hold    chan struct{}
 	started chan struct{}
 }
 
@@ -67,6 +69,10 @@ func (h *testHandler) Classify(ctx context.Context, req ClassifyRequest) (any, e
 		close(h.started)
 		<-ctx.Done()
 		return nil, ctx.Err()
+	}
+	if h.hold != nil {
+		close(h.started)
+		<-h.hold
 	}
 	if string(req.ImageData) == "fail" {
 		return nil, errors.New("cannot decode image")
