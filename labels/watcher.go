@@ -486,7 +486,7 @@ func (w *Watcher) reloadFile(ctx context.Context, f *watchedFile, force bool) bo
 				f.removed, f.unreadable = true, false
 				f.lastSeen, f.seen = nil, fileID{}
 				w.emit(Event{Kind: Removed, File: f.path, Version: old.Version,
-					Err: fmt.Errorf("%s: removed; keeping version %d", f.path, old.Version)})
+					Err: fmt.Errorf("%s: removed", f.path)})
 			}
 			return false
 		}
