@@ -345,7 +345,8 @@ func (e *Embedder) Retain(sets ...*Set) {
 }
 
 // setLive records the sets a watcher currently serves, which every prune
-// keeps, and prunes. Several watchers (one per camera) may share the cache.
+// keeps, and prunes. Several watchers may share the cache: the daemon has
+// one per labels file, however many cameras and regions use it.
 func (e *Embedder) setLive(w *Watcher, sets []*Set) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
