@@ -198,10 +198,10 @@ func Parse(r io.Reader, name string) (*Set, error) {
 	var pending []pendingLabel
 	firstLine := make(map[string]int) // lower-cased name -> line, for duplicates
 	templateSeen := make(map[string]bool)
-	// prompts counts what the labels so far expand to with the templates
+	// atLeast counts what the labels so far expand to with the templates
 	// so far: a lower bound, since a later template: line adds to every
 	// label, which is enough to stop a file of a million labels early.
-	prompts := 0
+	atLeast := 0
 	fail := func(line int, format string, args ...any) error {
 		return &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -299,7 +299,7 @@ func Parse(r io.Reader, name string) (*Set, error) {
 		}
 		firstLine[folded] = lineNo
 		n, _ := last.size(set.Templates)
-		if prompts += max(n, len(last.synonyms)); prompts > MaxPrompts {
+		if atLeast += max(n, len(last.synonyms)); atLeast > MaxPrompts {
 			return nil, fail(lineNo, "%s", tooManyPrompts(last.name, max(len(set.Templates), 1)))
 		}
 	}
