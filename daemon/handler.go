@@ -66,7 +66,9 @@ func (h handler) Classify(ctx context.Context, req server.ClassifyRequest) (any,
 		if err != nil {
 			return nil, err
 		}
-		if err := d.embedder.Embed(ctx, s); err != nil {
+		// Not kept: a client's labels must not grow the daemon's memory
+		// or push the labels files' prompts out of the prompt cache.
+		if err := d.embedder.EmbedAdHoc(ctx, s); err != nil {
 			return nil, err
 		}
 		set = s

@@ -160,10 +160,18 @@ func (h *labelsHub) event(f *labelsFile, ev labels.Event) {
 		if ev.Err != nil {
 			msg = ev.Err.Error()
 		}
-		h.log.Warn("labels not reloaded; keeping the previous set", "file", ev.File, "line", ev.Line, "err", msg)
+		if ev.File == "" {
+			// The watch itself failed (an inotify queue overflow): events
+			// may have been lost, so the watcher reads the file again. No
+			// version is concerned; Event.Version is 0.
+			h.log.Warn("labels file watch failed; reading the file again", "file", f.path, "err", msg)
+			msg += "; reading " + f.path + " again (the labels in use stay)"
+		} else {
+			h.log.Warn("labels not reloaded; keeping the previous set", "file", ev.File, "line", ev.Line, "err", msg)
+			msg += fmt.Sprintf(" (keeping labels version %d)", ev.Version)
+		}
 		for _, u := range users {
-			h.publish(&server.ErrorReport{Camera: u.camera, Region: u.region, File: ev.File, Line: ev.Line,
-				Message: msg + " (keeping labels version " + fmt.Sprint(ev.Version) + ")"})
+			h.publish(&server.ErrorReport{Camera: u.camera, Region: u.region, File: ev.File, Line: ev.Line, Message: msg})
 		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 // implement it (tokenize, EncodeTexts, normalize); labels depends only on this
 // interface so that it never imports model code.
 type PromptEncoder interface {
-	// EncodePrompts returns one L2-normalized embedding per prompt.
+	// EncodePrompts returns one L2-normalized embedding per prompt. It
+	// may be called from several goroutines at once.
 	EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error)
 	// LogitScale multiplies cosine similarities before the softmax.
 	LogitScale() float32
@@ -23,7 +24,8 @@ type PromptEncoder interface {
 
 // PromptStore keeps prompt embeddings beyond the process, so that a
 // restart encodes only prompts never seen (promptcache.Cache implements
-// it). A store never fails a lookup: what it cannot find is encoded.
+// it). A store never fails a lookup: what it cannot find is encoded. It
+// must be safe for concurrent use: Embed calls it without a lock.
 type PromptStore interface {
 	// Get returns the stored embedding of each prompt, nil where none.
 	Get(prompts []string) [][]float32
@@ -54,7 +56,8 @@ type EmbedderConfig struct {
 	// lines while it runs.
 	Log *slog.Logger
 	// Progress, if set, is called with the same reports (the daemon sends
-	// them to systemd's STATUS=, one-shot commands draw a bar).
+	// them to systemd's STATUS=, one-shot commands draw a bar); from as
+	// many goroutines at once as there are Embed calls encoding.
 	Progress func(Progress)
 	// ProgressEvery is the least time between two reports while encoding;
 	// 0 means DefaultProgressEvery.
@@ -151,40 +154,76 @@ func OpenEmbedder(conf EmbedderConfig) (*Embedder, error) {
 }
 
 // Embed fills the Weight of every label of s. Prompts neither in memory
-// nor in the Store are encoded, in batches. s must not yet be visible to
-// readers. Encoding stops between batches, with ctx's error, when ctx
-// ends (the daemon's shutdown, a watcher's Close); what was encoded is kept
-// in memory and in the Store.
-func (e *Embedder) Embed(ctx context.Context, s *Set) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// nor in the Store are encoded, in batches, and kept in both. s must not
+// yet be visible to readers. Encoding stops between batches, with ctx's
+// error, when ctx ends (the daemon's shutdown, a watcher's Close); what
+// was encoded is kept in memory and in the Store.
+func (e *Embedder) Embed(ctx context.Context, s *Set) error { return e.embed(ctx, s, true) }
 
+// EmbedAdHoc is Embed for a set that serves one request, such as a socket
+// client's labels: prompts known in memory or in the Store are used, the
+// others are encoded and then dropped with the set, so that what clients
+// ask for neither grows the Embedder's memory nor evicts the labels
+// files' embeddings from the Store.
+func (e *Embedder) EmbedAdHoc(ctx context.Context, s *Set) error { return e.embed(ctx, s, false) }
+
+// embed holds e.mu only to look up and to insert, never while encoding,
+// so that a client's request does not wait for a labels file being
+// encoded, nor a reload for a client. Two callers may then encode the same
+// new prompt; the second insert replaces the first with an equal vector.
+func (e *Embedder) embed(ctx context.Context, s *Set, keep bool) error {
+	prompts := s.Prompts()
+	// have holds every embedding the set needs, so that a prune by another
+	// watcher while this one encodes cannot take one away.
+	have := make(map[string][]float32, len(prompts))
 	var missing []string
-	for _, p := range s.Prompts() {
-		if _, ok := e.cache[p]; !ok {
+	e.mu.Lock()
+	for _, p := range prompts {
+		if emb, ok := e.cache[p]; ok {
+			have[p] = emb
+		} else {
 			missing = append(missing, p)
 		}
 	}
+	e.mu.Unlock()
+
 	cached := 0
 	if len(missing) > 0 && e.conf.Store != nil {
 		stored := e.conf.Store.Get(missing)
 		left := missing[:0]
+		e.mu.Lock()
 		for i, emb := range stored {
 			if emb != nil && e.acceptDim(emb) {
-				e.cache[missing[i]] = emb
+				have[missing[i]] = emb
+				if keep {
+					e.cache[missing[i]] = emb
+				}
 				cached++
 			} else {
 				left = append(left, missing[i])
 			}
 		}
+		e.mu.Unlock()
 		missing = left
 		if len(missing) == 0 && cached > 0 {
 			e.log.Info("prompts from the prompt cache", "file", s.File, "prompts", cached)
 		}
 	}
 	if len(missing) > 0 {
-		if err := e.encode(ctx, s.File, missing, cached); err != nil {
+		embs, err := e.encode(ctx, s.File, missing, cached, keep)
+		if keep && len(embs) > 0 {
+			// Also after a failure: a retry encodes only the rest.
+			e.mu.Lock()
+			for i, emb := range embs {
+				e.cache[missing[i]] = emb
+			}
+			e.mu.Unlock()
+		}
+		if err != nil {
 			return err
+		}
+		for i, emb := range embs {
+			have[missing[i]] = emb
 		}
 	}
 
@@ -192,11 +231,11 @@ func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 		l := &s.Labels[i]
 		embs := make([][]float32, len(l.Prompts))
 		for j, p := range l.Prompts {
-			embs[j] = e.cache[p]
+			embs[j] = have[p]
 		}
 		w, err := engine.Ensemble(embs)
 		if err != nil {
-			return fmt.Errorf("%s:%d: label %q: %w", s.File, l.Line, l.Name, err)
+			return fmt.Errorf("%s:%d: label %s: %w", s.File, l.Line, quoted(l.Name), err)
 		}
 		l.Weight = w
 	}
@@ -205,7 +244,7 @@ func (e *Embedder) Embed(ctx context.Context, s *Set) error {
 }
 
 // acceptDim fixes the dimension at the first embedding and accepts only
-// embeddings of that length.
+// embeddings of that length. e.mu must be held.
 func (e *Embedder) acceptDim(emb []float32) bool {
 	if e.dim == 0 {
 		e.dim = len(emb)
@@ -213,50 +252,60 @@ func (e *Embedder) acceptDim(emb []float32) bool {
 	return len(emb) == e.dim && len(emb) > 0
 }
 
-// encode runs prompts through the encoder in batches, storing and
-// reporting as it goes. On failure, what was encoded is kept.
-func (e *Embedder) encode(ctx context.Context, file string, prompts []string, cached int) (err error) {
+// checkDim is acceptDim for a caller not holding e.mu; it returns the
+// dimension for the error message.
+func (e *Embedder) checkDim(embs [][]float32) (i, dim int, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, emb := range embs {
+		if !e.acceptDim(emb) {
+			return i, e.dim, false
+		}
+	}
+	return 0, e.dim, true
+}
+
+// encode runs prompts through the encoder in batches, reporting as it
+// goes and, with persist, storing what it encoded. It returns the
+// embeddings of prompts[:len(embs)]: all of them, or on failure those
+// encoded before it. e.mu must not be held.
+func (e *Embedder) encode(ctx context.Context, file string, prompts []string, cached int, persist bool) (out [][]float32, err error) {
 	start := time.Now()
 	p := Progress{File: file, Total: len(prompts), Cached: cached}
 	e.report(p)
 	lastReport, lastStore := start, start
-	var toStore []string
-	var toStoreEmbs [][]float32
+	stored := 0 // out[:stored] are in the Store
 	store := func() {
-		if e.conf.Store == nil || len(toStore) == 0 {
+		if !persist || e.conf.Store == nil || stored == len(out) {
 			return
 		}
-		if err := e.conf.Store.Put(toStore, toStoreEmbs); err != nil {
+		if err := e.conf.Store.Put(prompts[stored:len(out)], out[stored:]); err != nil {
 			e.log.Warn("prompt cache: storing prompt embeddings failed; they will be encoded again next time",
-				"file", file, "prompts", len(toStore), "err", err)
+				"file", file, "prompts", len(out)-stored, "err", err)
 		}
-		toStore, toStoreEmbs = nil, nil
+		stored = len(out)
 		lastStore = time.Now()
 	}
 	defer store()
+	out = make([][]float32, 0, len(prompts))
 	for lo := 0; lo < len(prompts); lo += encodeBatch {
 		if err := ctx.Err(); err != nil {
 			e.log.Info("encoding prompts stopped", "file", file, "done", lo, "total", len(prompts))
-			return fmt.Errorf("%s: encoding stopped after %d of %d prompts: %w", file, lo, len(prompts), err)
+			return out, fmt.Errorf("%s: encoding stopped after %d of %d prompts: %w", file, lo, len(prompts), err)
 		}
 		batch := prompts[lo:min(lo+encodeBatch, len(prompts))]
 		embs, err := e.conf.Encoder.EncodePrompts(ctx, batch)
 		if err != nil {
-			return fmt.Errorf("%s: encoding %d prompts: %w", file, len(prompts), err)
+			return out, fmt.Errorf("%s: encoding %d prompts: %w", file, len(prompts), err)
 		}
 		if len(embs) != len(batch) {
-			return fmt.Errorf("%s: encoder returned %d embeddings for %d prompts", file, len(embs), len(batch))
+			return out, fmt.Errorf("%s: encoder returned %d embeddings for %d prompts", file, len(embs), len(batch))
 		}
-		for i, emb := range embs {
-			if !e.acceptDim(emb) {
-				return fmt.Errorf("%s: prompt %q: embedding has %d values, want %d", file, batch[i], len(emb), e.dim)
-			}
+		if i, dim, ok := e.checkDim(embs); !ok {
+			return out, fmt.Errorf("%s: prompt %s: embedding has %d values, want %d", file, quoted(batch[i]), len(embs[i]), dim)
 		}
-		for i, emb := range embs {
-			e.cache[batch[i]] = emb
-		}
-		toStore, toStoreEmbs = append(toStore, batch...), append(toStoreEmbs, embs...)
-		p.Done, p.Elapsed = lo+len(batch), time.Since(start)
+		out = append(out, embs...)
+		p.Done, p.Elapsed = len(out), time.Since(start)
 		if now := time.Now(); p.Done < p.Total && now.Sub(lastReport) >= e.conf.ProgressEvery {
 			e.report(p)
 			lastReport = now
@@ -266,7 +315,7 @@ func (e *Embedder) encode(ctx context.Context, file string, prompts []string, ca
 		}
 	}
 	e.report(p)
-	return nil
+	return out, nil
 }
 
 // report logs p and passes it to the Progress callback.
@@ -296,7 +345,8 @@ func (e *Embedder) Retain(sets ...*Set) {
 }
 
 // setLive records the sets a watcher currently serves, which every prune
-// keeps, and prunes. Several watchers (one per camera) may share the cache.
+// keeps, and prunes. Several watchers may share the cache: the daemon has
+// one per labels file, however many cameras and regions use it.
 func (e *Embedder) setLive(w *Watcher, sets []*Set) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

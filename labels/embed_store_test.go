@@ -207,3 +207,114 @@ func (zeroEncoder) EncodePrompts(_ context.Context, p []string) ([][]float32, er
 	}
 	return out, nil
 }
+
+// A client's ad-hoc labels use what is known and leave nothing behind:
+// neither in memory nor in the Store, where they would evict the labels
+// files' prompts.
+func TestEmbedAdHocKeepsNothing(t *testing.T) {
+	enc := &hashEncoder{dim: 8}
+	store := openStore(t, t.TempDir())
+	e, _ := OpenEmbedder(EmbedderConfig{Encoder: enc, Store: store})
+	file := parseString(t, "dog\ncat\n")
+	if err := e.Embed(context.Background(), file); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		adhoc, err := FromNames([]string{"wolf", "dog", "fox"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := enc.stats()
+		if err := e.EmbedAdHoc(context.Background(), adhoc); err != nil {
+			t.Fatal(err)
+		}
+		calls, encoded := enc.stats()
+		if want := []string{"a photo of a wolf.", "a photo of a fox."}; calls != before+1 || !reflect.DeepEqual(encoded[len(encoded)-2:], want) {
+			t.Fatalf("ad-hoc labels encoded %q in %d calls, want %q in one: dog is known, the others are never kept", encoded, calls-before, want)
+		}
+		if !reflect.DeepEqual(adhoc.Labels[1].Weight, file.Labels[0].Weight) {
+			t.Error("the ad-hoc dog differs from the file's")
+		}
+		if top, err := adhoc.Top(adhoc.Labels[2].Weight, 1); err != nil || top[0].Label != "fox" {
+			t.Errorf("ad-hoc set scores %v, %v", top, err)
+		}
+		if n := e.Cached(); n != 2 {
+			t.Errorf("the Embedder holds %d prompts after an ad-hoc set, want the file's 2", n)
+		}
+		if got := store.Get([]string{"a photo of a wolf.", "a photo of a fox.", "a photo of a dog."}); got[0] != nil || got[1] != nil || got[2] == nil {
+			t.Errorf("the Store holds wolf %v, fox %v, dog %v; want only dog", got[0] != nil, got[1] != nil, got[2] != nil)
+		}
+	}
+}
+
+// gateEncoder holds every batch with a prompt containing "slow" until
+// release is closed, like a CPU encoding a large labels file.
+type gateEncoder struct {
+	hashEncoder
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g *gateEncoder) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
+	for _, p := range prompts {
+		if strings.Contains(p, "slow") {
+			close(g.started)
+			<-g.release
+			break
+		}
+	}
+	return g.hashEncoder.EncodePrompts(ctx, prompts)
+}
+
+// Encoding runs outside the Embedder's lock: a client's classify is not
+// held up by a labels file being encoded (nor a reload by a client), and a
+// prune meanwhile cannot take the prompts the encoding set found cached.
+func TestEmbedEncodesOutsideTheLock(t *testing.T) {
+	enc := &gateEncoder{hashEncoder: hashEncoder{dim: 8}, started: make(chan struct{}), release: make(chan struct{})}
+	e := NewEmbedder(enc)
+	first := parseString(t, "dog\n")
+	if err := e.Embed(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	slow := parseString(t, "dog\nslow loris\n")
+	done := make(chan error, 1)
+	go func() { done <- e.Embed(context.Background(), slow) }()
+	select {
+	case <-enc.started:
+	case <-time.After(eventWait):
+		t.Fatal("the slow set never reached the encoder")
+	}
+
+	adhoc, _ := FromNames([]string{"cat", "dog"}, nil)
+	fast := make(chan error, 1)
+	go func() { fast <- e.EmbedAdHoc(context.Background(), adhoc) }()
+	select {
+	case err := <-fast:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(eventWait):
+		t.Fatal("an ad-hoc set waited for another set's encoding")
+	}
+	// Forget everything while the slow set encodes: the dog it found
+	// cached must still be there for its weight.
+	e.Retain()
+	if n := e.Cached(); n != 0 {
+		t.Fatalf("Retain() left %d prompts", n)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the slow set finished before its encoder was released: %v", err)
+	default:
+	}
+	close(enc.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the slow set, pruned under it: %v", err)
+	}
+	if !reflect.DeepEqual(slow.Labels[0].Weight, first.Labels[0].Weight) || !slow.Embedded() {
+		t.Error("the slow set's dog differs from the first one's")
+	}
+	if n := e.Cached(); n != 1 {
+		t.Errorf("after the slow set, %d prompts are held; want its new one", n)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/clipd/clipd/engine"
+	"github.com/clipd/clipd/internal/quote"
 )
 
 // DefaultTemplate is used when a file has no template: line.
@@ -25,6 +26,25 @@ const Placeholder = "{}"
 // maxLineBytes bounds one line so that a binary file dropped into the labels
 // directory by mistake gives an error instead of a huge allocation.
 const maxLineBytes = 64 * 1024
+
+// What one file may expand to. The encoder's time and the embeddings'
+// memory follow the prompts, not the file's bytes: templates multiply
+// names, so 20,000 templates and 200 labels, a 390 KB file, would ask
+// for 4,000,000 prompts (hours of encoding, gigabytes of embeddings). The
+// largest sets CLIP was evaluated with fit with room to spare: ImageNet,
+// 1,000 classes × 80 templates = 80,000 prompts; CIFAR-100, 100 × 18.
+const (
+	// MaxTemplates bounds a file's distinct template: lines.
+	MaxTemplates = 256
+	// MaxPrompts bounds a file's prompts, counted as written: every name
+	// and synonym in every template, plus every per-label prompt, before
+	// repeats within a label are dropped.
+	MaxPrompts = 100_000
+	// MaxPromptTextBytes bounds the text of those prompts together, so
+	// that a few long templates cannot stand in for many: 80,000 ImageNet
+	// prompts are about 4 MB.
+	MaxPromptTextBytes = 32 << 20
+)
 
 // Label is one class the classifier can answer.
 type Label struct {
@@ -151,12 +171,37 @@ type pendingLabel struct {
 	prompts  []string // explicit prompts
 }
 
+// size is how many prompts the label expands to with templates, and their
+// bytes, without expanding: the bound must hold before the memory is spent.
+func (p pendingLabel) size(templates []string) (n, bytes int) {
+	if p.synonyms == nil {
+		for _, s := range p.prompts {
+			bytes += len(s)
+		}
+		return len(p.prompts), bytes
+	}
+	tmplBytes, holes := 0, 0
+	for _, t := range templates {
+		tmplBytes += len(t)
+		holes += strings.Count(t, Placeholder)
+	}
+	for _, s := range p.synonyms {
+		bytes += tmplBytes + holes*(len(s)-len(Placeholder))
+	}
+	return len(p.synonyms) * len(templates), bytes
+}
+
 // Parse reads a labels file. name is only used in error messages. Errors are
 // *ParseError values naming the file and line.
 func Parse(r io.Reader, name string) (*Set, error) {
 	set := &Set{File: name}
 	var pending []pendingLabel
 	firstLine := make(map[string]int) // lower-cased name -> line, for duplicates
+	templateSeen := make(map[string]bool)
+	// atLeast counts what the labels so far expand to with the templates
+	// so far: a lower bound, since a later template: line adds to every
+	// label, which is enough to stop a file of a million labels early.
+	atLeast := 0
 	fail := func(line int, format string, args ...any) error {
 		return &ParseError{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -197,21 +242,25 @@ func Parse(r io.Reader, name string) (*Set, error) {
 				if err := checkTemplate(value); err != nil {
 					return nil, fail(lineNo, "%v", err)
 				}
-				if !contains(set.Templates, value) {
+				if !templateSeen[value] {
+					if len(set.Templates) == MaxTemplates {
+						return nil, fail(lineNo, "more than %d templates (CLIP's ImageNet set has 80)", MaxTemplates)
+					}
+					templateSeen[value] = true
 					set.Templates = append(set.Templates, value)
 				}
 				continue
 			}
 			prompts, err := splitList(value, '|')
 			if err != nil {
-				return nil, fail(lineNo, "label %q: %v after ':'", key, err)
+				return nil, fail(lineNo, "label %s: %v after ':'", quoted(key), err)
 			}
 			for _, p := range prompts {
 				if strings.Contains(p, Placeholder) {
 					if isWord(key) {
-						return nil, fail(lineNo, "unknown directive %q (the only directive is \"template:\"; per-label prompts after ':' are complete sentences and may not contain {})", key)
+						return nil, fail(lineNo, "unknown directive %s (the only directive is \"template:\"; per-label prompts after ':' are complete sentences and may not contain {})", quoted(key))
 					}
-					return nil, fail(lineNo, "label %q: prompt %q contains {}: per-label prompts after ':' are complete sentences, {} belongs in template: lines", key, p)
+					return nil, fail(lineNo, "label %s: prompt %s contains {}: per-label prompts after ':' are complete sentences, {} belongs in template: lines", quoted(key), quoted(p))
 				}
 			}
 			if err := checkName(key); err != nil {
@@ -225,14 +274,14 @@ func Parse(r io.Reader, name string) (*Set, error) {
 			}
 			synonyms, err := splitList(text[equals+1:], ',')
 			if err != nil {
-				return nil, fail(lineNo, "label %q: %v after '='", key, err)
+				return nil, fail(lineNo, "label %s: %v after '='", quoted(key), err)
 			}
 			for _, s := range synonyms {
 				if strings.ContainsAny(s, ":=|") {
-					return nil, fail(lineNo, "label %q: synonym %q contains ':', '=' or '|': a label line takes either '= synonyms' or ': prompts', not both", key, s)
+					return nil, fail(lineNo, "label %s: synonym %s contains ':', '=' or '|': a label line takes either '= synonyms' or ': prompts', not both", quoted(key), quoted(s))
 				}
 				if strings.ContainsAny(s, "{}") {
-					return nil, fail(lineNo, "label %q: synonym %q contains '{' or '}': synonyms are names put into the templates", key, s)
+					return nil, fail(lineNo, "label %s: synonym %s contains '{' or '}': synonyms are names put into the templates", quoted(key), quoted(s))
 				}
 			}
 			pending = append(pending, pendingLabel{name: key, line: lineNo, synonyms: append([]string{key}, synonyms...)})
@@ -246,9 +295,13 @@ func Parse(r io.Reader, name string) (*Set, error) {
 		last := pending[len(pending)-1]
 		folded := strings.ToLower(last.name)
 		if prev, dup := firstLine[folded]; dup {
-			return nil, fail(lineNo, "duplicate label %q (first defined on line %d)", last.name, prev)
+			return nil, fail(lineNo, "duplicate label %s (first defined on line %d)", quoted(last.name), prev)
 		}
 		firstLine[folded] = lineNo
+		n, _ := last.size(set.Templates)
+		if atLeast += max(n, len(last.synonyms)); atLeast > MaxPrompts {
+			return nil, fail(lineNo, "%s", tooManyPrompts(last.name, max(len(set.Templates), 1)))
+		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
@@ -262,6 +315,18 @@ func Parse(r io.Reader, name string) (*Set, error) {
 	if len(set.Templates) == 0 {
 		set.Templates = []string{DefaultTemplate}
 	}
+	total, totalBytes := 0, 0
+	for _, p := range pending {
+		n, b := p.size(set.Templates)
+		total, totalBytes = total+n, totalBytes+b
+		switch {
+		case total > MaxPrompts:
+			return nil, fail(p.line, "%s", tooManyPrompts(p.name, len(set.Templates)))
+		case totalBytes > MaxPromptTextBytes:
+			return nil, fail(p.line, "label %s takes the file's prompts past %d MiB of text (every name and synonym in each of %d templates, plus per-label prompts)",
+				quoted(p.name), MaxPromptTextBytes>>20, len(set.Templates))
+		}
+	}
 
 	set.Labels = make([]Label, len(pending))
 	for i, p := range pending {
@@ -274,6 +339,11 @@ func Parse(r io.Reader, name string) (*Set, error) {
 	return set, nil
 }
 
+func tooManyPrompts(label string, templates int) string {
+	return fmt.Sprintf("label %s takes the file past %d prompts (every name and synonym in each of %d templates, plus per-label prompts); split the file or use fewer templates",
+		quoted(label), MaxPrompts, templates)
+}
+
 // FromNames builds a set from bare label names, as a classify request over the
 // socket supplies them. templates may be nil for DefaultTemplate.
 func FromNames(names []string, templates []string) (*Set, error) {
@@ -283,7 +353,7 @@ func FromNames(names []string, templates []string) (*Set, error) {
 	}
 	for _, n := range names {
 		if strings.ContainsAny(n, "\n\r#:=|") {
-			return nil, fmt.Errorf("label %q: may not contain newlines or any of # : = |", n)
+			return nil, fmt.Errorf("label %s: may not contain newlines or any of # : = |", quoted(n))
 		}
 		b.WriteString(n)
 		b.WriteByte('\n')
@@ -308,9 +378,9 @@ func checkTemplate(t string) error {
 	case t == "":
 		return errors.New("empty template")
 	case !strings.Contains(t, Placeholder):
-		return fmt.Errorf("template %q has no {} where the label goes", t)
+		return fmt.Errorf("template %s has no {} where the label goes", quoted(t))
 	case strings.ContainsAny(t, "|"):
-		return fmt.Errorf("template %q contains '|': write one template: line per template", t)
+		return fmt.Errorf("template %s contains '|': write one template: line per template", quoted(t))
 	}
 	return nil
 }
@@ -320,9 +390,9 @@ func checkName(name string) error {
 	case name == "":
 		return errors.New("empty label name")
 	case strings.Contains(name, "|"):
-		return fmt.Errorf("label %q contains '|': alternatives go after ':' (prompts) or '=' (synonyms)", name)
+		return fmt.Errorf("label %s contains '|': alternatives go after ':' (prompts) or '=' (synonyms)", quoted(name))
 	case strings.ContainsAny(name, "={}"):
-		return fmt.Errorf("label %q may not contain '=', '{' or '}'", name)
+		return fmt.Errorf("label %s may not contain '=', '{' or '}'", quoted(name))
 	}
 	return nil
 }
@@ -358,6 +428,12 @@ func controlChar(line string) (col int, r rune, found bool) {
 	return 0, 0, false
 }
 
+// quoted is how errors show a name, template or prompt: escaped and cut
+// to a few dozen bytes, since a label may have come from a socket client
+// (FromNames) and a file's line may be 64 KiB; the error's file:line says
+// where the rest is.
+func quoted(s string) string { return quote.Bounded(s) }
+
 // isWord reports whether s looks like a directive keyword, so that a typo
 // such as "templte: a photo of a {}." is reported as what it most likely is.
 func isWord(s string) bool {
@@ -370,15 +446,6 @@ func isWord(s string) bool {
 		}
 	}
 	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // dedupe drops repeated prompts: a synonym that equals the label would

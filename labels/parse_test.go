@@ -3,6 +3,7 @@ package labels
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -250,4 +251,200 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// parseError parses text and returns its *ParseError, failing the test if
+// there is none.
+func parseError(t *testing.T, text string) *ParseError {
+	t.Helper()
+	_, err := Parse(strings.NewReader(text), "big.labels")
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v, want *ParseError", err)
+	}
+	if pe.File != "big.labels" || !strings.HasPrefix(err.Error(), fmt.Sprintf("big.labels:%d: ", pe.Line)) {
+		t.Errorf("error %q does not start with file:line", err)
+	}
+	return pe
+}
+
+func templates(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "template: a photo number %d of a {}.\n", i)
+	}
+	return b.String()
+}
+
+func names(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "class %d\n", i)
+	}
+	return b.String()
+}
+
+// 100,000 distinct templates (2 MB) took 26 s to parse with a linear
+// search per template line; now the 257th is refused.
+func TestParseBoundsTemplates(t *testing.T) {
+	pe := parseError(t, templates(100_000)+"dog\n")
+	if pe.Line != MaxTemplates+1 || !strings.Contains(pe.Msg, "more than 256 templates") {
+		t.Errorf("err = %v, want line %d: more than 256 templates", pe, MaxTemplates+1)
+	}
+
+	// Repeats of the same lines are not new templates: they neither count
+	// towards the bound nor change the order of first use.
+	text := strings.Repeat(templates(MaxTemplates), 50) + "dog\n"
+	set := parseString(t, text)
+	if len(set.Templates) != MaxTemplates || set.Templates[0] != "a photo number 0 of a {}." ||
+		set.Templates[MaxTemplates-1] != fmt.Sprintf("a photo number %d of a {}.", MaxTemplates-1) {
+		t.Fatalf("%d templates, first %q", len(set.Templates), set.Templates[0])
+	}
+	if got := len(set.Labels[0].Prompts); got != MaxTemplates {
+		t.Errorf("dog has %d prompts, want %d", got, MaxTemplates)
+	}
+}
+
+func TestParseBoundsPrompts(t *testing.T) {
+	// 256 templates × 391 labels = 100,096 prompts: the 391st label is the
+	// one past the bound, whether the templates come first or last.
+	over := MaxPrompts/MaxTemplates + 1
+	pe := parseError(t, templates(MaxTemplates)+names(over))
+	if want := MaxTemplates + over; pe.Line != want || !strings.Contains(pe.Msg, `label "class 390" takes the file past 100000 prompts`) {
+		t.Errorf("templates first: err = %v, want line %d naming class 390", pe, want)
+	}
+	pe = parseError(t, names(over)+templates(MaxTemplates))
+	if pe.Line != over || !strings.Contains(pe.Msg, "past 100000 prompts") {
+		t.Errorf("templates last: err = %v, want line %d", pe, over)
+	}
+	// One label short of it is fine.
+	set := parseString(t, templates(MaxTemplates)+names(over-1))
+	if n := len(set.Prompts()); n != MaxTemplates*(over-1) {
+		t.Errorf("%d prompts, want %d", n, MaxTemplates*(over-1))
+	}
+
+	// Synonyms multiply like names; per-label prompts count one each.
+	pe = parseError(t, templates(100)+"person = "+strings.Repeat("someone, ", 999)+"man\n")
+	if pe.Line != 101 || !strings.Contains(pe.Msg, "past 100000 prompts") {
+		t.Errorf("synonyms: err = %v, want line 101", pe)
+	}
+	var b strings.Builder
+	for i := range MaxPrompts/2 + 1 {
+		fmt.Fprintf(&b, "thing %d: a photo of thing %d | a drawing of thing %d\n", i, i, i)
+	}
+	pe = parseError(t, b.String())
+	if pe.Line != MaxPrompts/2+1 || !strings.Contains(pe.Msg, "past 100000 prompts") {
+		t.Errorf("per-label prompts: err = %v, want line %d", pe, MaxPrompts/2+1)
+	}
+
+	// A million plain labels stop at the bound, not at the end of the file.
+	pe = parseError(t, names(1_000_000))
+	if pe.Line != MaxPrompts+1 {
+		t.Errorf("a million labels: err = %v, want line %d", pe, MaxPrompts+1)
+	}
+}
+
+// A few long templates must not stand in for many short ones.
+func TestParseBoundsPromptText(t *testing.T) {
+	tmpl := "a " + strings.Repeat("very ", 12_000) + "long photo of a {}."
+	pe := parseError(t, "template: "+tmpl+"\n"+names(1000))
+	// Each prompt is the template with {} replaced by "class N".
+	total, line := 0, 0
+	for i := range 1000 {
+		total += len(tmpl) - 2 + len(fmt.Sprintf("class %d", i))
+		if total > MaxPromptTextBytes {
+			line = 2 + i
+			break
+		}
+	}
+	if pe.Line != line || !strings.Contains(pe.Msg, "past 32 MiB of text") {
+		t.Errorf("err = %v, want line %d: past 32 MiB of text", pe, line)
+	}
+}
+
+// The largest sets CLIP was evaluated with are within the bounds: CIFAR-100
+// with its 18 templates from label_sets.json, and ImageNet's shape, 1,000
+// classes × 80 templates.
+func TestParseAcceptsCLIPsLargestSets(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(sharedDir(t), "clip", "label_sets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sets map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &sets); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sets["CIFAR100"]; !ok {
+		t.Fatal("label_sets.json has no CIFAR100")
+	}
+	for name, rawSet := range sets {
+		var ref struct {
+			Classes   []string `json:"classes"`
+			Templates []string `json:"templates"`
+		}
+		if json.Unmarshal(rawSet, &ref) != nil {
+			continue // a set whose classes are not plain names
+		}
+		var b strings.Builder
+		for _, tmpl := range ref.Templates {
+			fmt.Fprintf(&b, "template: %s\n", tmpl)
+		}
+		for _, c := range ref.Classes {
+			fmt.Fprintf(&b, "%s\n", c)
+		}
+		set, err := Parse(strings.NewReader(b.String()), name)
+		if err != nil {
+			// Some sets' class names use characters a labels file
+			// reserves; only the bounds matter here.
+			var pe *ParseError
+			if errors.As(err, &pe) && (strings.Contains(pe.Msg, "prompts") || strings.Contains(pe.Msg, "templates")) {
+				t.Errorf("%s: %v", name, err)
+			}
+			continue
+		}
+		if name == "CIFAR100" && len(set.Prompts()) != 1800 {
+			t.Errorf("CIFAR100: %d prompts, want 1800", len(set.Prompts()))
+		}
+	}
+	set := parseString(t, templates(80)+names(1000))
+	if n := len(set.Prompts()); n != 80_000 {
+		t.Errorf("ImageNet-sized set: %d prompts, want 80000", n)
+	}
+}
+
+// Errors show a few dozen bytes of a name, prompt or template, escaped:
+// FromNames's names come from socket clients, and a file's line may be
+// 64 KiB; file:line tells where the rest is.
+func TestErrorsRepeatLittleOfTheInput(t *testing.T) {
+	long := strings.Repeat("n", 300)
+	for _, tc := range []struct {
+		what string
+		err  func() error
+	}{
+		{"a client's name with ':'", func() error { _, err := FromNames([]string{"dog", long + ":"}, nil); return err }},
+		{"a client's name with '{'", func() error { _, err := FromNames([]string{long + "{"}, nil); return err }},
+		{"a client's duplicate", func() error { _, err := FromNames([]string{long, long}, nil); return err }},
+		{"a file's duplicate", func() error { _, err := Parse(strings.NewReader(long+"\n"+long+"\n"), "f"); return err }},
+		{"a file's template", func() error {
+			_, err := Parse(strings.NewReader("template: "+strings.Repeat("t", 60_000)+"\ndog\n"), "f")
+			return err
+		}},
+		{"a file's prompt", func() error {
+			_, err := Parse(strings.NewReader("Big Dog: a "+strings.Repeat("p", 60_000)+" {}\n"), "f")
+			return err
+		}},
+		{"a file's synonym", func() error {
+			_, err := Parse(strings.NewReader("dog = "+strings.Repeat("s", 60_000)+"{\n"), "f")
+			return err
+		}},
+	} {
+		err := tc.err()
+		if err == nil {
+			t.Errorf("%s: no error", tc.what)
+			continue
+		}
+		if msg := err.Error(); len(msg) > 300 || !strings.Contains(msg, `…`) {
+			t.Errorf("%s: %d-byte error: %.400s", tc.what, len(msg), msg)
+		}
+	}
 }

@@ -26,6 +26,11 @@ const DefaultDebounce = 100 * time.Millisecond
 // inotify, as mediamtx polls its configuration every second.
 const DefaultPollInterval = time.Second
 
+// maxRetryWait bounds the wait between attempts at a set that failed for
+// a reason other than its content: a failing encoder is tried again at
+// growing intervals from PollInterval up to this.
+const maxRetryWait = time.Minute
+
 // MaxFileBytes bounds a labels file. ImageNet's 1,000 classes with all 80
 // of CLIP's templates written out are about 4 MB.
 const MaxFileBytes = 16 << 20
@@ -135,10 +140,17 @@ func (a fileID) sameInode(b fileID) bool { return a.dev == b.dev && a.ino == b.i
 type watchedFile struct {
 	path    string // as configured
 	current atomic.Pointer[Set]
-	// lastSeen is the content of the last read, good or bad, so that an
-	// event that did not change the bytes (touch, chmod, a sibling file)
-	// neither bumps the version nor repeats an error.
+	// lastSeen is the content last used, or last refused for what it
+	// says (a parse error), so that an event that did not change the
+	// bytes (touch, chmod, a sibling file) neither bumps the version nor
+	// repeats an error. Content that failed for another reason (the
+	// encoder failed, memory ran out) is not recorded, so that it is
+	// tried again.
 	lastSeen []byte
+	// retryAt is when that next try is due, after retryWait; zero when
+	// there is none.
+	retryAt   time.Time
+	retryWait time.Duration
 	// seen is the file's identity at the last read; a poll that finds
 	// another reloads.
 	seen    fileID
@@ -263,7 +275,9 @@ func (w *Watcher) Files() []string {
 }
 
 // Reload asks for every file to be re-read now (e.g. on SIGHUP), as if it
-// had changed.
+// had changed: unchanged content gets a new version, and content that
+// failed for another reason than what it says is tried again at once. It
+// never blocks; calls while a reload is pending are one.
 func (w *Watcher) Reload() {
 	select {
 	case w.reload <- struct{}{}:
@@ -355,7 +369,11 @@ func (w *Watcher) relevant(path string) bool {
 // changedOnDisk reports whether any file's identity differs from the one
 // it had at its last read: the poll's test for a change inotify missed.
 func (w *Watcher) changedOnDisk() bool {
+	now := time.Now()
 	for _, f := range w.files {
+		if !f.retryAt.IsZero() && !now.Before(f.retryAt) {
+			return true
+		}
 		id, exists := statID(f.path)
 		switch {
 		case exists == f.removed:
@@ -463,11 +481,12 @@ func (w *Watcher) reloadFile(ctx context.Context, f *watchedFile, force bool) bo
 	data, id, err := readFile(f.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			f.retryAt, f.retryWait = time.Time{}, 0
 			if !f.removed {
 				f.removed, f.unreadable = true, false
 				f.lastSeen, f.seen = nil, fileID{}
 				w.emit(Event{Kind: Removed, File: f.path, Version: old.Version,
-					Err: fmt.Errorf("%s: removed; keeping version %d", f.path, old.Version)})
+					Err: fmt.Errorf("%s: removed", f.path)})
 			}
 			return false
 		}
@@ -475,15 +494,17 @@ func (w *Watcher) reloadFile(ctx context.Context, f *watchedFile, force bool) bo
 		// same unreadable file every second.
 		f.removed, f.unreadable = false, true
 		f.lastSeen, f.seen = nil, statIDOrZero(f.path)
+		f.retryAt, f.retryWait = time.Time{}, 0
 		w.emit(Event{Kind: Failed, File: f.path, Version: old.Version, Err: err})
 		return false
 	}
 	f.removed, f.unreadable = false, false
 	f.seen = id
 	if !force && f.lastSeen != nil && bytes.Equal(data, f.lastSeen) {
+		// Also when a retry was due: the file is back to what is in use.
+		f.retryAt, f.retryWait = time.Time{}, 0
 		return false
 	}
-	f.lastSeen = data
 	set, err := w.build(ctx, f.path, data)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -492,11 +513,17 @@ func (w *Watcher) reloadFile(ctx context.Context, f *watchedFile, force bool) bo
 		ev := Event{Kind: Failed, File: f.path, Version: old.Version, Err: err}
 		var pe *ParseError
 		if errors.As(err, &pe) {
+			// Reading the same bytes again would say the same.
 			ev.Line = pe.Line
+			f.lastSeen, f.retryAt, f.retryWait = data, time.Time{}, 0
+		} else {
+			f.retryWait = min(max(2*f.retryWait, w.conf.PollInterval), maxRetryWait)
+			f.retryAt = time.Now().Add(f.retryWait)
 		}
 		w.emit(ev)
 		return false
 	}
+	f.lastSeen, f.retryAt, f.retryWait = data, time.Time{}, 0
 	set.Version = old.Version + 1
 	f.current.Store(set)
 	w.emit(Event{Kind: Loaded, File: f.path, Version: set.Version, Set: set})

@@ -658,3 +658,74 @@ func (s *switchEncoder) EncodePrompts(ctx context.Context, prompts []string) ([]
 	}
 	return s.fast.EncodePrompts(ctx, prompts)
 }
+
+// flakyEncoder fails while fail is set, and for its next failures calls,
+// like a GPU out of memory: nothing is wrong with the prompts.
+type flakyEncoder struct {
+	hashEncoder
+	fail     atomic.Bool
+	failures atomic.Int32
+}
+
+func (f *flakyEncoder) EncodePrompts(ctx context.Context, prompts []string) ([][]float32, error) {
+	if f.fail.Load() || f.failures.Add(-1) >= 0 {
+		return nil, errors.New("CUDA out of memory")
+	}
+	return f.hashEncoder.EncodePrompts(ctx, prompts)
+}
+
+func startFlaky(t *testing.T, poll time.Duration) (*harness, *flakyEncoder) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cams.labels")
+	writeFileT(t, path, "dog\n")
+	enc := &flakyEncoder{hashEncoder: hashEncoder{dim: 8}}
+	h := &harness{t: t, debounce: DefaultDebounce, path: path, events: make(chan Event, 100)}
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, PollInterval: poll,
+		Embedder: NewEmbedder(enc), OnEvent: func(ev Event) { h.events <- ev }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	h.w = w
+	return h, enc
+}
+
+// An edit that failed for a reason other than its content is tried again
+// at the next poll, without another edit; one that does not parse is not.
+func TestWatcherRetriesWhatFailedForAnotherReason(t *testing.T) {
+	h, enc := startFlaky(t, 50*time.Millisecond)
+	enc.failures.Store(2)
+	replace(t, h.path, "dog\ncat\n")
+	for i := range 2 {
+		if ev := h.next(); ev.Kind != Failed || ev.Version != 1 || ev.Line != 0 || !strings.Contains(ev.Err.Error(), "CUDA out of memory") {
+			t.Fatalf("attempt %d: %+v, want the encoder's failure", i+1, ev)
+		}
+	}
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 || !reflect.DeepEqual(ev.Set.Names(), []string{"dog", "cat"}) {
+		t.Fatalf("the retry: %+v, want v2 with cat", ev)
+	}
+	h.quiet()
+
+	// What does not parse stays refused until it changes.
+	replace(t, h.path, "dog\ndog\n")
+	if ev := h.next(); ev.Kind != Failed || ev.Line != 2 {
+		t.Fatalf("a duplicate label: %+v", ev)
+	}
+	h.quiet()
+}
+
+// SIGHUP's Reload tries again at once what failed, whenever the poll
+// would.
+func TestWatcherReloadRetriesAFailure(t *testing.T) {
+	h, enc := startFlaky(t, time.Hour)
+	enc.fail.Store(true)
+	replace(t, h.path, "dog\nfox\n")
+	if ev := h.next(); ev.Kind != Failed {
+		t.Fatalf("%+v, want the encoder's failure", ev)
+	}
+	enc.fail.Store(false)
+	h.w.Reload()
+	if ev := h.next(); ev.Kind != Loaded || ev.Version != 2 || !reflect.DeepEqual(ev.Set.Names(), []string{"dog", "fox"}) {
+		t.Fatalf("after Reload: %+v, want v2 with fox", ev)
+	}
+}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,7 +218,7 @@ func (c *conn) lastWord(e commandError) {
 func (c *conn) handle(line []byte, lineNo int) {
 	var cmd Command
 	if err := json.Unmarshal(line, &cmd); err != nil {
-		c.replyError(nil, "", fmt.Sprintf("line %d: malformed command: %v", lineNo, err))
+		c.replyError(nil, "", fmt.Sprintf("line %d: malformed command: %s", lineNo, malformed(err)))
 		return
 	}
 	if err := checkID(cmd.ID); err != nil {
@@ -242,7 +244,7 @@ func (c *conn) handle(line []byte, lineNo int) {
 			c.replyError(cmd.ID, cmd.Cmd, cmd.Cmd+" is not available")
 			return
 		}
-		data, err := c.run(cmd)
+		data, err := c.run(&cmd)
 		if err != nil {
 			c.replyError(cmd.ID, cmd.Cmd, err.Error())
 			return
@@ -253,6 +255,53 @@ func (c *conn) handle(line []byte, lineNo int) {
 	default:
 		c.replyError(cmd.ID, "", fmt.Sprintf("unknown command %s (known: %s)", Quote(cmd.Cmd), knownCommands))
 	}
+}
+
+// malformed says why a line is not a Command without encoding/json's
+// text, which repeats the offending literal: a number of any length
+// (`{"top_k":999…}` with 300 digits). The kind of problem, the field and
+// the byte offset are enough to find it.
+func malformed(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not valid JSON (at byte %d)", syntax.Offset)
+	case errors.As(err, &typ):
+		// Value is encoding/json's word for the JSON found ("number",
+		// "string", "array"), with the literal after it when a number
+		// does not fit: only the word is repeated.
+		got, _, _ := strings.Cut(typ.Value, " ")
+		got = truncateUTF8(got, 16)
+		if typ.Field == "" {
+			return fmt.Sprintf("want a JSON object, got %s", got)
+		}
+		return fmt.Sprintf("field %s: want %s, got %s (at byte %d)", Quote(typ.Field), jsonKind(typ.Type), got, typ.Offset)
+	}
+	return "not a command object"
+}
+
+// jsonKind names what JSON a Command field takes, in JSON's words.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.String {
+			return "an array of strings"
+		}
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
 }
 
 const knownCommands = "subscribe, status, classify, snapshot, search"
@@ -272,8 +321,9 @@ func checkID(id json.RawMessage) error {
 	return nil
 }
 
-// run answers a command that needs the Handler.
-func (c *conn) run(cmd Command) (any, error) {
+// run answers a command that needs the Handler. It may clear fields of
+// cmd that are no longer needed (an image's base64, once decoded).
+func (c *conn) run(cmd *Command) (any, error) {
 	switch cmd.Cmd {
 	case "status":
 		return c.s.conf.Handler.Status(), nil
@@ -300,9 +350,12 @@ func (c *conn) exclusive() (release func(), err error) {
 }
 
 // classify reads the request's image (confined to ClassifyDirs when it
-// is a path) and runs it, one request at a time across all clients.
-func (c *conn) classify(cmd Command) (any, error) {
-	req, err := classifyRequest(cmd)
+// is a path) and runs it, one request at a time across all clients. The
+// image is decoded only in its turn, and its base64 dropped then: a client
+// waiting holds its command line, not also a copy and the decoded bytes
+// (three times 8 MiB, for each of up to max_clients clients).
+func (c *conn) classify(cmd *Command) (any, error) {
+	req, err := classifyRequest(*cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -311,17 +364,32 @@ func (c *conn) classify(cmd Command) (any, error) {
 		return nil, err
 	}
 	defer release()
-	if req.ImagePath != "" {
-		if req.ImageData, err = c.s.readImage(req.ImagePath); err != nil {
-			return nil, err
-		}
+	switch {
+	case req.ImagePath != "":
+		req.ImageData, err = c.s.readImage(req.ImagePath)
+	case cmd.ImageB64 != "":
+		req.ImageData, err = decodeImageB64(cmd)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return c.s.conf.Handler.Classify(c.ctx, req)
 }
 
+// decodeImageB64 decodes cmd's image_b64 and clears it, so that only the
+// decoded bytes stay while the Handler runs.
+func decodeImageB64(cmd *Command) ([]byte, error) {
+	data, err := base64.StdEncoding.DecodeString(cmd.ImageB64)
+	cmd.ImageB64 = ""
+	if err != nil {
+		return nil, fmt.Errorf("image_b64: %v", err)
+	}
+	return data, nil
+}
+
 // search validates a search, reads its image like classify's, and runs it
 // (one at a time with classify: both may decode an image).
-func (c *conn) search(cmd Command) (any, error) {
+func (c *conn) search(cmd *Command) (any, error) {
 	req := SearchRequest{Text: cmd.Text, Image: cmd.Image, ImageB64: cmd.ImageB64, Label: cmd.Label,
 		Camera: cmd.Camera, Region: cmd.Region, Cameras: cmd.Cameras, Since: cmd.Since, Until: cmd.Until,
 		K: cmd.K, MinScore: cmd.MinScore, Frames: cmd.Frames}
@@ -337,16 +405,23 @@ func (c *conn) search(cmd Command) (any, error) {
 	case req.Image != "":
 		req.ImageData, err = c.s.readImage(req.Image)
 	case req.ImageB64 != "":
-		req.ImageData, err = base64.StdEncoding.DecodeString(req.ImageB64)
-		if err != nil {
-			err = fmt.Errorf("image_b64: %v", err)
-		}
+		req.ImageB64 = ""
+		req.ImageData, err = decodeImageB64(cmd)
 	}
 	if err != nil {
 		return nil, err
 	}
 	return c.s.conf.Handler.Search(c.ctx, req)
 }
+
+// Ad-hoc labels are encoded for the request (a prompt each) and then
+// forgotten; these bounds keep one command line, which holds a million
+// short labels, from occupying the text encoder for hours. CLIP's largest
+// label set, ImageNet's, has 1,000 classes.
+const (
+	MaxClassifyLabels = 1000
+	MaxLabelBytes     = 256
+)
 
 func classifyRequest(cmd Command) (ClassifyRequest, error) {
 	req := ClassifyRequest{ImagePath: cmd.Image, Camera: cmd.Camera, Labels: cmd.Labels, TopK: cmd.TopK}
@@ -359,13 +434,13 @@ func classifyRequest(cmd Command) (ClassifyRequest, error) {
 		return req, errors.New("give either \"camera\" (its labels) or \"labels\", not both")
 	case cmd.TopK < 0:
 		return req, fmt.Errorf("top_k %d is negative", cmd.TopK)
+	case len(cmd.Labels) > MaxClassifyLabels:
+		return req, fmt.Errorf("%d labels; at most %d per request", len(cmd.Labels), MaxClassifyLabels)
 	}
-	if cmd.ImageB64 != "" {
-		data, err := base64.StdEncoding.DecodeString(cmd.ImageB64)
-		if err != nil {
-			return req, fmt.Errorf("image_b64: %v", err)
+	for i, l := range cmd.Labels {
+		if len(l) > MaxLabelBytes {
+			return req, fmt.Errorf("labels[%d] is %d bytes; at most %d", i, len(l), MaxLabelBytes)
 		}
-		req.ImageData = data
 	}
 	return req, nil
 }

@@ -3,13 +3,16 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -233,4 +236,116 @@ func FuzzCommandLine(f *testing.F) {
 		}
 		checkServerLines(t, out)
 	})
+}
+
+// encoding/json's errors repeat the literal they choke on, a number of any
+// length; what the server says instead names the field and the offset.
+func TestMalformedCommandErrorsAreBounded(t *testing.T) {
+	s := startServer(t, Config{Handler: &testHandler{}})
+	nc, c := rawConn(t, s)
+	digits := strings.Repeat("9", 300)
+	for _, tc := range []struct{ line, want string }{
+		{`{"cmd":"classify","top_k":` + digits + `}`, `field "top_k": want an integer in range, got number (at byte`},
+		{`{"cmd":"search","min_score":1` + digits + `e400}`, `field "min_score": want a number, got number`},
+		{`{"cmd":` + digits + `}`, `field "cmd": want a string, got number`},
+		{`{"cmd":"subscribe","cameras":"` + strings.Repeat("c", 300) + `"}`, `field "cameras": want an array of strings, got string`},
+		{`[` + digits + `]`, `want a JSON object, got array`},
+		{`{"cmd":"status",` + strings.Repeat("x", 300) + `}`, `not valid JSON (at byte 17)`},
+	} {
+		io.WriteString(nc, tc.line+"\n")
+		m := next(t, c)
+		if m.Type != "error" || !strings.Contains(m.Message, tc.want) {
+			t.Errorf("%.40s…: got %.400s, want %q", tc.line, m.Raw, tc.want)
+		}
+		if len(m.Raw) > 200 || strings.Contains(m.Message, "99999") || strings.Contains(m.Message, "cccc") || strings.Contains(m.Message, "xxxx") {
+			t.Errorf("%.40s…: %d-byte error repeats the input: %s", tc.line, len(m.Raw), m.Raw)
+		}
+	}
+}
+
+// Ad-hoc labels are each a prompt to encode: one 8 MiB line could hold a
+// million of them.
+func TestClassifyBoundsAdHocLabels(t *testing.T) {
+	h := &testHandler{}
+	s := startServer(t, Config{Handler: h})
+	c := dial(t, s)
+	img := base64.StdEncoding.EncodeToString([]byte("IMAGE"))
+	many := make([]string, MaxClassifyLabels+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("thing %d", i)
+	}
+	long := strings.Repeat("l", MaxLabelBytes+1)
+	for _, tc := range []struct {
+		labels []string
+		want   string
+	}{
+		{many, "1001 labels; at most 1000 per request"},
+		{[]string{"dog", long}, "labels[1] is 257 bytes; at most 256"},
+	} {
+		_, err := c.Command(Command{Cmd: "classify", ImageB64: img, Labels: tc.labels})
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.Message != tc.want {
+			t.Errorf("%d labels: %v, want %q", len(tc.labels), err, tc.want)
+		}
+	}
+	if n := h.count(); n != 0 {
+		t.Fatalf("the handler ran for %d refused requests", n)
+	}
+	// At the bounds, the request goes through.
+	if _, err := c.Command(Command{Cmd: "classify", ImageB64: img, Labels: many[:MaxClassifyLabels]}); err != nil {
+		t.Errorf("1000 labels: %v", err)
+	}
+	if _, err := c.Command(Command{Cmd: "classify", ImageB64: img, Labels: []string{long[1:]}}); err != nil {
+		t.Errorf("a 256-byte label: %v", err)
+	}
+	if n := h.count(); n != 2 {
+		t.Errorf("the handler ran %d times, want 2", n)
+	}
+}
+
+// A classify waiting for its turn holds its command line only: its base64
+// image is decoded once the one before has finished, so even a broken one
+// is reported only then.
+func TestClassifyDecodesItsImageInItsTurn(t *testing.T) {
+	h := &testHandler{hold: make(chan struct{}), started: make(chan struct{})}
+	s := startServer(t, Config{Handler: h})
+	// Runs before the server's Close, which waits for the handler.
+	release := sync.OnceFunc(func() { close(h.hold) })
+	t.Cleanup(release)
+	first := dial(t, s)
+	img := base64.StdEncoding.EncodeToString([]byte("IMAGE"))
+	if err := first.Send(Command{Cmd: "classify", ImageB64: img, ID: json.RawMessage("1")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.started:
+	case <-time.After(guard):
+		t.Fatal("the first classify never reached the handler")
+	}
+
+	nc, second := rawConn(t, s)
+	io.WriteString(nc, `{"cmd":"classify","id":2,"image_b64":"%%%not base64"}`+"\n")
+	got := make(chan Message, 1)
+	go func() {
+		second.nc.SetReadDeadline(time.Now().Add(guard))
+		m, err := second.Next()
+		if err != nil {
+			t.Errorf("second client: %v", err)
+		}
+		got <- m
+	}()
+	select {
+	case m := <-got:
+		t.Fatalf("the waiting classify was answered before its turn: %s", m.Raw)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release() // the first classify ends, and its turn passes on
+	select {
+	case m := <-got:
+		if m.Type != "error" || string(m.ID) != "2" || !strings.Contains(m.Message, "image_b64: illegal base64 data") {
+			t.Errorf("second client: %s", m.Raw)
+		}
+	case <-time.After(guard):
+		t.Fatal("the waiting classify never got its turn")
+	}
 }

@@ -41,8 +41,10 @@ func sockDir(t testing.TB) string {
 type testHandler struct {
 	mu       sync.Mutex
 	requests []ClassifyRequest
-	// block makes Classify wait for its context, to test Close.
+	// block makes Classify wait for its context, to test Close; hold,
+	// when set, makes it wait until hold is closed. Both close started.
 	block   bool
+	hold    chan struct{}
 	started chan struct{}
 }
 
@@ -68,10 +70,21 @@ func (h *testHandler) Classify(ctx context.Context, req ClassifyRequest) (any, e
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
+	if h.hold != nil {
+		close(h.started)
+		<-h.hold
+	}
 	if string(req.ImageData) == "fail" {
 		return nil, errors.New("cannot decode image")
 	}
 	return map[string]any{"bytes": len(req.ImageData), "path": req.ImagePath, "labels": req.Labels, "top_k": req.TopK}, nil
+}
+
+// count is how many requests reached Classify.
+func (h *testHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.requests)
 }
 
 func startServer(t testing.TB, conf Config) *Server {
