@@ -59,6 +59,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -131,6 +132,16 @@ func (s Socket) Equal(o Socket) bool {
 type Log struct {
 	Level  string
 	Format string
+}
+
+// SlogLevel is Level as log/slog's; Parse admits only levels it knows, so
+// the fallback to info is for a Log built by hand.
+func (l Log) SlogLevel() slog.Level {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return level
 }
 
 // Camera is one [[camera]] entry.
