@@ -44,7 +44,11 @@ type Options struct {
 	ConfigPath string
 	Config     *config.Config
 	Log        *slog.Logger
-	Version    string
+	// LogLevel, if set, is the level of Log's handler: a reload that
+	// changes [log] level applies it. Without it, and for [log] format,
+	// a change takes effect at the next restart.
+	LogLevel *slog.LevelVar
+	Version  string
 	// Reload receives a value for each SIGHUP.
 	Reload <-chan struct{}
 	// OnEvent, if set, sees every published event (clipd run --show).

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -229,16 +230,19 @@ type harness struct {
 	// sets another (capture.Open).
 	openSource func(capture.Config, *slog.Logger) (capture.Source, error)
 	// logs has the daemon's log.
-	logs    *syncbuf.Buffer
-	dir     string
-	conf    string
-	socket  string
-	sources *sources
-	enc     *fakeEncoder
-	reload  chan struct{}
-	cancel  context.CancelFunc
-	done    chan error
-	stopped bool
+	logs *syncbuf.Buffer
+	// logLevel, when tune sets it, is the log's level and the daemon's
+	// Options.LogLevel; otherwise the log is at debug, fixed.
+	logLevel *slog.LevelVar
+	dir      string
+	conf     string
+	socket   string
+	sources  *sources
+	enc      *fakeEncoder
+	reload   chan struct{}
+	cancel   context.CancelFunc
+	done     chan error
+	stopped  bool
 }
 
 func demoBundle(t *testing.T) string {
@@ -277,10 +281,15 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
+	var level slog.Leveler = slog.LevelDebug
+	if h.logLevel != nil {
+		level = h.logLevel
+	}
 	go func() {
 		h.done <- Run(ctx, Options{
 			ConfigPath: h.conf, Config: cfg, Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
-			Log:         slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Log:         slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: level})),
+			LogLevel:    h.logLevel,
 			OpenSource:  h.openSource,
 			OpenEncoder: func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
 		})
@@ -304,6 +313,18 @@ func (h *harness) writeConfig(cameras string) {
 }
 
 func (h *harness) hup() { h.reload <- struct{}{} }
+
+// waitLogCount waits until the log has n lines containing s.
+func (h *harness) waitLogCount(s string, n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(guard)
+	for strings.Count(h.logs.String(), s) < n {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the log never had %d lines with %s:\n%s", n, s, h.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // stop cancels the daemon's context and returns how long Run took to
 // return; it fails the test if Run returned an error or outlived guard.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -255,4 +256,50 @@ func TestHelloListsConfiguredCameras(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// A reload applies the cameras and the log level; [mqtt], [http] and
+// [history] are only warned about, and stay pending: the next reload
+// warns again, and none of them starts.
+func TestReloadLeavesOtherTablesPending(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := newHarness(t, "", func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+		h.logLevel = new(slog.LevelVar)
+		h.logLevel.Set(slog.LevelDebug)
+	})
+	c := h.dial()
+	resultOf(t, c)
+	h.writeConfig(cameraTOML("front", "pattern", "a.labels", "") + `
+[log]
+level = "warn"
+[history]
+enabled = true
+[mqtt]
+broker = "mqtt://127.0.0.1:1"
+[http]
+listen = "127.0.0.1:0"
+`)
+	const warning = `msg="these tables' changes take effect at the next restart" tables="[[history] [mqtt] [http]]"`
+	h.hup()
+	h.waitLogCount(warning, 1)
+	if got := h.logLevel.Level(); got != slog.LevelWarn {
+		t.Errorf("log level after the reload: %v, want WARN", got)
+	}
+	h.hup()
+	h.waitLogCount(warning, 2)
+	// At warn, the reloads' info lines are gone from the moment the
+	// level changed.
+	logs := h.logs.String()
+	if !strings.Contains(logs, `msg="log level changed" level=warn`) || strings.Contains(logs, `msg="configuration reloaded"`) {
+		t.Errorf("want the level change logged and no info line after it:\n%s", logs)
+	}
+	st := status(t, c)
+	if st.MQTT != nil || st.History != nil || st.Reload == nil || !st.Reload.OK {
+		t.Errorf("after two reloads: mqtt %+v, history %+v, reload %+v; want neither started and the reloads ok", st.MQTT, st.History, st.Reload)
+	}
+	if strings.Contains(h.logs.String(), "http listening") {
+		t.Error("a reload started the [http] listener")
+	}
+	h.stop()
 }
