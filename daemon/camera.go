@@ -47,10 +47,8 @@ type camera struct {
 	imageModel string
 	metrics    *metrics.Metrics
 
-	// online is whether the source delivers (for MQTT's per-camera
-	// availability); last is the newest frame classified, for snapshot.
-	online atomic.Bool
-	last   atomic.Pointer[frame.Frame]
+	// last is the newest frame classified, for snapshot.
+	last atomic.Pointer[frame.Frame]
 
 	classified atomic.Uint64
 	skipped    atomic.Uint64 // frames not classified because of classify_every
@@ -295,17 +293,11 @@ func (c *camera) nextFrame(ctx context.Context, src capture.Source, lastClassifi
 		case errors.Is(err, io.EOF):
 			c.setState(server.CameraEnded, "")
 			return nil, err
-		case ctx.Err() != nil, errors.Is(err, capture.ErrClosed):
-			return nil, err
 		default:
-			c.setState(server.CameraRetrying, err.Error())
-			c.setOnline(false)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Second):
-			}
-			continue
+			// The context ended or the source was closed: Next returns no
+			// other error, as a source retries its failures on its own
+			// (watchSource reports them).
+			return nil, err
 		}
 		if !classifyDue(*lastClassified, f.Time, c.conf.ClassifyEvery) {
 			c.skipped.Add(1)
@@ -387,18 +379,10 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 	}
 	c.classified.Add(1)
 	c.last.Store(f)
-	c.setOnline(true)
 	for _, r := range results {
 		r.LatencyMS = lat
 		c.publish(r)
 		c.outputs.result(r)
-	}
-}
-
-// setOnline tells the outputs when the source starts or stops delivering.
-func (c *camera) setOnline(up bool) {
-	if c.online.Swap(up) != up {
-		c.outputs.cameraOnline(c.conf.Name, up)
 	}
 }
 

@@ -363,10 +363,11 @@ func targetCount(conf *config.Config) int {
 // reopened source of its own and the error is returned.
 func (d *daemon) swapIn(old, c *camera) error {
 	var src capture.Source
+	reused := false
 	if old != nil {
 		src = old.halt()
 		c.inheritStates(old)
-		if !reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)) {
+		if reused = reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)); !reused {
 			src.Close()
 			src = nil
 		}
@@ -380,6 +381,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 					old.start(prev)
 				} else {
 					d.unregister(old)
+					old.setOffline()
 					old.release()
 					return fmt.Errorf("%w; the previous source could not be reopened either (%v): the camera is stopped", err, perr)
 				}
@@ -388,6 +390,12 @@ func (d *daemon) swapIn(old, c *camera) error {
 		}
 	}
 	if old != nil {
+		// A new source is starting, not up, until it delivers.
+		if reused {
+			c.inheritOnline(old)
+		} else {
+			old.setOffline()
+		}
 		old.release()
 	}
 	c.start(src)
@@ -413,7 +421,7 @@ func (d *daemon) stopCamera(name string) {
 	d.mu.Unlock()
 	if c != nil {
 		c.close()
-		c.setOnline(false)
+		c.setOffline()
 		d.log.Info("camera stopped", "camera", name)
 	}
 }
