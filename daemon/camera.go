@@ -352,6 +352,7 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		t.classified.Add(1)
 		changed := c.observe(t, f, set, top[0])
 		c.remember(t, f, t.boxFor(), rep.embeddings[i], set, top[0].Label, changed)
+		c.outputs.classified(t.name)
 		if float64(top[0].Score) < t.conf.Threshold {
 			t.belowThr.Add(1)
 			continue

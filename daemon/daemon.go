@@ -30,6 +30,7 @@ import (
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/state"
@@ -58,6 +59,9 @@ type Options struct {
 	StopTimeout time.Duration
 	// TelemetryRoot roots the sysfs paths of GPU telemetry (tests).
 	TelemetryRoot string
+	// MQTTStateRefresh replaces mqtt.Options.StateRefresh (tests: a
+	// sensor's refresh in milliseconds, not a minute).
+	MQTTStateRefresh time.Duration
 
 	// OpenSource opens a camera's source; capture.Open if nil. Tests
 	// drive the daemon with scripted sources through it.
@@ -239,7 +243,8 @@ func (d *daemon) initialize(ctx context.Context) error {
 	d.labels = newLabelsHub(d.embedder, d.log, d.publish)
 	d.labels.metrics = d.metrics
 	d.labels.onLoaded = d.announceTargets
-	if d.outputs, err = newOutputs(d.conf, d.opts.Version, d.log, d.publish); err != nil {
+	mo := mqtt.Options{Version: d.opts.Version, StateRefresh: d.opts.MQTTStateRefresh}
+	if d.outputs, err = newOutputs(d.conf, mo, d.log, d.publish); err != nil {
 		return err
 	}
 	d.outputs.metrics = d.metrics

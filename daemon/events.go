@@ -36,10 +36,13 @@ type outputs struct {
 // recentEvents is how many events status and the web page can show.
 const recentEvents = 100
 
-func newOutputs(conf *config.Config, version string, log *slog.Logger, publish func(server.Event)) (*outputs, error) {
+// newOutputs starts the outputs conf enables; mo are the MQTT publisher's
+// options but its log.
+func newOutputs(conf *config.Config, mo mqtt.Options, log *slog.Logger, publish func(server.Event)) (*outputs, error) {
 	o := &outputs{log: log, publish: publish, counts: map[targetName]uint64{}}
 	if conf.MQTT.Broker != "" {
-		p, err := mqtt.New(conf.MQTT, mqtt.Options{Log: log.With("output", "mqtt"), Version: version})
+		mo.Log = log.With("output", "mqtt")
+		p, err := mqtt.New(conf.MQTT, mo)
 		if err != nil {
 			return nil, err
 		}
@@ -84,6 +87,14 @@ func (o *outputs) event(ev state.Event, f *frame.Frame, box *frame.Box) {
 	o.publish(&server.StateEvent{Event: ev})
 	if o.mqtt != nil {
 		o.mqtt.PublishEvent(ev)
+	}
+}
+
+// classified tells MQTT a target was classified, whatever its score: a
+// target that stays below its threshold is quiet, not gone.
+func (o *outputs) classified(t targetName) {
+	if o.mqtt != nil {
+		o.mqtt.MarkClassified(t.camera, t.region)
 	}
 }
 

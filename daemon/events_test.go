@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/jpeg"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipd/clipd/internal/mqtttest"
 	"github.com/clipd/clipd/server"
 )
 
@@ -129,6 +131,33 @@ func TestSnapshotCommand(t *testing.T) {
 		if _, err := c.Command(server.Command{Cmd: "snapshot", Camera: target}); err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
 			t.Errorf("snapshot %s: %v, want %q", target, err, want)
 		}
+	}
+	h.stop()
+}
+
+// A target whose every score is below its threshold publishes no result,
+// yet it is classified: its MQTT state is refreshed like any other's, so
+// that its sensor does not expire.
+func TestQuietTargetStaysAliveOnMQTT(t *testing.T) {
+	defer verifyNoLeaks(t)
+	broker := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, broker.ConnArgs(), "clipd/box/#")
+	h := newHarness(t, cameraTOML("front", "pattern", "a.labels", "threshold = 1.0")+
+		fmt.Sprintf("[mqtt]\nbroker = %q\ndevice = \"box\"\nhome_assistant = false\n", broker.URL()), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+		h.mqttRefresh = 100 * time.Millisecond
+	})
+	c := h.dial()
+	const topic = "clipd/box/front/state"
+	n := 0
+	sub.Wait("three refreshes of the state", guard, func(m mqtttest.Msg) bool {
+		if m.Topic == topic {
+			n++
+		}
+		return n >= 4
+	})
+	if st := status(t, c).Cameras[0]; st.BelowThresh == 0 || st.Classified == 0 {
+		t.Errorf("status %+v: want frames classified, all below the threshold", st)
 	}
 	h.stop()
 }

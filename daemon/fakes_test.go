@@ -234,15 +234,17 @@ type harness struct {
 	// logLevel, when tune sets it, is the log's level and the daemon's
 	// Options.LogLevel; otherwise the log is at debug, fixed.
 	logLevel *slog.LevelVar
-	dir      string
-	conf     string
-	socket   string
-	sources  *sources
-	enc      *fakeEncoder
-	reload   chan struct{}
-	cancel   context.CancelFunc
-	done     chan error
-	stopped  bool
+	// mqttRefresh is Options.MQTTStateRefresh.
+	mqttRefresh time.Duration
+	dir         string
+	conf        string
+	socket      string
+	sources     *sources
+	enc         *fakeEncoder
+	reload      chan struct{}
+	cancel      context.CancelFunc
+	done        chan error
+	stopped     bool
 }
 
 func demoBundle(t *testing.T) string {
@@ -288,10 +290,11 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	go func() {
 		h.done <- Run(ctx, Options{
 			ConfigPath: h.conf, Config: cfg, Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
-			Log:         slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: level})),
-			LogLevel:    h.logLevel,
-			OpenSource:  h.openSource,
-			OpenEncoder: func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
+			Log:              slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: level})),
+			LogLevel:         h.logLevel,
+			MQTTStateRefresh: h.mqttRefresh,
+			OpenSource:       h.openSource,
+			OpenEncoder:      func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
 		})
 	}()
 	t.Cleanup(func() { h.stop() })
