@@ -130,11 +130,13 @@ func Run(ctx context.Context, opts Options) error {
 	select {
 	case err := <-initDone:
 		if err != nil {
-			d.shutdown()
+			// Bounded like any stop: what did start may be as slow to stop
+			// (an encoder call in flight), and SIGTERM must still end it.
+			serr := d.shutdownBy(time.Now().Add(opts.StopTimeout))
 			if ctx.Err() != nil {
-				return nil // stopped while starting
+				return serr // stopped while starting
 			}
-			return err
+			return errors.Join(err, serr)
 		}
 	case <-ctx.Done():
 		deadline := time.Now().Add(opts.StopTimeout)

@@ -179,6 +179,11 @@ type fakeEncoder struct {
 	nan       atomic.Bool
 	textDelay atomic.Int64
 	textCalls atomic.Int64
+	// While holding, image calls wait until hold is closed; imageCalls
+	// counts the calls begun.
+	holding    atomic.Bool
+	hold       chan struct{}
+	imageCalls atomic.Int64
 }
 
 func (e *fakeEncoder) ImageSize() int  { return e.size }
@@ -187,6 +192,10 @@ func (e *fakeEncoder) Backend() string { return "fake" }
 func (e *fakeEncoder) Close() error    { return nil }
 
 func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error) {
+	e.imageCalls.Add(1)
+	if e.holding.Load() {
+		<-e.hold
+	}
 	per := len(pixels) / n
 	out := make([][]float32, n)
 	for i := range out {

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/server"
 )
 
@@ -302,4 +303,44 @@ listen = "127.0.0.1:0"
 		t.Error("a reload started the [http] listener")
 	}
 	h.stop()
+}
+
+// A start-up that fails stops what it started within the stop timeout,
+// even with an encoder call that never returns: the error says both.
+func TestFailedStartStopsWithinTheStopTimeout(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := newHarness(t, cameraTOML("front", "pattern", "a.labels", "")+cameraTOML("back", "pattern?seed=2", "a.labels", ""), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\n")
+		h.enc.hold = make(chan struct{})
+		open := h.openSource
+		var calls int64
+		h.openSource = func(cfg capture.Config, log *slog.Logger) (capture.Source, error) {
+			if cfg.Source != "pattern?seed=2" {
+				// The model is loaded (its probe encoded): from now on
+				// the encoder hangs.
+				calls = h.enc.imageCalls.Load()
+				h.enc.holding.Store(true)
+				return open(cfg, log)
+			}
+			// Fail once front's first frame is stuck in the encoder.
+			for h.enc.imageCalls.Load() == calls {
+				time.Sleep(time.Millisecond)
+			}
+			return nil, errors.New("device busy")
+		}
+	})
+	h.stopped = true
+	defer close(h.enc.hold)
+	start := time.Now()
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "device busy") || !strings.Contains(err.Error(), "shutdown took longer than 3s") {
+			t.Errorf("Run: %v; want the camera's error and the shutdown's", err)
+		}
+		if took := time.Since(start); took > 3*time.Second+time.Second {
+			t.Errorf("the failed start took %v to stop; the stop timeout is 3s", took)
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not return after a failed start")
+	}
 }
