@@ -53,10 +53,10 @@ type camera struct {
 	classified atomic.Uint64
 	skipped    atomic.Uint64 // frames not classified because of classify_every
 	badFrames  atomic.Uint64 // frames preprocessing rejected
-	nonFinite  atomic.Uint64 // frames whose embedding could not be scored
-	// Reports of bad frames, unusable embeddings and regions that do not
-	// fit the frame are spaced, not sent at frame rate.
-	badFrameReports, nonFiniteReports, boxReports limiter
+	nonFinite  atomic.Uint64 // frames with a target whose embedding could not be scored
+	// Reports of bad frames and regions that do not fit the frame are
+	// spaced, not sent at frame rate (unusable embeddings: per target).
+	badFrameReports, boxReports limiter
 	// preprocessingSince is the UnixNano when preprocessing of the current
 	// frame began, 0 when not preprocessing; the watchdog reads it (the
 	// batcher watches the encoder).
@@ -81,6 +81,9 @@ type target struct {
 
 	classified atomic.Uint64
 	belowThr   atomic.Uint64
+	// nonFiniteReports spaces the reports of the target's unusable
+	// embeddings.
+	nonFiniteReports limiter
 
 	mu    sync.Mutex
 	box   frame.Box // in the last frame classified
@@ -334,21 +337,25 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 	encoded := time.Now()
 	f := p.frame
 	results := make([]*server.Result, 0, len(p.targets))
+	scored, unscored := 0, 0
 	for i, t := range p.targets {
 		set := t.labels.current()
 		top, err := set.Top(rep.embeddings[i], t.conf.TopK)
 		if err != nil {
 			// Only an embedding that is not a finite vector fails here: a
-			// model that produces NaN. Clients must hear of it, not just
-			// the log; once a minute is enough.
-			c.nonFinite.Add(1)
-			if c.nonFiniteReports.allow(time.Now()) {
+			// model that produces NaN, perhaps for one crop only, which
+			// must not cost the frame's other targets their results.
+			// Clients must hear of it, not just the log; once a minute a
+			// target is enough.
+			unscored++
+			if t.nonFiniteReports.allow(time.Now()) {
 				c.log.Error("frame not scored", "seq", f.Seq, "target", t.name.String(), "err", err)
-				c.publish(&server.ErrorReport{Camera: c.conf.Name,
-					Message: fmt.Sprintf("frame %d not scored: %v; the model produces unusable embeddings (counted in status non_finite)", f.Seq, err)})
+				c.publish(&server.ErrorReport{Camera: c.conf.Name, Region: t.name.region,
+					Message: fmt.Sprintf("frame %d of %s not scored: %v; the model produces unusable embeddings (counted in status non_finite)", f.Seq, t.name, err)})
 			}
-			return
+			continue
 		}
+		scored++
 		t.classified.Add(1)
 		changed := c.observe(t, f, set, top[0])
 		c.remember(t, f, t.boxFor(), rep.embeddings[i], set, top[0].Label, changed)
@@ -361,6 +368,12 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 			Camera: c.conf.Name, Region: t.name.region, Seq: f.Seq, Time: f.Time,
 			LabelsVersion: set.Version, Top: top, Truth: f.Meta,
 		})
+	}
+	if unscored > 0 {
+		c.nonFinite.Add(1)
+	}
+	if scored == 0 {
+		return // not classified: nothing of it to time or to show
 	}
 	done := time.Now()
 	lat := map[string]float64{

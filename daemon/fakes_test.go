@@ -171,12 +171,13 @@ func (s *sources) setFail(source string, err error) {
 }
 
 // fakeEncoder gives deterministic unit-ish vectors: images by their mean
-// pixel, prompts by their tokens. nan makes image embeddings NaN;
-// textDelay makes every text batch take that long, like a CPU encoding a
-// large label set.
+// pixel, prompts by their tokens. nan makes image embeddings NaN, nanLast
+// only the last of each call; textDelay makes every text batch take that
+// long, like a CPU encoding a large label set.
 type fakeEncoder struct {
 	size, dim int
 	nan       atomic.Bool
+	nanLast   atomic.Bool
 	textDelay atomic.Int64
 	textCalls atomic.Int64
 	// While holding, image calls wait until hold is closed; imageCalls
@@ -204,7 +205,7 @@ func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error)
 			sum += float64(v)
 		}
 		out[i] = vector(uint64(math.Float64bits(sum)), e.dim)
-		if e.nan.Load() {
+		if e.nan.Load() || (e.nanLast.Load() && i == n-1) {
 			out[i][0] = float32(math.NaN())
 		}
 	}
