@@ -241,3 +241,29 @@ func TestCameraOnlineFollowsTheSource(t *testing.T) {
 	}
 	h.stop()
 }
+
+// A labels edit that failed for a reason the file does not show (the
+// encoder) is retried by a SIGHUP, without another edit.
+func TestSIGHUPRetriesALabelsFileThatFailedToLoad(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var labels string
+	h := newHarness(t, "", func(h *harness) {
+		labels = filepath.Join(h.dir, "a.labels")
+		writeFile(t, labels, "dog\ncat\n")
+	})
+	c := h.dial()
+	resultOf(t, c)
+	h.enc.textFails.Store(true)
+	writeFile(t, labels, "dog\ncat\nowl\n")
+	cam := waitStatus(t, c, "labels_error", func(s server.CameraStatus) bool { return s.LabelsError != "" })
+	if !strings.Contains(cam.LabelsError, "out of memory") || cam.LabelsVersion != 1 {
+		t.Fatalf("status after the failed load: labels_error %q, version %d", cam.LabelsError, cam.LabelsVersion)
+	}
+	h.enc.textFails.Store(false)
+	h.hup()
+	cam = waitStatus(t, c, "the edit loaded", func(s server.CameraStatus) bool { return s.LabelsVersion == 2 })
+	if cam.LabelsError != "" || cam.Labels != 3 {
+		t.Errorf("status after the SIGHUP: labels_error %q, %d labels", cam.LabelsError, cam.Labels)
+	}
+	h.stop()
+}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -180,6 +181,8 @@ type fakeEncoder struct {
 	nanLast   atomic.Bool
 	textDelay atomic.Int64
 	textCalls atomic.Int64
+	// textFails makes text calls fail, as an encoder can for a while.
+	textFails atomic.Bool
 	// While holding, image calls wait until hold is closed; imageCalls
 	// counts the calls begun.
 	holding    atomic.Bool
@@ -215,6 +218,9 @@ func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error)
 func (e *fakeEncoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
 	e.textCalls.Add(1)
 	time.Sleep(time.Duration(e.textDelay.Load()))
+	if e.textFails.Load() {
+		return nil, errors.New("text encoder out of memory")
+	}
 	out := make([][]float32, len(tokens))
 	for i, t := range tokens {
 		h := fnv.New64a()

@@ -108,6 +108,21 @@ func (h *labelsHub) release(f *labelsFile, user targetName) {
 	}
 }
 
+// reloadAll has every watched file read again (on SIGHUP): a load that
+// failed for a reason the file does not show, such as an encoder error,
+// is retried without waiting for an edit.
+func (h *labelsHub) reloadAll() {
+	h.mu.Lock()
+	ws := make([]*labels.Watcher, 0, len(h.files))
+	for _, f := range h.files {
+		ws = append(ws, f.watcher)
+	}
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.Reload()
+	}
+}
+
 // lastError says why the file on disk is not the set in use, or "".
 func (h *labelsHub) lastError(f *labelsFile) string {
 	h.mu.Lock()
