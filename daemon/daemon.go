@@ -523,11 +523,16 @@ func (d *daemon) shutdownBy(deadline time.Time) error {
 	}
 }
 
-// shutdown stops what initialize started, in reverse order; it copes with a
-// partial start.
+// shutdown stops what initialize started, those that bring work in first:
+// the cameras, then the socket and the listener (whose requests read the
+// stores and the encoder), and only then what they use: the outputs, the
+// camera memory, the encoder and the model. It copes with a partial start.
 func (d *daemon) shutdown() {
 	for _, name := range d.cameraNames() {
 		d.stopCamera(name)
+	}
+	if d.server != nil {
+		d.server.Close()
 	}
 	if d.web != nil {
 		d.web.Close()
@@ -537,9 +542,6 @@ func (d *daemon) shutdown() {
 	}
 	if d.history != nil {
 		d.history.Close()
-	}
-	if d.server != nil {
-		d.server.Close()
 	}
 	if d.batcher != nil {
 		d.batcher.Close()
