@@ -98,6 +98,8 @@ type daemon struct {
 	classifyMu  sync.Mutex
 	classifyPre *preprocess.Preprocessor
 
+	announceMu sync.Mutex // see announceTargets
+
 	mu sync.Mutex
 	// conf is the configuration running now: after a reload in which a
 	// camera could not be restarted, that camera's entry is its old one,
@@ -301,8 +303,12 @@ func (d *daemon) initialize(ctx context.Context) error {
 }
 
 // announceTargets tells the outputs which cameras and targets there are,
-// and their labels.
+// and their labels. Start-up, reloads and the labels watchers call it
+// concurrently: announceMu, held from reading the cameras to handing them
+// over, keeps an older list from being applied after a newer one.
 func (d *daemon) announceTargets() {
+	d.announceMu.Lock()
+	defer d.announceMu.Unlock()
 	d.mu.Lock()
 	cams := make([]*camera, 0, len(d.cameras))
 	for _, name := range sortedKeys(d.cameras) {
