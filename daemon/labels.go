@@ -108,14 +108,17 @@ func (h *labelsHub) release(f *labelsFile, user targetName) {
 	}
 }
 
-// reloadAll has every watched file read again (on SIGHUP): a load that
-// failed for a reason the file does not show, such as an encoder error,
-// is retried without waiting for an edit.
-func (h *labelsHub) reloadAll() {
+// retryFailed has every watched file whose last load failed read again
+// (on SIGHUP): a failure the file does not show, such as an encoder
+// error, is retried without waiting for an edit. Files in use as they are
+// on disk are left alone: a reload would give them a new version.
+func (h *labelsHub) retryFailed() {
 	h.mu.Lock()
-	ws := make([]*labels.Watcher, 0, len(h.files))
+	var ws []*labels.Watcher
 	for _, f := range h.files {
-		ws = append(ws, f.watcher)
+		if f.failing != "" {
+			ws = append(ws, f.watcher)
+		}
 	}
 	h.mu.Unlock()
 	for _, w := range ws {

@@ -18,10 +18,10 @@ import (
 // is the old camera stopped and the new one started. A camera whose new
 // settings fail keeps running with its old ones, and the running config
 // keeps its old entry, so that the next reload tries it again. A file that
-// does not parse, or has no camera, changes nothing at all. Every labels
-// file is read again too, whatever the config file says.
+// does not parse, or has no camera, changes nothing at all. Labels files
+// whose last load failed are read again too, whatever the config says.
 func (d *daemon) reload(ctx context.Context) {
-	d.labels.reloadAll()
+	d.labels.retryFailed()
 	errs := d.applyConfig(ctx)
 	rs := &server.ReloadStatus{Time: time.Now().UTC().Format(time.RFC3339), OK: len(errs) == 0}
 	for _, err := range errs {
