@@ -86,7 +86,7 @@ type target struct {
 	nonFiniteReports limiter
 
 	mu    sync.Mutex
-	box   frame.Box // in the last frame classified
+	box   frame.Box // in the last frame classified (observe sets it)
 	err   error     // why the region does not fit the current frames
 	total window
 	// tracker keeps the target's state; seenVersion and seenFile are the
@@ -159,8 +159,11 @@ type prepared struct {
 	frame   *frame.Frame
 	tensors *tensorSet
 	targets []*target // those tensors are of
-	taken   time.Time // when the frame was taken from the source
-	ready   time.Time // when preprocessing finished
+	// boxes are where targets lie in this frame: the frame being prepared
+	// next may have another size, and so another layout.
+	boxes []frame.Box
+	taken time.Time // when the frame was taken from the source
+	ready time.Time // when preprocessing finished
 }
 
 // tensorSet holds one input tensor per target of the camera.
@@ -224,7 +227,7 @@ func (c *camera) layoutFor(width, height int) layout {
 			box, err = t.conf.BoxIn(width, height)
 		}
 		t.mu.Lock()
-		t.box, t.err = box, err
+		t.err = err
 		t.mu.Unlock()
 		if err != nil {
 			misfits = append(misfits, fmt.Errorf("region %q: %w", t.name.region, err))
@@ -278,7 +281,7 @@ func (c *camera) prepare(ctx context.Context, src capture.Source, free chan *ten
 			continue
 		}
 		select {
-		case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, taken: taken, ready: time.Now()}:
+		case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, boxes: lay.boxes, taken: taken, ready: time.Now()}:
 		case <-ctx.Done():
 			return
 		}
@@ -357,8 +360,8 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 		}
 		scored++
 		t.classified.Add(1)
-		changed := c.observe(t, f, set, top[0])
-		c.remember(t, f, t.boxFor(), rep.embeddings[i], set, top[0].Label, changed)
+		changed := c.observe(t, f, p.boxes[i], set, top[0])
+		c.remember(t, f, t.outline(p.boxes[i]), rep.embeddings[i], set, top[0].Label, changed)
 		c.outputs.classified(t.name)
 		if float64(top[0].Score) < t.conf.Threshold {
 			t.belowThr.Add(1)

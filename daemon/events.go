@@ -162,11 +162,13 @@ func (o *outputs) close() {
 	}
 }
 
-// observe feeds one classified frame of a target to its state tracker and
-// sends the event when the state changed. A new label set (a reload) is
-// given to the tracker first: removing the current label ends that state.
-func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.Match) (changed bool) {
+// observe feeds one classified frame of a target, which lies at box in
+// it, to its state tracker and sends the event when the state changed. A
+// new label set (a reload) is given to the tracker first: removing the
+// current label ends that state.
+func (c *camera) observe(t *target, f *frame.Frame, box frame.Box, set *labels.Set, top engine.Match) (changed bool) {
 	t.mu.Lock()
+	t.box = box
 	var evs []state.Event
 	if set.Version != t.seenVersion || set.File != t.seenFile {
 		if t.seenVersion != 0 {
@@ -180,28 +182,20 @@ func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.
 		Threshold: float32(t.conf.Threshold), LabelsVersion: set.Version}); ok {
 		evs = append(evs, ev)
 	}
-	box := t.box
 	t.mu.Unlock()
 	for _, ev := range evs {
-		var b *frame.Box
-		if t.name.region != "" {
-			b = &box
-		}
-		c.outputs.event(ev, f, b)
+		c.outputs.event(ev, f, t.outline(box))
 	}
 	return len(evs) > 0
 }
 
-// boxFor is the target's box in the current frames, nil for the whole
-// frame.
-func (t *target) boxFor() *frame.Box {
+// outline is what a snapshot or thumbnail of the target outlines: its box,
+// nil for the whole frame.
+func (t *target) outline(box frame.Box) *frame.Box {
 	if t.name.region == "" {
 		return nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.box
-	return &b
+	return &box
 }
 
 // inheritStates carries the state trackers of the targets old shares with
