@@ -89,8 +89,9 @@ type target struct {
 	box   frame.Box // in the last frame classified (observe sets it)
 	err   error     // why the region does not fit the current frames
 	total window
-	// tracker keeps the target's state; seenVersion and seenFile are the
-	// label set it was last told of.
+	// tracker keeps the target's state (nil once a successor took it
+	// over: inheritStates); seenVersion and seenFile are the label set it
+	// was last told of.
 	tracker     *state.Tracker
 	seenVersion uint64
 	seenFile    string
@@ -469,8 +470,10 @@ func (t *target) status(hub *labelsHub) server.RegionStatus {
 	rs := server.RegionStatus{Name: t.name.region, LabelsFile: t.conf.Labels, LabelsError: hub.lastError(t.labels),
 		Classified: t.classified.Load(), BelowThresh: t.belowThr.Load()}
 	t.mu.Lock()
-	if cur := t.tracker.Current(); cur.Label != "" {
-		rs.State = &cur
+	if t.tracker != nil { // nil: handed over to a successor
+		if cur := t.tracker.Current(); cur.Label != "" {
+			rs.State = &cur
+		}
 	}
 	t.mu.Unlock()
 	if set := t.labels.current(); set != nil {

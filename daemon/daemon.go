@@ -379,7 +379,6 @@ func (d *daemon) swapIn(old, c *camera) error {
 	reused := false
 	if old != nil {
 		src = old.halt()
-		c.inheritStates(old)
 		if reused = reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)); !reused {
 			src.Close()
 			src = nil
@@ -403,6 +402,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 		}
 	}
 	if old != nil {
+		c.inheritStates(old)
 		// A new source is starting, not up, until it delivers.
 		if reused {
 			c.inheritOnline(old)
@@ -411,10 +411,12 @@ func (d *daemon) swapIn(old, c *camera) error {
 		}
 		old.release()
 	}
-	c.start(src)
+	// Registered before it runs, so that status turns to c before c
+	// writes the trackers it took over.
 	d.mu.Lock()
 	d.cameras[c.conf.Name] = c
 	d.mu.Unlock()
+	c.start(src)
 	c.log.Debug("source opened; waiting for its first frame", "source", c.conf.Source)
 	return nil
 }

@@ -198,17 +198,20 @@ func (t *target) outline(box frame.Box) *frame.Box {
 	return &box
 }
 
-// inheritStates carries the state trackers of the targets old shares with
-// c (same name, same labels file, same state_hold) over a restart, so that
-// a reload does not forget what each target shows.
+// inheritStates carries the state trackers of the targets old (halted)
+// shares with c (same name, same labels file, same state_hold) over a
+// restart, so that a reload does not forget what each target shows. old
+// lets go of them: c writes them under its own targets' mutexes, and a
+// status of old read meanwhile must not.
 func (c *camera) inheritStates(old *camera) {
 	for _, t := range c.targets {
 		for _, o := range old.targets {
-			if o.name == t.name && o.conf.Labels == t.conf.Labels && o.tracker.Hold() == t.tracker.Hold() {
-				o.mu.Lock()
+			o.mu.Lock()
+			if o.tracker != nil && o.name == t.name && o.conf.Labels == t.conf.Labels && o.tracker.Hold() == t.tracker.Hold() {
 				t.tracker, t.seenVersion, t.seenFile = o.tracker, o.seenVersion, o.seenFile
-				o.mu.Unlock()
+				o.tracker = nil
 			}
+			o.mu.Unlock()
 		}
 	}
 }

@@ -161,3 +161,48 @@ func TestQuietTargetStaysAliveOnMQTT(t *testing.T) {
 	}
 	h.stop()
 }
+
+// A reload that restarts a camera carries its targets' states over: the
+// same label since the same moment, no new first event. Status is read
+// all along, as clients do, while the trackers change hands.
+func TestReloadKeepsTargetStates(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var scene atomic.Int64
+	scene.Store(1)
+	h := newHarness(t, "", func(h *harness) {
+		h.sources.scene = &scene
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\nowl\n")
+	})
+	c := h.dial()
+	first := nextEvent(t, c)
+	poller := h.dial()
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := poller.Command(server.Command{Cmd: "status"}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		h.writeConfig(cameraTOML("front", "pattern", "a.labels", fmt.Sprintf("top_k = %d", 1+i%2)))
+		h.hup()
+		for r := resultOf(t, c); len(r.Top) != 1+i%2; r = resultOf(t, c) {
+		}
+	}
+	close(stop)
+	<-polled
+	cam := status(t, c).Cameras[0]
+	if cam.FrameState == nil || cam.FrameState.Label != first.Label || !cam.FrameState.Since.Equal(first.Since) {
+		t.Errorf("state after the reloads %+v, want %q since %v", cam.FrameState, first.Label, first.Since)
+	}
+	h.stop()
+}

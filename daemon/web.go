@@ -82,7 +82,10 @@ func (b webBackend) Cameras() []web.Camera {
 		}
 		for _, t := range c.targets {
 			t.mu.Lock()
-			wt := web.Target{Region: t.name.region, State: t.tracker.Current()}
+			wt := web.Target{Region: t.name.region}
+			if t.tracker != nil { // nil: handed over to a successor
+				wt.State = t.tracker.Current()
+			}
 			if t.name.region != "" && t.err == nil && t.box != (frame.Box{}) {
 				box := t.box
 				wt.Box = &box
