@@ -15,6 +15,7 @@ import (
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/snapshot"
 	"github.com/clipd/clipd/state"
+	"github.com/clipd/clipd/web"
 )
 
 // outputs take the events and results of every camera beyond the socket:
@@ -28,13 +29,12 @@ type outputs struct {
 	mqtt      *mqtt.Publisher  // nil when [mqtt] broker is unset
 	metrics   *metrics.Metrics
 
-	mu     sync.Mutex
-	recent []state.Event // the last recentEvents, newest last
+	mu sync.Mutex
+	// recent are the last web.MaxEvents events, newest last: as many as
+	// the page and /api/events may ask for.
+	recent []state.Event
 	counts map[targetName]uint64
 }
-
-// recentEvents is how many events status and the web page can show.
-const recentEvents = 100
 
 // newOutputs starts the outputs conf enables; mo are the MQTT publisher's
 // options but its log.
@@ -78,8 +78,8 @@ func (o *outputs) event(ev state.Event, f *frame.Frame, box *frame.Box) {
 	}
 	o.mu.Lock()
 	o.recent = append(o.recent, ev)
-	if len(o.recent) > recentEvents {
-		o.recent = slices.Delete(o.recent, 0, len(o.recent)-recentEvents)
+	if len(o.recent) > web.MaxEvents {
+		o.recent = slices.Delete(o.recent, 0, len(o.recent)-web.MaxEvents)
 	}
 	o.counts[targetName{ev.Camera, ev.Region}]++
 	o.mu.Unlock()
@@ -142,7 +142,7 @@ func (o *outputs) targets(cameras []*camera) {
 	}
 }
 
-// recentEvents returns up to n of the latest events, newest first.
+// latest returns up to n of the latest events, newest first.
 func (o *outputs) latest(n int) []state.Event {
 	o.mu.Lock()
 	defer o.mu.Unlock()

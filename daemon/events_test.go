@@ -11,8 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/internal/mqtttest"
+	"github.com/clipd/clipd/metrics"
+	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/server"
+	"github.com/clipd/clipd/state"
+	"github.com/clipd/clipd/web"
 )
 
 func nextEvent(t *testing.T, c *server.Client) server.StateEvent {
@@ -205,4 +210,28 @@ func TestReloadKeepsTargetStates(t *testing.T) {
 		t.Errorf("state after the reloads %+v, want %q since %v", cam.FrameState, first.Label, first.Since)
 	}
 	h.stop()
+}
+
+// The outputs keep as many events as the web page and /api/events may
+// ask for, newest first.
+func TestOutputsKeepWebMaxEvents(t *testing.T) {
+	m, err := metrics.New(metrics.Options{Log: discardLogger(), Snapshot: func() metrics.Snapshot { return metrics.Snapshot{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := config.Default()
+	conf.Snapshots.Dir = t.TempDir()
+	o, err := newOutputs(conf, mqtt.Options{}, discardLogger(), func(server.Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.metrics = m
+	defer o.close()
+	for i := range web.MaxEvents + 50 {
+		o.event(state.Event{Camera: "front", Label: fmt.Sprint(i)}, nil, nil)
+	}
+	got := o.latest(web.MaxEvents + 1)
+	if len(got) != web.MaxEvents || got[0].Label != fmt.Sprint(web.MaxEvents+49) || got[len(got)-1].Label != "50" {
+		t.Errorf("kept %d events, newest %q, oldest %q; want %d, the newest first", len(got), got[0].Label, got[len(got)-1].Label, web.MaxEvents)
+	}
 }
