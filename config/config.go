@@ -1,6 +1,9 @@
 // Package config reads clipd's TOML configuration file.
 //
-// The file has three tables and an array of cameras. Every key is optional
+// The file has seven tables and an array of cameras: [model], [socket] and
+// [log] below; [snapshots] and [history] (see Snapshots, History) and
+// [mqtt] and [http] (packages mqtt and web) in config/clipd.example.toml,
+// which shows every key at its default. Every key is optional
 // except, for each camera, name, source and labels. Relative paths are
 // resolved against the directory of the configuration file, so a config and
 // its label files can be moved together.

@@ -93,8 +93,9 @@ type daemon struct {
 	gpu        *telemetry.Reader
 	started    time.Time
 
-	// classifyPre preprocesses the images of socket classify requests,
-	// which the server admits one at a time.
+	// classifyPre preprocesses query images: socket classify and search
+	// by image, and the web page's search. Those come concurrently;
+	// classifyMu lets one at a time use it.
 	classifyMu  sync.Mutex
 	classifyPre *preprocess.Preprocessor
 
