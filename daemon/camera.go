@@ -432,7 +432,7 @@ func (c *camera) status() server.CameraStatus {
 		st = src.Stats()
 	}
 	s := server.CameraStatus{
-		Name: c.conf.Name, Source: c.conf.Source, State: c.stateNow(),
+		Name: c.conf.Name, Source: capture.Redact(c.conf.Source), State: c.stateNow(),
 		Width: st.Width, Height: st.Height, CaptureFPS: c.captureFPS(st.Captured),
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),

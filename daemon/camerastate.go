@@ -91,14 +91,14 @@ func (c *camera) setState(state, errMsg string) {
 	switch state {
 	case server.CameraRunning:
 		if !started {
-			c.log.Info("camera started", "source", c.conf.Source, "labels", c.conf.Labels)
+			c.log.Info("camera started", "source", capture.Redact(c.conf.Source), "labels", c.conf.Labels)
 		} else {
-			c.log.Info("camera running again", "source", c.conf.Source)
+			c.log.Info("camera running again", "source", capture.Redact(c.conf.Source))
 		}
 	case server.CameraRetrying:
-		c.log.Warn("camera waiting for its source", "source", c.conf.Source, "err", errMsg)
+		c.log.Warn("camera waiting for its source", "source", capture.Redact(c.conf.Source), "err", errMsg)
 	case server.CameraEnded:
-		c.log.Info("source ended", "source", c.conf.Source)
+		c.log.Info("source ended", "source", capture.Redact(c.conf.Source))
 	}
 	if state != prev {
 		c.publish(&server.CameraState{Camera: c.conf.Name, State: state, Error: errMsg})

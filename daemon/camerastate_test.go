@@ -267,3 +267,24 @@ func TestSIGHUPRetriesALabelsFileThatFailedToLoad(t *testing.T) {
 	}
 	h.stop()
 }
+
+// A camera URL's password is in neither status nor the daemon's log.
+func TestStatusAndLogHideTheSourcePassword(t *testing.T) {
+	defer verifyNoLeaks(t)
+	const source = "rtsp://admin:s3cret@cam.lan/stream1"
+	h := newHarness(t, cameraTOML("front", source, "a.labels", ""), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+	})
+	c := h.dial()
+	h.sources.setDown(source, "connection refused")
+	cam := waitStatus(t, c, "retrying", func(s server.CameraStatus) bool { return s.State == server.CameraRetrying })
+	if cam.Source != "rtsp://admin:xxxxx@cam.lan/stream1" {
+		t.Errorf("status source %q", cam.Source)
+	}
+	h.sources.setDown(source, "")
+	cameraMessage(t, c, "front")
+	h.stop()
+	if logs := h.logs.String(); strings.Contains(logs, "s3cret") || !strings.Contains(logs, "admin:xxxxx@cam.lan") {
+		t.Errorf("the log shows the password, or no source:\n%s", logs)
+	}
+}

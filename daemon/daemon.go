@@ -418,7 +418,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 	d.cameras[c.conf.Name] = c
 	d.mu.Unlock()
 	c.start(src)
-	c.log.Debug("source opened; waiting for its first frame", "source", c.conf.Source)
+	c.log.Debug("source opened; waiting for its first frame", "source", capture.Redact(c.conf.Source))
 	return nil
 }
 
