@@ -228,8 +228,9 @@ func Open(cfg Config, log *slog.Logger) (Source, error) {
 		log = slog.Default()
 	}
 	// The caller's logger names the camera; what its lines add is which
-	// source they are about (a reload may swap it under the same name).
-	log = log.With("source", cfg.Source)
+	// source they are about (a reload may swap it under the same name),
+	// never its password, wherever a line quotes it.
+	log = redactLog(log, cfg.Source).With("source", cfg.Source)
 	kind, _ := KindOf(cfg.Source) // checked by withDefaults
 	switch kind {
 	case KindPattern:

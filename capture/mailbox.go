@@ -181,6 +181,8 @@ func (r *runner) superviseSessions(cfg Config, log *slog.Logger, what string, se
 			}
 			err = errors.New("stream ended")
 		}
+		// Stats.LastError goes to status: an error may quote the source.
+		err = redactedError{err, RedactIn(err.Error(), cfg.Source)}
 		r.box.failed(err)
 		log.Warn(what+" stopped, will restart", "err", err, "frames", frames, "ran_for", time.Since(started).Round(time.Millisecond))
 		if frames > 0 && time.Since(started) >= cfg.RetryMax {

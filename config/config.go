@@ -1,6 +1,9 @@
 // Package config reads clipd's TOML configuration file.
 //
-// The file has three tables and an array of cameras. Every key is optional
+// The file has seven tables and an array of cameras: [model], [socket] and
+// [log] below; [snapshots] and [history] (see Snapshots, History) and
+// [mqtt] and [http] (packages mqtt and web) in config/clipd.example.toml,
+// which shows every key at its default. Every key is optional
 // except, for each camera, name, source and labels. Relative paths are
 // resolved against the directory of the configuration file, so a config and
 // its label files can be moved together.
@@ -59,6 +62,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"slices"
@@ -131,6 +135,16 @@ func (s Socket) Equal(o Socket) bool {
 type Log struct {
 	Level  string
 	Format string
+}
+
+// SlogLevel is Level as log/slog's; Parse admits only levels it knows, so
+// the fallback to info is for a Log built by hand.
+func (l Log) SlogLevel() slog.Level {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return level
 }
 
 // Camera is one [[camera]] entry.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -431,6 +432,9 @@ func TestDiff(t *testing.T) {
 	}
 	updated := defaultResolved("/x")
 	updated.Log.Level = "debug"
+	updated.MQTT.Broker = "mqtt://broker"
+	updated.HTTP.Listen = "127.0.0.1:9464"
+	updated.History.Enabled = true
 	updated.Cameras = []Camera{
 		{Name: "new", Source: "pattern"},
 		{Name: "tweak", Source: "pattern", FPS: 15},
@@ -439,10 +443,19 @@ func TestDiff(t *testing.T) {
 	got := Diff(old, updated)
 	want := Changes{
 		Added: []string{"new"}, Removed: []string{"drop"}, Changed: []string{"tweak"}, Unchanged: []string{"keep"},
-		LogChanged: true,
+		LogChanged: true, HistoryChanged: true, MQTTChanged: true, HTTPChanged: true,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Diff:\n got %+v\nwant %+v", got, want)
+	}
+	if tables := got.Tables(); !slices.Equal(tables, []string{"[log]", "[history]", "[mqtt]", "[http]"}) {
+		t.Errorf("Tables() = %q", tables)
+	}
+	snaps := defaultResolved("/x")
+	snaps.Snapshots.MaxFiles++
+	snaps.Cameras = old.Cameras
+	if ch := Diff(old, snaps); !slices.Equal(ch.Tables(), []string{"[snapshots]"}) || ch.Empty() {
+		t.Errorf("a [snapshots] change: %+v", ch)
 	}
 	if !Diff(old, old).Empty() || got.Empty() {
 		t.Fatal("Empty() wrong")

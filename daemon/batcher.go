@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -132,6 +133,11 @@ func (b *batcher) run() {
 		b.busySince = start
 		b.mu.Unlock()
 		embs, err := b.encodeChunks(pixels, images)
+		if err == nil && len(embs) != images {
+			// An encoder that breaks its contract fails its batch; the
+			// rows could not be matched to the images anyway.
+			err = fmt.Errorf("encoder returned %d embeddings for %d images", len(embs), images)
+		}
 		dur := time.Since(start)
 		b.mu.Lock()
 		b.busySince = time.Time{}

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -120,6 +121,27 @@ func TestBatcherPassesErrorsAndStops(t *testing.T) {
 	b.Close()
 	if _, err := b.Encode(context.Background(), []float32{1}); !errors.Is(err, errBatcherClosed) {
 		t.Errorf("Encode after Close: %v", err)
+	}
+}
+
+// An encoder that returns fewer rows than it was given fails that batch
+// (an error for each of its requests), and the batcher serves on.
+func TestBatcherRefusesShortReplies(t *testing.T) {
+	var short atomic.Bool
+	short.Store(true)
+	b := newBatcher(func(_ []float32, n int) ([][]float32, error) {
+		if short.Load() {
+			n--
+		}
+		return make([][]float32, n), nil
+	}, 1, 4)
+	defer b.Close()
+	if _, err := b.Encode(context.Background(), []float32{1}, []float32{2}); err == nil || !strings.Contains(err.Error(), "1 embeddings for 2 images") {
+		t.Errorf("a short reply: %v", err)
+	}
+	short.Store(false)
+	if rep, err := b.Encode(context.Background(), []float32{1}, []float32{2}); err != nil || len(rep.embeddings) != 2 {
+		t.Errorf("after a short reply: %d embeddings, %v", len(rep.embeddings), err)
 	}
 }
 

@@ -47,18 +47,16 @@ type camera struct {
 	imageModel string
 	metrics    *metrics.Metrics
 
-	// online is whether the source delivers (for MQTT's per-camera
-	// availability); last is the newest frame classified, for snapshot.
-	online atomic.Bool
-	last   atomic.Pointer[frame.Frame]
+	// last is the newest frame classified, for snapshot.
+	last atomic.Pointer[frame.Frame]
 
 	classified atomic.Uint64
 	skipped    atomic.Uint64 // frames not classified because of classify_every
 	badFrames  atomic.Uint64 // frames preprocessing rejected
-	nonFinite  atomic.Uint64 // frames whose embedding could not be scored
-	// Reports of bad frames, unusable embeddings and regions that do not
-	// fit the frame are spaced, not sent at frame rate.
-	badFrameReports, nonFiniteReports, boxReports limiter
+	nonFinite  atomic.Uint64 // frames with a target whose embedding could not be scored
+	// Reports of bad frames and regions that do not fit the frame are
+	// spaced, not sent at frame rate (unusable embeddings: per target).
+	badFrameReports, boxReports limiter
 	// preprocessingSince is the UnixNano when preprocessing of the current
 	// frame began, 0 when not preprocessing; the watchdog reads it (the
 	// batcher watches the encoder).
@@ -83,13 +81,17 @@ type target struct {
 
 	classified atomic.Uint64
 	belowThr   atomic.Uint64
+	// nonFiniteReports spaces the reports of the target's unusable
+	// embeddings.
+	nonFiniteReports limiter
 
 	mu    sync.Mutex
-	box   frame.Box // in the last frame classified
+	box   frame.Box // in the last frame classified (observe sets it)
 	err   error     // why the region does not fit the current frames
 	total window
-	// tracker keeps the target's state; seenVersion and seenFile are the
-	// label set it was last told of.
+	// tracker keeps the target's state (nil once a successor took it
+	// over: inheritStates); seenVersion and seenFile are the label set it
+	// was last told of.
 	tracker     *state.Tracker
 	seenVersion uint64
 	seenFile    string
@@ -158,8 +160,11 @@ type prepared struct {
 	frame   *frame.Frame
 	tensors *tensorSet
 	targets []*target // those tensors are of
-	taken   time.Time // when the frame was taken from the source
-	ready   time.Time // when preprocessing finished
+	// boxes are where targets lie in this frame: the frame being prepared
+	// next may have another size, and so another layout.
+	boxes []frame.Box
+	taken time.Time // when the frame was taken from the source
+	ready time.Time // when preprocessing finished
 }
 
 // tensorSet holds one input tensor per target of the camera.
@@ -223,7 +228,7 @@ func (c *camera) layoutFor(width, height int) layout {
 			box, err = t.conf.BoxIn(width, height)
 		}
 		t.mu.Lock()
-		t.box, t.err = box, err
+		t.err = err
 		t.mu.Unlock()
 		if err != nil {
 			misfits = append(misfits, fmt.Errorf("region %q: %w", t.name.region, err))
@@ -277,7 +282,7 @@ func (c *camera) prepare(ctx context.Context, src capture.Source, free chan *ten
 			continue
 		}
 		select {
-		case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, taken: taken, ready: time.Now()}:
+		case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, boxes: lay.boxes, taken: taken, ready: time.Now()}:
 		case <-ctx.Done():
 			return
 		}
@@ -295,17 +300,11 @@ func (c *camera) nextFrame(ctx context.Context, src capture.Source, lastClassifi
 		case errors.Is(err, io.EOF):
 			c.setState(server.CameraEnded, "")
 			return nil, err
-		case ctx.Err() != nil, errors.Is(err, capture.ErrClosed):
-			return nil, err
 		default:
-			c.setState(server.CameraRetrying, err.Error())
-			c.setOnline(false)
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Second):
-			}
-			continue
+			// The context ended or the source was closed: Next returns no
+			// other error, as a source retries its failures on its own
+			// (watchSource reports them).
+			return nil, err
 		}
 		if !classifyDue(*lastClassified, f.Time, c.conf.ClassifyEvery) {
 			c.skipped.Add(1)
@@ -342,24 +341,29 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 	encoded := time.Now()
 	f := p.frame
 	results := make([]*server.Result, 0, len(p.targets))
+	scored, unscored := 0, 0
 	for i, t := range p.targets {
 		set := t.labels.current()
 		top, err := set.Top(rep.embeddings[i], t.conf.TopK)
 		if err != nil {
 			// Only an embedding that is not a finite vector fails here: a
-			// model that produces NaN. Clients must hear of it, not just
-			// the log; once a minute is enough.
-			c.nonFinite.Add(1)
-			if c.nonFiniteReports.allow(time.Now()) {
+			// model that produces NaN, perhaps for one crop only, which
+			// must not cost the frame's other targets their results.
+			// Clients must hear of it, not just the log; once a minute a
+			// target is enough.
+			unscored++
+			if t.nonFiniteReports.allow(time.Now()) {
 				c.log.Error("frame not scored", "seq", f.Seq, "target", t.name.String(), "err", err)
-				c.publish(&server.ErrorReport{Camera: c.conf.Name,
-					Message: fmt.Sprintf("frame %d not scored: %v; the model produces unusable embeddings (counted in status non_finite)", f.Seq, err)})
+				c.publish(&server.ErrorReport{Camera: c.conf.Name, Region: t.name.region,
+					Message: fmt.Sprintf("frame %d of %s not scored: %v; the model produces unusable embeddings (counted in status non_finite)", f.Seq, t.name, err)})
 			}
-			return
+			continue
 		}
+		scored++
 		t.classified.Add(1)
-		changed := c.observe(t, f, set, top[0])
-		c.remember(t, f, t.boxFor(), rep.embeddings[i], set, top[0].Label, changed)
+		changed := c.observe(t, f, p.boxes[i], set, top[0])
+		c.remember(t, f, t.outline(p.boxes[i]), rep.embeddings[i], set, top[0].Label, changed)
+		c.outputs.classified(t.name)
 		if float64(top[0].Score) < t.conf.Threshold {
 			t.belowThr.Add(1)
 			continue
@@ -368,6 +372,12 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 			Camera: c.conf.Name, Region: t.name.region, Seq: f.Seq, Time: f.Time,
 			LabelsVersion: set.Version, Top: top, Truth: f.Meta,
 		})
+	}
+	if unscored > 0 {
+		c.nonFinite.Add(1)
+	}
+	if scored == 0 {
+		return // not classified: nothing of it to time or to show
 	}
 	done := time.Now()
 	lat := map[string]float64{
@@ -387,18 +397,10 @@ func (c *camera) classify(ctx context.Context, p prepared) {
 	}
 	c.classified.Add(1)
 	c.last.Store(f)
-	c.setOnline(true)
 	for _, r := range results {
 		r.LatencyMS = lat
 		c.publish(r)
 		c.outputs.result(r)
-	}
-}
-
-// setOnline tells the outputs when the source starts or stops delivering.
-func (c *camera) setOnline(up bool) {
-	if c.online.Swap(up) != up {
-		c.outputs.cameraOnline(c.conf.Name, up)
 	}
 }
 
@@ -430,7 +432,7 @@ func (c *camera) status() server.CameraStatus {
 		st = src.Stats()
 	}
 	s := server.CameraStatus{
-		Name: c.conf.Name, Source: c.conf.Source, State: c.stateNow(),
+		Name: c.conf.Name, Source: capture.Redact(c.conf.Source), State: c.stateNow(),
 		Width: st.Width, Height: st.Height, CaptureFPS: c.captureFPS(st.Captured),
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
@@ -468,8 +470,10 @@ func (t *target) status(hub *labelsHub) server.RegionStatus {
 	rs := server.RegionStatus{Name: t.name.region, LabelsFile: t.conf.Labels, LabelsError: hub.lastError(t.labels),
 		Classified: t.classified.Load(), BelowThresh: t.belowThr.Load()}
 	t.mu.Lock()
-	if cur := t.tracker.Current(); cur.Label != "" {
-		rs.State = &cur
+	if t.tracker != nil { // nil: handed over to a successor
+		if cur := t.tracker.Current(); cur.Label != "" {
+			rs.State = &cur
+		}
 	}
 	t.mu.Unlock()
 	if set := t.labels.current(); set != nil {

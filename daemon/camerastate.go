@@ -13,9 +13,13 @@ import (
 // source delivers (its state, published as a camera message on every
 // change and logged) and how fast frames come.
 type health struct {
-	mu        sync.Mutex
-	state     string
-	err       string
+	mu    sync.Mutex
+	state string
+	err   string
+	// online is what the outputs were last told (MQTT's camera status),
+	// always sourceUp(state) but for a successor's inherited value before
+	// its first change of state.
+	online    bool
 	started   bool      // a first frame was seen: "camera started" is logged once
 	lastFrame time.Time // capture time of the newest frame taken
 	captured  counterRate
@@ -63,6 +67,10 @@ func (c *camera) watchSource(ctx context.Context, src capture.Source) {
 	}
 }
 
+// sourceUp is the one rule for whether a camera in state is up: MQTT's
+// camera status and the clipd_camera_up metric both follow it.
+func sourceUp(state string) bool { return state == server.CameraRunning }
+
 // setState moves the camera to state, logging and publishing the change;
 // a new error while retrying is logged, but published only as a change of
 // state, so that a flapping source does not flood clients.
@@ -77,22 +85,53 @@ func (c *camera) setState(state, errMsg string) {
 	if state == server.CameraRunning {
 		c.health.started = true
 	}
+	c.setOnlineLocked(sourceUp(state))
 	c.health.mu.Unlock()
 
 	switch state {
 	case server.CameraRunning:
 		if !started {
-			c.log.Info("camera started", "source", c.conf.Source, "labels", c.conf.Labels)
+			c.log.Info("camera started", "source", capture.Redact(c.conf.Source), "labels", c.conf.Labels)
 		} else {
-			c.log.Info("camera running again", "source", c.conf.Source)
+			c.log.Info("camera running again", "source", capture.Redact(c.conf.Source))
 		}
 	case server.CameraRetrying:
-		c.log.Warn("camera waiting for its source", "source", c.conf.Source, "err", errMsg)
+		c.log.Warn("camera waiting for its source", "source", capture.Redact(c.conf.Source), "err", errMsg)
 	case server.CameraEnded:
-		c.log.Info("source ended", "source", c.conf.Source)
+		c.log.Info("source ended", "source", capture.Redact(c.conf.Source))
 	}
 	if state != prev {
 		c.publish(&server.CameraState{Camera: c.conf.Name, State: state, Error: errMsg})
+	}
+}
+
+// inheritOnline starts c, taking over old's running source, from what the
+// outputs were last told of old: the source does not stop delivering for
+// a swap, and c's first change of state must still reach them.
+func (c *camera) inheritOnline(old *camera) {
+	old.health.mu.Lock()
+	up := old.health.online
+	old.health.mu.Unlock()
+	c.health.mu.Lock()
+	c.health.online = up
+	c.health.mu.Unlock()
+}
+
+// setOffline tells the outputs the camera no longer delivers: it stopped,
+// or was given up on.
+func (c *camera) setOffline() {
+	c.health.mu.Lock()
+	defer c.health.mu.Unlock()
+	c.setOnlineLocked(false)
+}
+
+// setOnlineLocked tells the outputs of a change of online, under
+// health.mu so that two changes racing (the frame loop and watchSource)
+// reach them in the order they were made.
+func (c *camera) setOnlineLocked(up bool) {
+	if c.health.online != up {
+		c.health.online = up
+		c.outputs.cameraOnline(c.conf.Name, up)
 	}
 }
 

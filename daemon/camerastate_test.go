@@ -1,13 +1,17 @@
 package daemon
 
 import (
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clipd/clipd/capture"
+	"github.com/clipd/clipd/internal/mqtttest"
 	"github.com/clipd/clipd/server"
 )
 
@@ -158,4 +162,129 @@ func TestStatusShowsALabelsFileThatFailsToParse(t *testing.T) {
 		t.Errorf("labels_error after the fix: %q", cam.LabelsError)
 	}
 	h.stop()
+}
+
+// statusSequence waits until the payloads on topic have included want, in
+// order (others may come between).
+func statusSequence(t *testing.T, sub *mqtttest.Subscriber, topic string, want ...string) {
+	t.Helper()
+	i := 0
+	sub.Wait(fmt.Sprintf("%q on %s", want, topic), guard, func(m mqtttest.Msg) bool {
+		if m.Topic == topic && string(m.Payload) == want[i] {
+			i++
+		}
+		return i == len(want)
+	})
+}
+
+// cameraUp reads clipd_camera_up for camera from /metrics.
+func cameraUp(t *testing.T, addr, camera string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := `clipd_camera_up{camera="` + camera + `"} `
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return v
+		}
+	}
+	t.Fatalf("no %s in /metrics:\n%s", prefix, body)
+	return ""
+}
+
+// MQTT's camera status and clipd_camera_up follow the source, by one
+// rule: online while it delivers, offline while it is retrying, and
+// offline when a reload replaces it by a source that does not deliver.
+func TestCameraOnlineFollowsTheSource(t *testing.T) {
+	defer verifyNoLeaks(t)
+	broker := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, broker.ConnArgs(), "clipd/box/#")
+	addr := fmt.Sprintf("127.0.0.1:%d", mqtttest.FreePort(t))
+	outputs := fmt.Sprintf("[mqtt]\nbroker = %q\ndevice = \"box\"\nhome_assistant = false\n[http]\nlisten = %q\n", broker.URL(), addr)
+	h := newHarness(t, cameraTOML("front", "pattern", "a.labels", "")+outputs, func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+	})
+	c := h.dial()
+	const topic = "clipd/box/front/status"
+	statusSequence(t, sub, topic, "online")
+	if up := cameraUp(t, addr, "front"); up != "1" {
+		t.Errorf("clipd_camera_up %s while MQTT says online", up)
+	}
+
+	h.sources.setDown("pattern", "device unplugged")
+	statusSequence(t, sub, topic, "online", "offline")
+	waitStatus(t, c, "retrying", func(s server.CameraStatus) bool { return s.State == server.CameraRetrying })
+	if up := cameraUp(t, addr, "front"); up != "0" {
+		t.Errorf("clipd_camera_up %s while the source is down", up)
+	}
+	h.sources.setDown("pattern", "")
+	statusSequence(t, sub, topic, "online", "offline", "online")
+
+	// The replacement's source never delivers: the old camera's online
+	// must not stand for it.
+	h.sources.setDown("pattern?seed=2", "no signal")
+	h.writeConfig(cameraTOML("front", "pattern?seed=2", "a.labels", "") + outputs)
+	h.hup()
+	statusSequence(t, sub, topic, "online", "offline", "online", "offline")
+	waitStatus(t, c, "the new source retrying", func(s server.CameraStatus) bool {
+		return s.Source == "pattern?seed=2" && s.State == server.CameraRetrying
+	})
+	if up := cameraUp(t, addr, "front"); up != "0" {
+		t.Errorf("clipd_camera_up %s while the new source is down", up)
+	}
+	h.stop()
+}
+
+// A labels edit that failed for a reason the file does not show (the
+// encoder) is retried by a SIGHUP, without another edit.
+func TestSIGHUPRetriesALabelsFileThatFailedToLoad(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var labels string
+	h := newHarness(t, "", func(h *harness) {
+		labels = filepath.Join(h.dir, "a.labels")
+		writeFile(t, labels, "dog\ncat\n")
+	})
+	c := h.dial()
+	resultOf(t, c)
+	h.enc.textFails.Store(true)
+	writeFile(t, labels, "dog\ncat\nowl\n")
+	cam := waitStatus(t, c, "labels_error", func(s server.CameraStatus) bool { return s.LabelsError != "" })
+	if !strings.Contains(cam.LabelsError, "out of memory") || cam.LabelsVersion != 1 {
+		t.Fatalf("status after the failed load: labels_error %q, version %d", cam.LabelsError, cam.LabelsVersion)
+	}
+	h.enc.textFails.Store(false)
+	h.hup()
+	cam = waitStatus(t, c, "the edit loaded", func(s server.CameraStatus) bool { return s.LabelsVersion == 2 })
+	if cam.LabelsError != "" || cam.Labels != 3 {
+		t.Errorf("status after the SIGHUP: labels_error %q, %d labels", cam.LabelsError, cam.Labels)
+	}
+	h.stop()
+}
+
+// A camera URL's password is in neither status nor the daemon's log.
+func TestStatusAndLogHideTheSourcePassword(t *testing.T) {
+	defer verifyNoLeaks(t)
+	const source = "rtsp://admin:s3cret@cam.lan/stream1"
+	h := newHarness(t, cameraTOML("front", source, "a.labels", ""), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+	})
+	c := h.dial()
+	h.sources.setDown(source, "connection refused")
+	cam := waitStatus(t, c, "retrying", func(s server.CameraStatus) bool { return s.State == server.CameraRetrying })
+	if cam.Source != "rtsp://admin:xxxxx@cam.lan/stream1" {
+		t.Errorf("status source %q", cam.Source)
+	}
+	h.sources.setDown(source, "")
+	cameraMessage(t, c, "front")
+	h.stop()
+	if logs := h.logs.String(); strings.Contains(logs, "s3cret") || !strings.Contains(logs, "admin:xxxxx@cam.lan") {
+		t.Errorf("the log shows the password, or no source:\n%s", logs)
+	}
 }

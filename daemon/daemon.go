@@ -30,6 +30,7 @@ import (
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/model"
+	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/state"
@@ -44,7 +45,11 @@ type Options struct {
 	ConfigPath string
 	Config     *config.Config
 	Log        *slog.Logger
-	Version    string
+	// LogLevel, if set, is the level of Log's handler: a reload that
+	// changes [log] level applies it. Without it, and for [log] format,
+	// a change takes effect at the next restart.
+	LogLevel *slog.LevelVar
+	Version  string
 	// Reload receives a value for each SIGHUP.
 	Reload <-chan struct{}
 	// OnEvent, if set, sees every published event (clipd run --show).
@@ -54,6 +59,9 @@ type Options struct {
 	StopTimeout time.Duration
 	// TelemetryRoot roots the sysfs paths of GPU telemetry (tests).
 	TelemetryRoot string
+	// MQTTStateRefresh replaces mqtt.Options.StateRefresh (tests: a
+	// sensor's refresh in milliseconds, not a minute).
+	MQTTStateRefresh time.Duration
 
 	// OpenSource opens a camera's source; capture.Open if nil. Tests
 	// drive the daemon with scripted sources through it.
@@ -85,10 +93,13 @@ type daemon struct {
 	gpu        *telemetry.Reader
 	started    time.Time
 
-	// classifyPre preprocesses the images of socket classify requests,
-	// which the server admits one at a time.
+	// classifyPre preprocesses query images: socket classify and search
+	// by image, and the web page's search. Those come concurrently;
+	// classifyMu lets one at a time use it.
 	classifyMu  sync.Mutex
 	classifyPre *preprocess.Preprocessor
+
+	announceMu sync.Mutex // see announceTargets
 
 	mu sync.Mutex
 	// conf is the configuration running now: after a reload in which a
@@ -122,11 +133,13 @@ func Run(ctx context.Context, opts Options) error {
 	select {
 	case err := <-initDone:
 		if err != nil {
-			d.shutdown()
+			// Bounded like any stop: what did start may be as slow to stop
+			// (an encoder call in flight), and SIGTERM must still end it.
+			serr := d.shutdownBy(time.Now().Add(opts.StopTimeout))
 			if ctx.Err() != nil {
-				return nil // stopped while starting
+				return serr // stopped while starting
 			}
-			return err
+			return errors.Join(err, serr)
 		}
 	case <-ctx.Done():
 		deadline := time.Now().Add(opts.StopTimeout)
@@ -235,7 +248,8 @@ func (d *daemon) initialize(ctx context.Context) error {
 	d.labels = newLabelsHub(d.embedder, d.log, d.publish)
 	d.labels.metrics = d.metrics
 	d.labels.onLoaded = d.announceTargets
-	if d.outputs, err = newOutputs(d.conf, d.opts.Version, d.log, d.publish); err != nil {
+	mo := mqtt.Options{Version: d.opts.Version, StateRefresh: d.opts.MQTTStateRefresh}
+	if d.outputs, err = newOutputs(d.conf, mo, d.log, d.publish); err != nil {
 		return err
 	}
 	d.outputs.metrics = d.metrics
@@ -290,8 +304,12 @@ func (d *daemon) initialize(ctx context.Context) error {
 }
 
 // announceTargets tells the outputs which cameras and targets there are,
-// and their labels.
+// and their labels. Start-up, reloads and the labels watchers call it
+// concurrently: announceMu, held from reading the cameras to handing them
+// over, keeps an older list from being applied after a newer one.
 func (d *daemon) announceTargets() {
+	d.announceMu.Lock()
+	defer d.announceMu.Unlock()
 	d.mu.Lock()
 	cams := make([]*camera, 0, len(d.cameras))
 	for _, name := range sortedKeys(d.cameras) {
@@ -359,10 +377,10 @@ func targetCount(conf *config.Config) int {
 // reopened source of its own and the error is returned.
 func (d *daemon) swapIn(old, c *camera) error {
 	var src capture.Source
+	reused := false
 	if old != nil {
 		src = old.halt()
-		c.inheritStates(old)
-		if !reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)) {
+		if reused = reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)); !reused {
 			src.Close()
 			src = nil
 		}
@@ -376,6 +394,7 @@ func (d *daemon) swapIn(old, c *camera) error {
 					old.start(prev)
 				} else {
 					d.unregister(old)
+					old.setOffline()
 					old.release()
 					return fmt.Errorf("%w; the previous source could not be reopened either (%v): the camera is stopped", err, perr)
 				}
@@ -384,13 +403,22 @@ func (d *daemon) swapIn(old, c *camera) error {
 		}
 	}
 	if old != nil {
+		c.inheritStates(old)
+		// A new source is starting, not up, until it delivers.
+		if reused {
+			c.inheritOnline(old)
+		} else {
+			old.setOffline()
+		}
 		old.release()
 	}
-	c.start(src)
+	// Registered before it runs, so that status turns to c before c
+	// writes the trackers it took over.
 	d.mu.Lock()
 	d.cameras[c.conf.Name] = c
 	d.mu.Unlock()
-	c.log.Debug("source opened; waiting for its first frame", "source", c.conf.Source)
+	c.start(src)
+	c.log.Debug("source opened; waiting for its first frame", "source", capture.Redact(c.conf.Source))
 	return nil
 }
 
@@ -409,7 +437,7 @@ func (d *daemon) stopCamera(name string) {
 	d.mu.Unlock()
 	if c != nil {
 		c.close()
-		c.setOnline(false)
+		c.setOffline()
 		d.log.Info("camera stopped", "camera", name)
 	}
 }
@@ -504,11 +532,16 @@ func (d *daemon) shutdownBy(deadline time.Time) error {
 	}
 }
 
-// shutdown stops what initialize started, in reverse order; it copes with a
-// partial start.
+// shutdown stops what initialize started, those that bring work in first:
+// the cameras, then the socket and the listener (whose requests read the
+// stores and the encoder), and only then what they use: the outputs, the
+// camera memory, the encoder and the model. It copes with a partial start.
 func (d *daemon) shutdown() {
 	for _, name := range d.cameraNames() {
 		d.stopCamera(name)
+	}
+	if d.server != nil {
+		d.server.Close()
 	}
 	if d.web != nil {
 		d.web.Close()
@@ -518,9 +551,6 @@ func (d *daemon) shutdown() {
 	}
 	if d.history != nil {
 		d.history.Close()
-	}
-	if d.server != nil {
-		d.server.Close()
 	}
 	if d.batcher != nil {
 		d.batcher.Close()

@@ -15,6 +15,7 @@ import (
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/snapshot"
 	"github.com/clipd/clipd/state"
+	"github.com/clipd/clipd/web"
 )
 
 // outputs take the events and results of every camera beyond the socket:
@@ -28,18 +29,20 @@ type outputs struct {
 	mqtt      *mqtt.Publisher  // nil when [mqtt] broker is unset
 	metrics   *metrics.Metrics
 
-	mu     sync.Mutex
-	recent []state.Event // the last recentEvents, newest last
+	mu sync.Mutex
+	// recent are the last web.MaxEvents events, newest last: as many as
+	// the page and /api/events may ask for.
+	recent []state.Event
 	counts map[targetName]uint64
 }
 
-// recentEvents is how many events status and the web page can show.
-const recentEvents = 100
-
-func newOutputs(conf *config.Config, version string, log *slog.Logger, publish func(server.Event)) (*outputs, error) {
+// newOutputs starts the outputs conf enables; mo are the MQTT publisher's
+// options but its log.
+func newOutputs(conf *config.Config, mo mqtt.Options, log *slog.Logger, publish func(server.Event)) (*outputs, error) {
 	o := &outputs{log: log, publish: publish, counts: map[targetName]uint64{}}
 	if conf.MQTT.Broker != "" {
-		p, err := mqtt.New(conf.MQTT, mqtt.Options{Log: log.With("output", "mqtt"), Version: version})
+		mo.Log = log.With("output", "mqtt")
+		p, err := mqtt.New(conf.MQTT, mo)
 		if err != nil {
 			return nil, err
 		}
@@ -75,8 +78,8 @@ func (o *outputs) event(ev state.Event, f *frame.Frame, box *frame.Box) {
 	}
 	o.mu.Lock()
 	o.recent = append(o.recent, ev)
-	if len(o.recent) > recentEvents {
-		o.recent = slices.Delete(o.recent, 0, len(o.recent)-recentEvents)
+	if len(o.recent) > web.MaxEvents {
+		o.recent = slices.Delete(o.recent, 0, len(o.recent)-web.MaxEvents)
 	}
 	o.counts[targetName{ev.Camera, ev.Region}]++
 	o.mu.Unlock()
@@ -84,6 +87,14 @@ func (o *outputs) event(ev state.Event, f *frame.Frame, box *frame.Box) {
 	o.publish(&server.StateEvent{Event: ev})
 	if o.mqtt != nil {
 		o.mqtt.PublishEvent(ev)
+	}
+}
+
+// classified tells MQTT a target was classified, whatever its score: a
+// target that stays below its threshold is quiet, not gone.
+func (o *outputs) classified(t targetName) {
+	if o.mqtt != nil {
+		o.mqtt.MarkClassified(t.camera, t.region)
 	}
 }
 
@@ -131,7 +142,7 @@ func (o *outputs) targets(cameras []*camera) {
 	}
 }
 
-// recentEvents returns up to n of the latest events, newest first.
+// latest returns up to n of the latest events, newest first.
 func (o *outputs) latest(n int) []state.Event {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -151,11 +162,13 @@ func (o *outputs) close() {
 	}
 }
 
-// observe feeds one classified frame of a target to its state tracker and
-// sends the event when the state changed. A new label set (a reload) is
-// given to the tracker first: removing the current label ends that state.
-func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.Match) (changed bool) {
+// observe feeds one classified frame of a target, which lies at box in
+// it, to its state tracker and sends the event when the state changed. A
+// new label set (a reload) is given to the tracker first: removing the
+// current label ends that state.
+func (c *camera) observe(t *target, f *frame.Frame, box frame.Box, set *labels.Set, top engine.Match) (changed bool) {
 	t.mu.Lock()
+	t.box = box
 	var evs []state.Event
 	if set.Version != t.seenVersion || set.File != t.seenFile {
 		if t.seenVersion != 0 {
@@ -169,41 +182,36 @@ func (c *camera) observe(t *target, f *frame.Frame, set *labels.Set, top engine.
 		Threshold: float32(t.conf.Threshold), LabelsVersion: set.Version}); ok {
 		evs = append(evs, ev)
 	}
-	box := t.box
 	t.mu.Unlock()
 	for _, ev := range evs {
-		var b *frame.Box
-		if t.name.region != "" {
-			b = &box
-		}
-		c.outputs.event(ev, f, b)
+		c.outputs.event(ev, f, t.outline(box))
 	}
 	return len(evs) > 0
 }
 
-// boxFor is the target's box in the current frames, nil for the whole
-// frame.
-func (t *target) boxFor() *frame.Box {
+// outline is what a snapshot or thumbnail of the target outlines: its box,
+// nil for the whole frame.
+func (t *target) outline(box frame.Box) *frame.Box {
 	if t.name.region == "" {
 		return nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.box
-	return &b
+	return &box
 }
 
-// inheritStates carries the state trackers of the targets old shares with
-// c (same name, same labels file, same state_hold) over a restart, so that
-// a reload does not forget what each target shows.
+// inheritStates carries the state trackers of the targets old (halted)
+// shares with c (same name, same labels file, same state_hold) over a
+// restart, so that a reload does not forget what each target shows. old
+// lets go of them: c writes them under its own targets' mutexes, and a
+// status of old read meanwhile must not.
 func (c *camera) inheritStates(old *camera) {
 	for _, t := range c.targets {
 		for _, o := range old.targets {
-			if o.name == t.name && o.conf.Labels == t.conf.Labels && o.tracker.Hold() == t.tracker.Hold() {
-				o.mu.Lock()
+			o.mu.Lock()
+			if o.tracker != nil && o.name == t.name && o.conf.Labels == t.conf.Labels && o.tracker.Hold() == t.tracker.Hold() {
 				t.tracker, t.seenVersion, t.seenFile = o.tracker, o.seenVersion, o.seenFile
-				o.mu.Unlock()
+				o.tracker = nil
 			}
+			o.mu.Unlock()
 		}
 	}
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"image/jpeg"
 	"os"
 	"path/filepath"
@@ -10,7 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clipd/clipd/config"
+	"github.com/clipd/clipd/internal/mqtttest"
+	"github.com/clipd/clipd/metrics"
+	"github.com/clipd/clipd/mqtt"
 	"github.com/clipd/clipd/server"
+	"github.com/clipd/clipd/state"
+	"github.com/clipd/clipd/web"
 )
 
 func nextEvent(t *testing.T, c *server.Client) server.StateEvent {
@@ -131,4 +138,100 @@ func TestSnapshotCommand(t *testing.T) {
 		}
 	}
 	h.stop()
+}
+
+// A target whose every score is below its threshold publishes no result,
+// yet it is classified: its MQTT state is refreshed like any other's, so
+// that its sensor does not expire.
+func TestQuietTargetStaysAliveOnMQTT(t *testing.T) {
+	defer verifyNoLeaks(t)
+	broker := mqtttest.StartBroker(t)
+	sub := mqtttest.Subscribe(t, broker.ConnArgs(), "clipd/box/#")
+	h := newHarness(t, cameraTOML("front", "pattern", "a.labels", "threshold = 1.0")+
+		fmt.Sprintf("[mqtt]\nbroker = %q\ndevice = \"box\"\nhome_assistant = false\n", broker.URL()), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+		h.mqttRefresh = 100 * time.Millisecond
+	})
+	c := h.dial()
+	const topic = "clipd/box/front/state"
+	n := 0
+	sub.Wait("three refreshes of the state", guard, func(m mqtttest.Msg) bool {
+		if m.Topic == topic {
+			n++
+		}
+		return n >= 4
+	})
+	if st := status(t, c).Cameras[0]; st.BelowThresh == 0 || st.Classified == 0 {
+		t.Errorf("status %+v: want frames classified, all below the threshold", st)
+	}
+	h.stop()
+}
+
+// A reload that restarts a camera carries its targets' states over: the
+// same label since the same moment, no new first event. Status is read
+// all along, as clients do, while the trackers change hands.
+func TestReloadKeepsTargetStates(t *testing.T) {
+	defer verifyNoLeaks(t)
+	var scene atomic.Int64
+	scene.Store(1)
+	h := newHarness(t, "", func(h *harness) {
+		h.sources.scene = &scene
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\nowl\n")
+	})
+	c := h.dial()
+	first := nextEvent(t, c)
+	poller := h.dial()
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := poller.Command(server.Command{Cmd: "status"}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		h.writeConfig(cameraTOML("front", "pattern", "a.labels", fmt.Sprintf("top_k = %d", 1+i%2)))
+		h.hup()
+		for r := resultOf(t, c); len(r.Top) != 1+i%2; r = resultOf(t, c) {
+		}
+	}
+	close(stop)
+	<-polled
+	cam := status(t, c).Cameras[0]
+	if cam.FrameState == nil || cam.FrameState.Label != first.Label || !cam.FrameState.Since.Equal(first.Since) {
+		t.Errorf("state after the reloads %+v, want %q since %v", cam.FrameState, first.Label, first.Since)
+	}
+	h.stop()
+}
+
+// The outputs keep as many events as the web page and /api/events may
+// ask for, newest first.
+func TestOutputsKeepWebMaxEvents(t *testing.T) {
+	m, err := metrics.New(metrics.Options{Log: discardLogger(), Snapshot: func() metrics.Snapshot { return metrics.Snapshot{} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := config.Default()
+	conf.Snapshots.Dir = t.TempDir()
+	o, err := newOutputs(conf, mqtt.Options{}, discardLogger(), func(server.Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.metrics = m
+	defer o.close()
+	for i := range web.MaxEvents + 50 {
+		o.event(state.Event{Camera: "front", Label: fmt.Sprint(i)}, nil, nil)
+	}
+	got := o.latest(web.MaxEvents + 1)
+	if len(got) != web.MaxEvents || got[0].Label != fmt.Sprint(web.MaxEvents+49) || got[len(got)-1].Label != "50" {
+		t.Errorf("kept %d events, newest %q, oldest %q; want %d, the newest first", len(got), got[0].Label, got[len(got)-1].Label, web.MaxEvents)
+	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,14 +172,22 @@ func (s *sources) setFail(source string, err error) {
 }
 
 // fakeEncoder gives deterministic unit-ish vectors: images by their mean
-// pixel, prompts by their tokens. nan makes image embeddings NaN;
-// textDelay makes every text batch take that long, like a CPU encoding a
-// large label set.
+// pixel, prompts by their tokens. nan makes image embeddings NaN, nanLast
+// only the last of each call; textDelay makes every text batch take that
+// long, like a CPU encoding a large label set.
 type fakeEncoder struct {
 	size, dim int
 	nan       atomic.Bool
+	nanLast   atomic.Bool
 	textDelay atomic.Int64
 	textCalls atomic.Int64
+	// textFails makes text calls fail, as an encoder can for a while.
+	textFails atomic.Bool
+	// While holding, image calls wait until hold is closed; imageCalls
+	// counts the calls begun.
+	holding    atomic.Bool
+	hold       chan struct{}
+	imageCalls atomic.Int64
 }
 
 func (e *fakeEncoder) ImageSize() int  { return e.size }
@@ -186,6 +196,10 @@ func (e *fakeEncoder) Backend() string { return "fake" }
 func (e *fakeEncoder) Close() error    { return nil }
 
 func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error) {
+	e.imageCalls.Add(1)
+	if e.holding.Load() {
+		<-e.hold
+	}
 	per := len(pixels) / n
 	out := make([][]float32, n)
 	for i := range out {
@@ -194,7 +208,7 @@ func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error)
 			sum += float64(v)
 		}
 		out[i] = vector(uint64(math.Float64bits(sum)), e.dim)
-		if e.nan.Load() {
+		if e.nan.Load() || (e.nanLast.Load() && i == n-1) {
 			out[i][0] = float32(math.NaN())
 		}
 	}
@@ -204,6 +218,9 @@ func (e *fakeEncoder) EncodeImages(pixels []float32, n int) ([][]float32, error)
 func (e *fakeEncoder) EncodeTexts(tokens [][]int32) ([][]float32, error) {
 	e.textCalls.Add(1)
 	time.Sleep(time.Duration(e.textDelay.Load()))
+	if e.textFails.Load() {
+		return nil, errors.New("text encoder out of memory")
+	}
 	out := make([][]float32, len(tokens))
 	for i, t := range tokens {
 		h := fnv.New64a()
@@ -229,16 +246,21 @@ type harness struct {
 	// sets another (capture.Open).
 	openSource func(capture.Config, *slog.Logger) (capture.Source, error)
 	// logs has the daemon's log.
-	logs    *syncbuf.Buffer
-	dir     string
-	conf    string
-	socket  string
-	sources *sources
-	enc     *fakeEncoder
-	reload  chan struct{}
-	cancel  context.CancelFunc
-	done    chan error
-	stopped bool
+	logs *syncbuf.Buffer
+	// logLevel, when tune sets it, is the log's level and the daemon's
+	// Options.LogLevel; otherwise the log is at debug, fixed.
+	logLevel *slog.LevelVar
+	// mqttRefresh is Options.MQTTStateRefresh.
+	mqttRefresh time.Duration
+	dir         string
+	conf        string
+	socket      string
+	sources     *sources
+	enc         *fakeEncoder
+	reload      chan struct{}
+	cancel      context.CancelFunc
+	done        chan error
+	stopped     bool
 }
 
 func demoBundle(t *testing.T) string {
@@ -277,12 +299,18 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
+	var level slog.Leveler = slog.LevelDebug
+	if h.logLevel != nil {
+		level = h.logLevel
+	}
 	go func() {
 		h.done <- Run(ctx, Options{
 			ConfigPath: h.conf, Config: cfg, Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
-			Log:         slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
-			OpenSource:  h.openSource,
-			OpenEncoder: func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
+			Log:              slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: level})),
+			LogLevel:         h.logLevel,
+			MQTTStateRefresh: h.mqttRefresh,
+			OpenSource:       h.openSource,
+			OpenEncoder:      func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
 		})
 	}()
 	t.Cleanup(func() { h.stop() })
@@ -304,6 +332,18 @@ func (h *harness) writeConfig(cameras string) {
 }
 
 func (h *harness) hup() { h.reload <- struct{}{} }
+
+// waitLogCount waits until the log has n lines containing s.
+func (h *harness) waitLogCount(s string, n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(guard)
+	for strings.Count(h.logs.String(), s) < n {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the log never had %d lines with %s:\n%s", n, s, h.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // stop cancels the daemon's context and returns how long Run took to
 // return; it fails the test if Run returned an error or outlived guard.

@@ -108,6 +108,24 @@ func (h *labelsHub) release(f *labelsFile, user targetName) {
 	}
 }
 
+// retryFailed has every watched file whose last load failed read again
+// (on SIGHUP): a failure the file does not show, such as an encoder
+// error, is retried without waiting for an edit. Files in use as they are
+// on disk are left alone: a reload would give them a new version.
+func (h *labelsHub) retryFailed() {
+	h.mu.Lock()
+	var ws []*labels.Watcher
+	for _, f := range h.files {
+		if f.failing != "" {
+			ws = append(ws, f.watcher)
+		}
+	}
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.Reload()
+	}
+}
+
 // lastError says why the file on disk is not the set in use, or "".
 func (h *labelsHub) lastError(f *labelsFile) string {
 	h.mu.Lock()

@@ -155,3 +155,28 @@ func TestRegionBeyondTheFrameIsLeftOut(t *testing.T) {
 	}
 	h.stop()
 }
+
+// An embedding that cannot be scored costs only its own target: the
+// frame's other targets go on getting results, the error names the
+// region, and status counts the frames.
+func TestOneUnscoredTargetKeepsTheOthersResults(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := regionsHarness(t, twoRegions(""))
+	c := h.dial()
+	collect(t, c, "front", "front/left", "front/right")
+	// Each frame is one encoder call, its targets in order: right last.
+	h.enc.nanLast.Store(true)
+	m := waitErrorContaining(t, c, "of front/right not scored", "NaN")
+	var er server.ErrorReport
+	if err := m.Decode(&er); err != nil || er.Camera != "front" || er.Region != "right" {
+		t.Errorf("error %s does not name camera and region (%v)", m.Raw, err)
+	}
+	seen := map[string]bool{}
+	for !seen[""] || !seen["left"] {
+		seen[resultOf(t, c).Region] = true
+	}
+	if st := status(t, c).Cameras[0]; st.NonFinite == 0 {
+		t.Errorf("non_finite %d", st.NonFinite)
+	}
+	h.stop()
+}

@@ -18,8 +18,10 @@ import (
 // is the old camera stopped and the new one started. A camera whose new
 // settings fail keeps running with its old ones, and the running config
 // keeps its old entry, so that the next reload tries it again. A file that
-// does not parse, or has no camera, changes nothing at all.
+// does not parse, or has no camera, changes nothing at all. Labels files
+// whose last load failed are read again too, whatever the config says.
 func (d *daemon) reload(ctx context.Context) {
+	d.labels.retryFailed()
 	errs := d.applyConfig(ctx)
 	rs := &server.ReloadStatus{Time: time.Now().UTC().Format(time.RFC3339), OK: len(errs) == 0}
 	for _, err := range errs {
@@ -49,9 +51,6 @@ func (d *daemon) applyConfig(ctx context.Context) []error {
 	cur := d.conf
 	d.mu.Unlock()
 	ch := config.Diff(cur, next)
-	if ch.ModelChanged || ch.SocketChanged {
-		d.log.Warn("[model] and [socket] changes take effect at the next restart")
-	}
 
 	// running is the config of each camera once this reload is done.
 	running := make(map[string]config.Camera, len(cur.Cameras))
@@ -113,10 +112,21 @@ func (d *daemon) applyConfig(ctx context.Context) []error {
 		delete(running, name)
 	}
 
-	// Keep the new model and socket settings out of the running config so
-	// that the next diff still reports them as pending; order the cameras
-	// as the new file does, those kept from before last.
-	applied := &config.Config{Model: cur.Model, Socket: cur.Socket, Log: next.Log}
+	// Only the cameras and the log level are applied live. Every other
+	// table stays as it runs in the running config, so that the next diff
+	// still reports it as pending; the cameras are ordered as the new
+	// file has them, those kept from before last.
+	applied := *cur
+	applied.Cameras = nil
+	if d.opts.LogLevel != nil && next.Log.Level != cur.Log.Level {
+		// Logged before the change, at the level left behind.
+		d.log.Info("log level changed", "level", next.Log.Level)
+		d.opts.LogLevel.Set(next.Log.SlogLevel())
+		applied.Log.Level = next.Log.Level
+	}
+	if pending := config.Diff(&applied, next).Tables(); len(pending) > 0 {
+		d.log.Warn("these tables' changes take effect at the next restart", "tables", pending)
+	}
 	for _, cc := range next.Cameras {
 		if rc, ok := running[cc.Name]; ok {
 			applied.Cameras = append(applied.Cameras, rc)
@@ -129,7 +139,7 @@ func (d *daemon) applyConfig(ctx context.Context) []error {
 		}
 	}
 	d.mu.Lock()
-	d.conf = applied
+	d.conf = &applied
 	d.mu.Unlock()
 	d.announceTargets()
 	d.log.Info("configuration reloaded", "added", started, "removed", ch.Removed, "restarted", restarted, "failed", len(errs))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/server"
 )
 
@@ -255,4 +257,90 @@ func TestHelloListsConfiguredCameras(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
+}
+
+// A reload applies the cameras and the log level; [mqtt], [http] and
+// [history] are only warned about, and stay pending: the next reload
+// warns again, and none of them starts.
+func TestReloadLeavesOtherTablesPending(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := newHarness(t, "", func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
+		h.logLevel = new(slog.LevelVar)
+		h.logLevel.Set(slog.LevelDebug)
+	})
+	c := h.dial()
+	resultOf(t, c)
+	h.writeConfig(cameraTOML("front", "pattern", "a.labels", "") + `
+[log]
+level = "warn"
+[history]
+enabled = true
+[mqtt]
+broker = "mqtt://127.0.0.1:1"
+[http]
+listen = "127.0.0.1:0"
+`)
+	const warning = `msg="these tables' changes take effect at the next restart" tables="[[history] [mqtt] [http]]"`
+	h.hup()
+	h.waitLogCount(warning, 1)
+	if got := h.logLevel.Level(); got != slog.LevelWarn {
+		t.Errorf("log level after the reload: %v, want WARN", got)
+	}
+	h.hup()
+	h.waitLogCount(warning, 2)
+	// At warn, the reloads' info lines are gone from the moment the
+	// level changed.
+	logs := h.logs.String()
+	if !strings.Contains(logs, `msg="log level changed" level=warn`) || strings.Contains(logs, `msg="configuration reloaded"`) {
+		t.Errorf("want the level change logged and no info line after it:\n%s", logs)
+	}
+	st := status(t, c)
+	if st.MQTT != nil || st.History != nil || st.Reload == nil || !st.Reload.OK {
+		t.Errorf("after two reloads: mqtt %+v, history %+v, reload %+v; want neither started and the reloads ok", st.MQTT, st.History, st.Reload)
+	}
+	if strings.Contains(h.logs.String(), "http listening") {
+		t.Error("a reload started the [http] listener")
+	}
+	h.stop()
+}
+
+// A start-up that fails stops what it started within the stop timeout,
+// even with an encoder call that never returns: the error says both.
+func TestFailedStartStopsWithinTheStopTimeout(t *testing.T) {
+	defer verifyNoLeaks(t)
+	h := newHarness(t, cameraTOML("front", "pattern", "a.labels", "")+cameraTOML("back", "pattern?seed=2", "a.labels", ""), func(h *harness) {
+		writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\n")
+		h.enc.hold = make(chan struct{})
+		open := h.openSource
+		var calls int64
+		h.openSource = func(cfg capture.Config, log *slog.Logger) (capture.Source, error) {
+			if cfg.Source != "pattern?seed=2" {
+				// The model is loaded (its probe encoded): from now on
+				// the encoder hangs.
+				calls = h.enc.imageCalls.Load()
+				h.enc.holding.Store(true)
+				return open(cfg, log)
+			}
+			// Fail once front's first frame is stuck in the encoder.
+			for h.enc.imageCalls.Load() == calls {
+				time.Sleep(time.Millisecond)
+			}
+			return nil, errors.New("device busy")
+		}
+	})
+	h.stopped = true
+	defer close(h.enc.hold)
+	start := time.Now()
+	select {
+	case err := <-h.done:
+		if err == nil || !strings.Contains(err.Error(), "device busy") || !strings.Contains(err.Error(), "shutdown took longer than 3s") {
+			t.Errorf("Run: %v; want the camera's error and the shutdown's", err)
+		}
+		if took := time.Since(start); took > 3*time.Second+time.Second {
+			t.Errorf("the failed start took %v to stop; the stop timeout is 3s", took)
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not return after a failed start")
+	}
 }

@@ -41,13 +41,14 @@ func (d *daemon) startHTTP() error {
 }
 
 // metricsSnapshot is what a scrape reads: the status reply, the same
-// numbers `clipd status` shows, and whether each camera delivers.
+// numbers `clipd status` shows, and whether each camera delivers, by the
+// rule MQTT's camera status follows.
 func (d *daemon) metricsSnapshot() metrics.Snapshot {
 	st := handler{d}.Status().(server.Status)
 	s := metrics.Snapshot{Status: st, MQTT: st.MQTT, History: st.History, Snapshots: st.Snapshots,
 		CameraUp: make(map[string]bool, len(st.Cameras))}
 	for _, c := range st.Cameras {
-		s.CameraUp[c.Name] = c.State == server.CameraRunning
+		s.CameraUp[c.Name] = sourceUp(c.State)
 	}
 	return s
 }
@@ -81,7 +82,10 @@ func (b webBackend) Cameras() []web.Camera {
 		}
 		for _, t := range c.targets {
 			t.mu.Lock()
-			wt := web.Target{Region: t.name.region, State: t.tracker.Current()}
+			wt := web.Target{Region: t.name.region}
+			if t.tracker != nil { // nil: handed over to a successor
+				wt.State = t.tracker.Current()
+			}
 			if t.name.region != "" && t.err == nil && t.box != (frame.Box{}) {
 				box := t.box
 				wt.Box = &box

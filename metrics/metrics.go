@@ -35,8 +35,9 @@ import (
 // status of the optional components, nil when they are off.
 type Snapshot struct {
 	Status server.Status
-	// CameraUp says, per camera name, whether its source delivers frames
-	// (what MQTT publishes as P/CAMERA/status). A camera missing from it
+	// CameraUp says, per camera name, whether its source delivers frames:
+	// the daemon sets it by the rule of MQTT's P/CAMERA/status (running is
+	// up; starting, retrying and ended are down). A camera missing from it
 	// has no clipd_camera_up series: unknown is not down.
 	CameraUp  map[string]bool
 	MQTT      *mqtt.Status

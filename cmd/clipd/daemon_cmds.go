@@ -33,7 +33,9 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	log := newLogger(conf.Log, stderr)
+	level := new(slog.LevelVar)
+	level.Set(conf.Log.SlogLevel())
+	log := newLogger(conf.Log, level, stderr)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -46,7 +48,7 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 			}
 		}
 	}()
-	opts := daemon.Options{ConfigPath: *path, Config: conf, Log: log, Version: version, Reload: reload}
+	opts := daemon.Options{ConfigPath: *path, Config: conf, Log: log, LogLevel: level, Version: version, Reload: reload}
 	if *show {
 		var mu sync.Mutex
 		printer := newEventPrinter(stdout)
@@ -59,11 +61,8 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.W
 	return daemon.Run(ctx, opts)
 }
 
-func newLogger(conf config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(conf.Level)); err != nil {
-		level = slog.LevelInfo
-	}
+// newLogger logs at level, which a reload may change (daemon.Options.LogLevel).
+func newLogger(conf config.Log, level slog.Leveler, w io.Writer) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: level}
 	if conf.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
