@@ -428,7 +428,7 @@ func (s *Store) episodes(ctx context.Context, sc *scan, hits []hit) ([]Episode, 
 	for i, r := range runs {
 		bm := parseMeta(sc.segs[r.best.seg].record(int(r.best.rec)))
 		e := Episode{
-			Target:    s.targets[r.target],
+			Target:    s.targetOf(r.target),
 			Start:     time.Unix(0, r.hits[0].time).UTC(),
 			End:       time.Unix(0, r.hits[len(r.hits)-1].time).UTC(),
 			BestTime:  time.Unix(0, bm.time).UTC(),
@@ -436,23 +436,26 @@ func (s *Store) episodes(ctx context.Context, sc *scan, hits []hit) ([]Episode, 
 			BestScore: r.best.score,
 			Matched:   len(r.hits),
 		}
-		th, ok, err := s.cat.nearestThumb(ctx, r.target, bm.time)
-		if err != nil {
-			return nil, fmt.Errorf("history: search: catalog: %w", err)
-		}
-		if ok {
-			e.Thumbnail = &Thumbnail{ID: th.id, Time: time.Unix(0, th.time).UTC(), Seq: th.seq,
-				OffsetMS: (th.time - bm.time) / int64(time.Millisecond)}
-		}
 		if sc.q.Frames {
 			e.Frames = make([]Frame, len(r.hits))
 			for j, h := range r.hits {
 				m := parseMeta(sc.segs[h.seg].record(int(h.rec)))
 				e.Frames[j] = Frame{Time: time.Unix(0, m.time).UTC(), Seq: m.seq, Score: h.score,
-					TopLabel: s.labels[m.label], LabelsVersion: m.labelsVersion, Changed: m.flags&flagChanged != 0}
+					TopLabel: s.labelOf(m.label), LabelsVersion: m.labelsVersion, Changed: m.flags&flagChanged != 0}
 			}
 		}
 		eps[i] = e
+	}
+	for i, r := range runs {
+		best := eps[i].BestTime.UnixNano()
+		th, ok, err := s.cat.nearestThumb(ctx, r.target, best)
+		if err != nil {
+			return nil, fmt.Errorf("history: search: catalog: %w", err)
+		}
+		if ok {
+			eps[i].Thumbnail = &Thumbnail{ID: th.id, Time: time.Unix(0, th.time).UTC(), Seq: th.seq,
+				OffsetMS: (th.time - best) / int64(time.Millisecond)}
+		}
 	}
 	return eps, nil
 }
@@ -467,13 +470,14 @@ func (s *Store) Thumbnail(ctx context.Context, id int64) (jpeg []byte, info Thum
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	i, found := slices.BinarySearchFunc(s.segs, row.seg, func(seg *segment, id uint64) int { return cmp.Compare(seg.id, id) })
-	if !found {
+	i, found := slices.BinarySearchFunc(s.segs, segKey{row.seg, kindThumbnails}, compareSeg)
+	if !found || s.segs[i].bad {
+		// Gone, or in a segment left out as damaged: no picture to give.
 		return nil, info, false, nil
 	}
 	seg := s.segs[i]
 	size := seg.size.Load()
-	if seg.bad || seg.kind != kindThumbnails || row.off < headerSize || row.off >= size {
+	if row.off < headerSize || row.off >= size {
 		return nil, info, false, fmt.Errorf("history: thumbnail %d: catalog points outside its segment", id)
 	}
 	m, data, _, err := parseThumb(seg.data[row.off:size])

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -47,8 +48,15 @@ func parseSegmentName(name string) (byte, uint64, bool) {
 	if name[0] != kindVectors && name[0] != kindThumbnails {
 		return 0, 0, false
 	}
+	// Lower-case hex only, as segmentName writes it: another spelling of
+	// an id would be opened by the name segmentName gives, and fail.
+	for _, c := range name[2:18] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return 0, 0, false
+		}
+	}
 	id, err := strconv.ParseUint(name[2:18], 16, 64)
-	if err != nil || id == 0 {
+	if err != nil || id == 0 || id > math.MaxInt64 {
 		return 0, 0, false
 	}
 	return name[0], id, true
