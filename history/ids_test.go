@@ -448,3 +448,120 @@ func TestThumbnailRowsPastACutTail(t *testing.T) {
 		t.Fatalf("%d thumbnails, want 3 of 4", n)
 	}
 }
+
+// A search holds its segments, not the store's lock: while one is under
+// way, Status answers, the writer starts a new segment, and retention
+// takes the search's segment out of the list; its file and mapping go
+// only once the search has let go.
+func TestSearchDoesNotHoldOffWrites(t *testing.T) {
+	clk := newClock(epoch)
+	s := openTest(t, Config{Retention: time.Hour, Every: time.Nanosecond, Now: clk.now})
+	r := rand.New(rand.NewPCG(9, 10))
+	q := randomUnit(r, 16)
+	for i := range 10 {
+		s.Add(Record{Target: Target{Camera: "c"}, Time: epoch.Add(time.Duration(i) * time.Second), Model: "m", Embedding: randomUnit(r, 16)})
+	}
+	flush(t, s)
+	sc, err := s.plan(Query{Model: "m", Embedding: q, K: 5, MaxHits: 10, Gap: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			sc.release()
+		}
+	}()
+	held := sc.segs[0]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Status()
+		s.Add(Record{Target: Target{Camera: "c"}, Time: epoch.Add(20 * time.Second), Model: "m2", Embedding: randomUnit(r, 16)})
+		flush(t, s)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Status or a new segment waited for a search")
+	}
+	clk.set(epoch.Add(3 * time.Hour))
+	s.Add(Record{Target: Target{Camera: "c"}, Time: clk.now(), Model: "m2", Embedding: randomUnit(r, 16)})
+	flush(t, s)
+	s.mu.RLock()
+	listed := slices.Contains(s.segs, held)
+	s.mu.RUnlock()
+	if listed {
+		t.Fatal("retention left the search's segment in the list")
+	}
+	if _, err := os.Stat(held.path); err != nil {
+		t.Fatalf("the segment's file went while a search held it: %v", err)
+	}
+	// The search goes on over the mapping.
+	hits, err := sc.run(context.Background())
+	if err != nil || len(hits) != 10 {
+		t.Fatalf("%d hits (%v)", len(hits), err)
+	}
+	if _, err := s.episodes(context.Background(), sc, hits); err != nil {
+		t.Fatal(err)
+	}
+	sc.release()
+	released = true
+	flush(t, s)
+	if _, err := os.Stat(held.path); !os.IsNotExist(err) {
+		t.Fatalf("the segment's file stays after the search let go: %v", err)
+	}
+	if st := s.Status(); st.Records != 1 {
+		t.Fatalf("%d records, want the newest", st.Records)
+	}
+}
+
+// Searches run on while max_bytes deletes segments under them: each
+// reads only segments it holds (a deletion unmapping one under a scan
+// would crash the test), and every deletion completes once they stop.
+func TestSearchesDuringDeletion(t *testing.T) {
+	s := openTest(t, Config{MaxBytes: 1 << 20, Every: time.Nanosecond, Now: newClock(epoch.Add(time.Hour)).now})
+	r := rand.New(rand.NewPCG(13, 14))
+	q := randomUnit(r, 512)
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	var searches [2]int
+	for g := range 2 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if _, err := s.Search(context.Background(), Query{Model: "m", Embedding: q, K: 5}); err != nil {
+					errs <- err
+					return
+				}
+				searches[g]++
+			}
+		}()
+	}
+	for i := range 3000 {
+		s.Add(Record{Target: Target{Camera: "c"}, Time: epoch.Add(time.Duration(i) * time.Second), Model: "m", Embedding: randomUnit(r, 512)})
+		if i%100 == 99 {
+			flush(t, s)
+		}
+	}
+	close(stop)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, s)
+	if len(s.doomed) != 0 {
+		t.Fatalf("%d deletions still wait with no search running", len(s.doomed))
+	}
+	st := s.Status()
+	if st.Bytes > 1<<20 || st.Records == 0 || searches[0]+searches[1] < 10 {
+		t.Fatalf("%d bytes, %d records kept; %v searches", st.Bytes, st.Records, searches)
+	}
+	t.Logf("%v searches while %d records were written to a 1 MiB store", searches, st.Stored)
+}

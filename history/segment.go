@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -26,6 +27,11 @@ type segment struct {
 	capacity int64    // bytes the segment may grow to
 	sealed   bool     // writer-owned
 	bad      bool     // failed validation at Open: kept on disk, never read
+	// readers is held for reading by each search that scans the segment
+	// and for writing by its deletion, which unmaps it: a search takes it
+	// under Store.mu, from the segment list, so no search takes it once
+	// deletion has begun.
+	readers sync.RWMutex
 
 	// size is the bytes written and intact (header included); count the
 	// records (vectors) or entries (thumbnails) in them. A search reads

@@ -49,10 +49,12 @@ type Store struct {
 	admit   map[Target]*admission
 
 	// mu guards segs (sorted by id, then kind), targets and labels: the
-	// writer changes them under the write lock, a search reads them (and
-	// the mapped segments) under the read lock. Appends to a segment need
-	// no lock: a search reads a segment's count first and only the
-	// records it covers.
+	// writer changes them under the write lock, a search reads them under
+	// the read lock, briefly: it takes a reference on each segment it
+	// scans (segment.readers) and scans without mu, so that the writer
+	// and Status never wait for a scan. Appends to a segment need no
+	// lock: a search reads a segment's count first and only the records
+	// it covers.
 	mu      sync.RWMutex
 	segs    []*segment
 	targets map[uint32]Target
@@ -70,6 +72,9 @@ type Store struct {
 	thumbRows   []thumbRow
 	retryAt     time.Time
 	lastSync    time.Time
+	// doomed are segments out of searches whose deletion waits for the
+	// searches that still read them.
+	doomed []doomedSegment
 
 	paused      atomic.Bool
 	reasonMu    sync.Mutex
@@ -78,6 +83,11 @@ type Store struct {
 	stored, skipped, dropped, droppedPaused, invalid, pauses atomic.Uint64
 	queued                                                   atomic.Int64
 	tornBytes                                                int64
+}
+
+type doomedSegment struct {
+	seg *segment
+	why string
 }
 
 type pendingThumb struct {
@@ -465,11 +475,20 @@ func (s *Store) Close() error {
 
 func (s *Store) closeFiles() error {
 	s.mu.Lock()
-	for _, seg := range s.segs {
-		seg.close()
-	}
+	segs := s.segs
 	s.segs = nil
 	s.mu.Unlock()
+	// Searches still running hold their segments: wait for them, without
+	// mu, which they take again to name what they found.
+	for _, seg := range segs {
+		seg.readers.Lock()
+		seg.close()
+	}
+	for _, d := range s.doomed {
+		d.seg.readers.Lock()
+		s.finishDelete(d.seg, d.why)
+	}
+	s.doomed = nil
 	err := s.cat.close()
 	s.lock.Close()
 	return err
@@ -959,6 +978,7 @@ func (s *Store) maintain() {
 		s.paused.Store(false)
 		s.log.Info("history: resuming")
 	}
+	s.reapDoomed()
 	s.enforceLimits()
 	if time.Since(s.lastSync) >= 10*time.Second {
 		s.lastSync = time.Now()
@@ -1012,7 +1032,9 @@ func (s *Store) enforceLimits() {
 
 // deleteSegment removes a segment: from searches first, then its file,
 // then its catalog rows, so that a crash midway leaves at worst a row
-// without a file, which the next Open forgets.
+// without a file, which the next Open forgets. Searches that took the
+// segment before keep reading its mapping: the rest waits, in maintain,
+// until the last has let go.
 func (s *Store) deleteSegment(seg *segment, why string) {
 	if seg == s.activeVec {
 		s.flushWrites()
@@ -1024,6 +1046,27 @@ func (s *Store) deleteSegment(seg *segment, why string) {
 	s.mu.Lock()
 	s.segs = slices.DeleteFunc(s.segs, func(x *segment) bool { return x == seg })
 	s.mu.Unlock()
+	if !seg.readers.TryLock() {
+		s.doomed = append(s.doomed, doomedSegment{seg, why})
+		return
+	}
+	s.finishDelete(seg, why)
+}
+
+// reapDoomed finishes the deletions whose segments no search reads now.
+func (s *Store) reapDoomed() {
+	s.doomed = slices.DeleteFunc(s.doomed, func(d doomedSegment) bool {
+		if !d.seg.readers.TryLock() {
+			return false
+		}
+		s.finishDelete(d.seg, d.why)
+		return true
+	})
+}
+
+// finishDelete unmaps a segment no search reads (the caller holds its
+// readers lock) and removes its file and rows.
+func (s *Store) finishDelete(seg *segment, why string) {
 	seg.close()
 	if err := os.Remove(seg.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Error("history: deleting a segment", "segment", filepath.Base(seg.path), "err", err)
