@@ -44,6 +44,11 @@ type Store struct {
 	quit   chan struct{}
 	done   chan struct{}
 	closed atomic.Bool
+	// sendMu orders Add's queueing against Close: Add queues under the
+	// read lock only while the store is open, Close marks it closed under
+	// the write lock, so nothing is queued after the writer's last drain
+	// (its bytes would never leave QueuedBytes).
+	sendMu sync.RWMutex
 
 	admitMu sync.Mutex
 	admit   map[Target]*admission
@@ -465,7 +470,10 @@ func (s *Store) addBad(kind byte, id uint64, row *segRow) {
 // Close stops the writer after it has written what was queued, seals the
 // active segments and releases the files. Add after Close drops.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) {
+	s.sendMu.Lock()
+	was := s.closed.Swap(true)
+	s.sendMu.Unlock()
+	if was {
 		return nil
 	}
 	close(s.quit)
@@ -575,6 +583,12 @@ func (s *Store) Add(r Record) error {
 		r.Thumbnail = nil
 	}
 	size := int64(4*len(r.Embedding)+len(r.Thumbnail)+len(r.Model)+len(r.TopLabel)+len(r.Camera)+len(r.Region)) + 128
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed.Load() {
+		s.dropped.Add(1)
+		return nil
+	}
 	if s.queued.Add(size) > s.cfg.QueueBytes {
 		s.queued.Add(-size)
 		s.dropped.Add(1)
