@@ -503,7 +503,19 @@ func TestSearchAPI(t *testing.T) {
 	if len(best.Frames) != best.Matched || best.Matched != 12 || best.Thumbnail == nil {
 		t.Fatalf("best episode: %d frames of %d, thumbnail %v", len(best.Frames), best.Matched, best.Thumbnail)
 	}
-	jpg := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID)).expect(t, 200, "image/jpeg").body
+	thumb := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID)).expect(t, 200, "image/jpeg")
+	jpg := thumb.body
+	// Cached by id, with an ETag of the bytes for a browser asking again.
+	etag := thumb.header.Get("ETag")
+	if len(etag) != 34 || !strings.Contains(thumb.header.Get("Cache-Control"), "max-age=86400") {
+		t.Errorf("thumbnail ETag %q, Cache-Control %q", etag, thumb.header.Get("Cache-Control"))
+	}
+	if r := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID), "If-None-Match", etag); r.code != 304 || len(r.body) != 0 {
+		t.Errorf("thumbnail with its ETag: %d, %d bytes; want 304 and none", r.code, len(r.body))
+	}
+	if r := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID), "If-None-Match", `"0123"`); r.code != 200 || !bytes.Equal(r.body, jpg) {
+		t.Errorf("thumbnail with another ETag: %d", r.code)
+	}
 	if h, err := jpegturbo.DecodeHeader(jpg); err != nil || h.Width != 224 {
 		t.Errorf("thumbnail: %+v, %v", h, err)
 	}
