@@ -13,6 +13,7 @@ import (
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/snapshot"
 	"github.com/clipd/clipd/trt"
+	"github.com/clipd/clipd/web"
 )
 
 // Thumbnails of the camera memory: small enough that a week of them at the
@@ -36,13 +37,18 @@ func (d *daemon) openHistory() error {
 		return fmt.Errorf("history: hashing the image model: %w", err)
 	}
 	d.imageModel = "sha256:" + sum
-	every := h.Every
+	// "0s" is every classified frame (every), a thumbnail with every
+	// stored record (thumbnail_every); the store's zero would mean its
+	// default instead.
+	every, thumbEvery := h.Every, h.ThumbnailEvery
 	if every == 0 {
-		// "0s": every classified frame (the store's zero means its default).
 		every = time.Nanosecond
 	}
+	if thumbEvery == 0 {
+		thumbEvery = time.Nanosecond
+	}
 	d.history, err = history.Open(history.Config{Dir: h.Dir, Every: every, Retention: h.Retention,
-		MaxBytes: h.MaxBytes, ThumbnailEvery: h.ThumbnailEvery, Log: d.log.With("output", "history")})
+		MaxBytes: h.MaxBytes, ThumbnailEvery: thumbEvery, Log: d.log.With("output", "history")})
 	if err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
@@ -78,9 +84,15 @@ func (c *camera) remember(t *target, f *frame.Frame, box *frame.Box, emb []float
 // search answers the socket's search command (and the web page's): a
 // query embedding from text or an image, or a label's probability among
 // a target's current labels, over the stored frames.
+//
+// Its errors say whose they are, for the listeners (the web package
+// answers by them): the client's mistakes (an unknown camera, region or
+// label, an image that is not a picture) wrap server.ErrBadSearch, a
+// memory that is off wraps web.ErrUnavailable; anything else is the
+// daemon's own failure.
 func (d *daemon) search(ctx context.Context, req server.SearchRequest) (*history.Result, error) {
 	if d.history == nil {
-		return nil, errors.New("the camera memory is off ([history] enabled = false)")
+		return nil, fmt.Errorf("the camera memory is off ([history] enabled = false): %w", web.ErrUnavailable)
 	}
 	q, err := req.Query(time.Now())
 	if err != nil {
@@ -101,12 +113,12 @@ func (d *daemon) search(ctx context.Context, req server.SearchRequest) (*history
 		}
 		t, err := d.findTarget(name)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", server.ErrBadSearch, err)
 		}
 		set := t.labels.current()
 		i := slices.Index(set.Names(), req.Label)
 		if i < 0 {
-			return nil, fmt.Errorf("label %s is not one of %s's labels (%s)", server.Quote(req.Label), t.name, set.File)
+			return nil, fmt.Errorf("%w: label %s is not one of %s's labels (%s)", server.ErrBadSearch, server.Quote(req.Label), t.name, set.File)
 		}
 		q.Label = &history.LabelQuery{Classifier: set.Classifier(), Index: i}
 		if len(q.Targets) == 0 {
@@ -114,20 +126,31 @@ func (d *daemon) search(ctx context.Context, req server.SearchRequest) (*history
 		}
 	default:
 		if q.Embedding, err = d.imageEmbedding(ctx, req.ImageData); err != nil {
+			if errors.As(err, new(badImageError)) {
+				return nil, fmt.Errorf("%w: image: %w", server.ErrBadSearch, err)
+			}
 			return nil, err
 		}
 	}
 	return d.history.Search(ctx, q)
 }
 
-// imageEmbedding encodes a query image the way frames are encoded.
+// badImageError is a query image that could not be read as a picture:
+// the client's mistake, not the daemon's. Its text is the decoder's.
+type badImageError struct{ err error }
+
+func (e badImageError) Error() string { return e.err.Error() }
+func (e badImageError) Unwrap() error { return e.err }
+
+// imageEmbedding encodes a query image the way frames are encoded; a
+// picture that does not decode is a badImageError.
 func (d *daemon) imageEmbedding(ctx context.Context, data []byte) ([]float32, error) {
 	d.classifyMu.Lock()
 	tensor := make([]float32, d.classifyPre.TensorLen())
 	err := d.classifyPre.Image(data, tensor)
 	d.classifyMu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, badImageError{err}
 	}
 	rep, err := d.batcher.Encode(ctx, tensor)
 	if err != nil {

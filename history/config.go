@@ -26,8 +26,8 @@ type Config struct {
 	// records that changed a state are stored regardless.
 	Every time.Duration
 	// Retention is how long records are kept (by capture time). Whole
-	// segments go, so a record may outlive it by one segment's span
-	// (at most an hour, and at most Retention/48).
+	// segments go, so a record may outlive it by one segment's span:
+	// Retention/48, but at least a minute and at most an hour.
 	Retention time.Duration
 	// MaxBytes bounds the segment files (embeddings and thumbnails
 	// together); the oldest segments are deleted first. At least 1 MiB.
@@ -43,8 +43,9 @@ type Config struct {
 	PauseRetry time.Duration
 	// Log receives the store's messages; nil discards them.
 	Log *slog.Logger
-	// Now is the clock for retention and relative search times; nil is
-	// time.Now. Tests inject one.
+	// Now is the clock for retention and for the segments' creation
+	// times; nil is time.Now. Tests inject one. (A search's times come
+	// with its Query: ParseTime takes the caller's now.)
 	Now func() time.Time
 }
 

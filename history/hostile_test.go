@@ -45,6 +45,9 @@ func TestHostileSegmentFiles(t *testing.T) {
 	// The right header under another file's name.
 	must(os.WriteFile(filepath.Join(dir, segmentName(kindVectors, 0x105)), encodeHeader(segHeader{kind: kindVectors, id: 0x999, dim: 16, model: "m"}), 0o600))
 	must(os.WriteFile(filepath.Join(dir, "v-notanumber.seg"), []byte("ignored"), 0o600))
+	// Upper-case hex is not a name the store writes: ignored, not a bad
+	// segment for ever (it was opened by its lower-case name, and failed).
+	must(os.WriteFile(filepath.Join(dir, "v-00000000000000AB.seg"), encodeHeader(segHeader{kind: kindVectors, id: 0xab, dim: 16, model: "m"}), 0o600))
 
 	logs := &logBuffer{}
 	cfg.Log = logs.logger()
@@ -135,6 +138,23 @@ func TestParseTargets(t *testing.T) {
 	for _, in := range []string{"", "/gate", "a/b/c", strings.Repeat("x", 65), "cam\n"} {
 		if _, err := ParseTargets([]string{in}); err == nil {
 			t.Errorf("ParseTargets(%q) accepted", in)
+		}
+	}
+}
+
+// The catalog's journal files are type-checked like the catalog: SQLite
+// would follow a symlink there.
+func TestHostileCatalogJournal(t *testing.T) {
+	for _, name := range []string{"history.db-wal", "history.db-shm"} {
+		dir := t.TempDir()
+		s := openTest(t, Config{Dir: dir})
+		s.Close()
+		os.Remove(filepath.Join(dir, name))
+		if err := os.Symlink("/etc/passwd", filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Open(Config{Dir: dir}); err == nil || !strings.Contains(err.Error(), name+": not a regular file") {
+			t.Errorf("%s a symlink: Open says %v", name, err)
 		}
 	}
 }

@@ -128,15 +128,16 @@ func (sc *scan) wanted(m *recMeta) bool {
 }
 
 // Search ranks the stored frames of q.Model and groups the best into
-// episodes. It reads the mapped segments, holding off segment deletion
-// (not appends) while it runs.
+// episodes. It reads the mapped segments without the store's lock: each
+// segment it scans is referenced, and a deletion of one (retention,
+// max_bytes) waits for it, while appends, new segments and Status go on.
 func (s *Store) Search(ctx context.Context, q Query) (*Result, error) {
 	start := time.Now()
 	sc, err := s.plan(q)
 	if err != nil {
 		return nil, err
 	}
-	defer s.mu.RUnlock()
+	defer sc.release()
 	hits, err := sc.run(ctx)
 	if err != nil {
 		return nil, err
@@ -165,7 +166,8 @@ func (s *Store) Search(ctx context.Context, q Query) (*Result, error) {
 	return res, nil
 }
 
-// plan validates q and takes the read lock, which Search releases.
+// plan validates q and takes a reference on every segment to scan, which
+// Search releases.
 func (s *Store) plan(q Query) (*scan, error) {
 	sc := &scan{q: q}
 	switch {
@@ -237,6 +239,7 @@ func (s *Store) plan(q Query) (*scan, error) {
 		sc.until = q.Until.UnixNano()
 	}
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if len(q.Targets) > 0 {
 		var maxID uint32
 		for id := range s.targets {
@@ -256,19 +259,29 @@ func (s *Store) plan(q Query) (*scan, error) {
 		if seg.bad || seg.kind != kindVectors || n == 0 || seg.last.Load() < sc.since || seg.first.Load() > sc.until {
 			continue
 		}
+		if seg.model == q.Model && seg.dim != sc.dim {
+			sc.release()
+			return nil, fmt.Errorf("history: search: the query has %d values, model %.40q's embeddings %d", sc.dim, q.Model, seg.dim)
+		}
+		// Under mu, from the list: its deletion has not begun.
+		seg.readers.RLock()
 		i := len(sc.segs)
 		sc.segs = append(sc.segs, seg)
 		sc.other = append(sc.other, seg.model != q.Model)
-		if seg.model == q.Model && seg.dim != sc.dim {
-			s.mu.RUnlock()
-			return nil, fmt.Errorf("history: search: the query has %d values, model %.40q's embeddings %d", sc.dim, q.Model, seg.dim)
-		}
 		for start := 0; start < n; start += chunkRecords {
 			sc.chunks = append(sc.chunks, chunk{seg: i, start: start, end: min(start+chunkRecords, n)})
 		}
 	}
 	sc.excluded = make([]atomic.Int64, len(sc.segs))
 	return sc, nil
+}
+
+// release lets go of the scan's segments.
+func (sc *scan) release() {
+	for _, seg := range sc.segs {
+		seg.readers.RUnlock()
+	}
+	sc.segs = nil
 }
 
 // run scores every chunk, spread over the cores, and returns the best
@@ -425,10 +438,13 @@ func (s *Store) episodes(ctx context.Context, sc *scan, hits []hit) ([]Episode, 
 	})
 	runs = runs[:min(len(runs), sc.q.K)]
 	eps := make([]Episode, len(runs))
+	// The names, under the lock that intern takes to add them; the
+	// catalog's look-ups below go without it.
+	s.mu.RLock()
 	for i, r := range runs {
 		bm := parseMeta(sc.segs[r.best.seg].record(int(r.best.rec)))
 		e := Episode{
-			Target:    s.targets[r.target],
+			Target:    s.targetOf(r.target),
 			Start:     time.Unix(0, r.hits[0].time).UTC(),
 			End:       time.Unix(0, r.hits[len(r.hits)-1].time).UTC(),
 			BestTime:  time.Unix(0, bm.time).UTC(),
@@ -436,23 +452,27 @@ func (s *Store) episodes(ctx context.Context, sc *scan, hits []hit) ([]Episode, 
 			BestScore: r.best.score,
 			Matched:   len(r.hits),
 		}
-		th, ok, err := s.cat.nearestThumb(ctx, r.target, bm.time)
-		if err != nil {
-			return nil, fmt.Errorf("history: search: catalog: %w", err)
-		}
-		if ok {
-			e.Thumbnail = &Thumbnail{ID: th.id, Time: time.Unix(0, th.time).UTC(), Seq: th.seq,
-				OffsetMS: (th.time - bm.time) / int64(time.Millisecond)}
-		}
 		if sc.q.Frames {
 			e.Frames = make([]Frame, len(r.hits))
 			for j, h := range r.hits {
 				m := parseMeta(sc.segs[h.seg].record(int(h.rec)))
 				e.Frames[j] = Frame{Time: time.Unix(0, m.time).UTC(), Seq: m.seq, Score: h.score,
-					TopLabel: s.labels[m.label], LabelsVersion: m.labelsVersion, Changed: m.flags&flagChanged != 0}
+					TopLabel: s.labelOf(m.label), LabelsVersion: m.labelsVersion, Changed: m.flags&flagChanged != 0}
 			}
 		}
 		eps[i] = e
+	}
+	s.mu.RUnlock()
+	for i, r := range runs {
+		best := eps[i].BestTime.UnixNano()
+		th, ok, err := s.cat.nearestThumb(ctx, r.target, best)
+		if err != nil {
+			return nil, fmt.Errorf("history: search: catalog: %w", err)
+		}
+		if ok {
+			eps[i].Thumbnail = &Thumbnail{ID: th.id, Time: time.Unix(0, th.time).UTC(), Seq: th.seq,
+				OffsetMS: (th.time - best) / int64(time.Millisecond)}
+		}
 	}
 	return eps, nil
 }
@@ -467,13 +487,14 @@ func (s *Store) Thumbnail(ctx context.Context, id int64) (jpeg []byte, info Thum
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	i, found := slices.BinarySearchFunc(s.segs, row.seg, func(seg *segment, id uint64) int { return cmp.Compare(seg.id, id) })
-	if !found {
+	i, found := slices.BinarySearchFunc(s.segs, segKey{row.seg, kindThumbnails}, compareSeg)
+	if !found || s.segs[i].bad {
+		// Gone, or in a segment left out as damaged: no picture to give.
 		return nil, info, false, nil
 	}
 	seg := s.segs[i]
 	size := seg.size.Load()
-	if seg.bad || seg.kind != kindThumbnails || row.off < headerSize || row.off >= size {
+	if row.off < headerSize || row.off >= size {
 		return nil, info, false, fmt.Errorf("history: thumbnail %d: catalog points outside its segment", id)
 	}
 	m, data, _, err := parseThumb(seg.data[row.off:size])

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +27,11 @@ type segment struct {
 	capacity int64    // bytes the segment may grow to
 	sealed   bool     // writer-owned
 	bad      bool     // failed validation at Open: kept on disk, never read
+	// readers is held for reading by each search that scans the segment
+	// and for writing by its deletion, which unmaps it: a search takes it
+	// under Store.mu, from the segment list, so no search takes it once
+	// deletion has begun.
+	readers sync.RWMutex
 
 	// size is the bytes written and intact (header included); count the
 	// records (vectors) or entries (thumbnails) in them. A search reads
@@ -47,8 +54,15 @@ func parseSegmentName(name string) (byte, uint64, bool) {
 	if name[0] != kindVectors && name[0] != kindThumbnails {
 		return 0, 0, false
 	}
+	// Lower-case hex only, as segmentName writes it: another spelling of
+	// an id would be opened by the name segmentName gives, and fail.
+	for _, c := range name[2:18] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return 0, 0, false
+		}
+	}
 	id, err := strconv.ParseUint(name[2:18], 16, 64)
-	if err != nil || id == 0 {
+	if err != nil || id == 0 || id > math.MaxInt64 {
 		return 0, 0, false
 	}
 	return name[0], id, true

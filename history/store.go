@@ -44,14 +44,22 @@ type Store struct {
 	quit   chan struct{}
 	done   chan struct{}
 	closed atomic.Bool
+	// sendMu orders Add's queueing against Close: Add queues under the
+	// read lock only while the store is open, Close marks it closed under
+	// the write lock, so nothing is queued after the writer's last drain
+	// (its bytes would never leave QueuedBytes).
+	sendMu sync.RWMutex
 
 	admitMu sync.Mutex
 	admit   map[Target]*admission
 
-	// mu guards segs, targets and labels: the writer changes them under
-	// the write lock, a search reads them (and the mapped segments) under
-	// the read lock. Appends to a segment need no lock: a search reads a
-	// segment's count first and only the records it covers.
+	// mu guards segs (sorted by id, then kind), targets and labels: the
+	// writer changes them under the write lock, a search reads them under
+	// the read lock, briefly: it takes a reference on each segment it
+	// scans (segment.readers) and scans without mu, so that the writer
+	// and Status never wait for a scan. Appends to a segment need no
+	// lock: a search reads a segment's count first and only the records
+	// it covers.
 	mu      sync.RWMutex
 	segs    []*segment
 	targets map[uint32]Target
@@ -69,6 +77,9 @@ type Store struct {
 	thumbRows   []thumbRow
 	retryAt     time.Time
 	lastSync    time.Time
+	// doomed are segments out of searches whose deletion waits for the
+	// searches that still read them.
+	doomed []doomedSegment
 
 	paused      atomic.Bool
 	reasonMu    sync.Mutex
@@ -77,6 +88,11 @@ type Store struct {
 	stored, skipped, dropped, droppedPaused, invalid, pauses atomic.Uint64
 	queued                                                   atomic.Int64
 	tornBytes                                                int64
+}
+
+type doomedSegment struct {
+	seg *segment
+	why string
 }
 
 type pendingThumb struct {
@@ -149,85 +165,217 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// segKey names a segment file: two files may carry one id, one of each
+// kind (a file the catalog never knew beside one it does).
+type segKey struct {
+	id   uint64
+	kind byte
+}
+
+func compareSeg(seg *segment, k segKey) int {
+	return cmp.Or(cmp.Compare(seg.id, k.id), cmp.Compare(seg.kind, k.kind))
+}
+
+// idRefs are the target and label ids that segment records hold.
+type idRefs struct {
+	targets, labels map[uint32]bool
+}
+
 // load reconciles the catalog with the segment files: the files are the
-// truth for what was written, the catalog for what was sealed.
+// truth for what was written, the catalog for what was sealed and for
+// the names behind the ids.
 func (s *Store) load() error {
 	rows, err := s.cat.segments()
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	files, err := s.segmentFiles()
+	files, maxID, err := s.segmentFiles()
 	if err != nil {
 		return err
 	}
-	known := make(map[uint64]bool)
+	// The ids of the files found, bad ones included, are never given to a
+	// new segment: it would meet the old file's name.
+	if maxID > 0 {
+		if err := s.cat.reserveSegments(maxID); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+	}
+	refs := idRefs{targets: make(map[uint32]bool), labels: make(map[uint32]bool)}
+	catalogued := make(map[uint64]byte) // the kind of the row that has the id
+	loaded := make(map[segKey]bool)
 	for i := range rows {
 		row := &rows[i]
-		known[row.id] = true
-		if files[row.id] != row.kind {
-			// Deletion unlinks the file before the row goes; a crash
-			// between the two leaves this row.
-			s.log.Info("history: forgetting a segment whose file is gone", "segment", segmentName(row.kind, row.id))
-			if err := s.cat.deleteSegment(row.id); err != nil {
+		if row.insane != "" {
+			s.log.Warn("history: ignoring a catalog row out of range; a file of that id is read through as if the catalog did not know it",
+				"segment", row.id, "row", row.insane)
+			if err := s.cat.forgetSegmentRow(row.id); err != nil {
 				return fmt.Errorf("catalog: %w", err)
 			}
 			continue
 		}
-		s.loadOne(row.kind, row.id, row)
+		k := segKey{row.id, row.kind}
+		if !files[k] {
+			// Deletion unlinks the file before the row goes; a crash
+			// between the two leaves this row.
+			s.log.Info("history: forgetting a segment whose file is gone", "segment", segmentName(row.kind, row.id))
+			if err := s.cat.deleteSegment(row.id, row.kind); err != nil {
+				return fmt.Errorf("catalog: %w", err)
+			}
+			continue
+		}
+		catalogued[row.id] = row.kind
+		loaded[k] = true
+		s.loadOne(row.kind, row.id, row, refs)
 	}
-	for id, kind := range files {
-		if !known[id] {
-			// A catalog lost or replaced: the file still says what it holds.
-			s.log.Warn("history: adopting a segment the catalog does not know", "segment", segmentName(kind, id))
-			s.loadOne(kind, id, nil)
+	keys := make([]segKey, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	// Vectors first within an id, as their records name the targets.
+	slices.SortFunc(keys, func(a, b segKey) int { return cmp.Or(cmp.Compare(a.id, b.id), -cmp.Compare(a.kind, b.kind)) })
+	for _, k := range keys {
+		if loaded[k] {
+			continue
+		}
+		name := segmentName(k.kind, k.id)
+		if other, taken := catalogued[k.id]; taken {
+			s.log.Error("history: segment left out: its id is another segment's", "segment", name, "other", segmentName(other, k.id))
+			s.addBad(k.kind, k.id, nil)
+			continue
+		}
+		// A catalog lost or replaced: the file still says what it holds.
+		s.log.Warn("history: adopting a segment the catalog does not know", "segment", name)
+		if s.loadOne(k.kind, k.id, nil, refs) {
+			catalogued[k.id] = k.kind
 		}
 	}
-	slices.SortFunc(s.segs, func(a, b *segment) int { return cmp.Compare(a.id, b.id) })
-	if s.targets, err = s.cat.targets(); err != nil {
+	slices.SortFunc(s.segs, func(a, b *segment) int { return compareSeg(a, segKey{b.id, b.kind}) })
+	targets, err := s.cat.targets()
+	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	if s.labels, err = s.cat.labels(); err != nil {
+	labels, err := s.cat.labels()
+	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
+	if targets.ignored+labels.ignored > 0 {
+		s.log.Warn("history: ignoring catalog rows whose id is out of range", "targets", targets.ignored, "labels", labels.ignored,
+			"max_id", maxCatalogID)
+	}
+	s.targets, s.labels = targets.byID, labels.byID
+	// Placeholders keep their ids taken; no record of a new target or
+	// label is ever given one.
 	for id, t := range s.targets {
-		s.targetIDs[t] = id
+		if !targets.lost[id] {
+			s.targetIDs[t] = id
+		}
 	}
 	for id, l := range s.labels {
-		s.labelIDs[l] = id
+		if !labels.lost[id] {
+			s.labelIDs[l] = id
+		}
+	}
+	return s.reserveIDs(refs)
+}
+
+// reserveIDs gives the target and label ids that segments hold and the
+// catalog lacks (a catalog deleted or replaced, or one whose last
+// transactions a power loss took) placeholder rows: no new target or
+// label is given them, and their records show as "(unknown #id)" rather
+// than under another's name.
+func (s *Store) reserveIDs(refs idRefs) error {
+	var ts, ls []uint32
+	ignored := 0
+	for id := range refs.targets {
+		switch _, ok := s.targets[id]; {
+		case ok:
+		case id == 0 || id > maxCatalogID:
+			ignored++
+		default:
+			ts = append(ts, id)
+		}
+	}
+	for id := range refs.labels {
+		switch _, ok := s.labels[id]; {
+		case ok:
+		case id > maxCatalogID:
+			ignored++
+		default:
+			ls = append(ls, id)
+		}
+	}
+	if ignored > 0 {
+		s.log.Warn("history: segment records hold target or label ids out of range; they show as unknown", "ids", ignored)
+	}
+	if len(ts)+len(ls) == 0 {
+		return nil
+	}
+	slices.Sort(ts)
+	slices.Sort(ls)
+	s.log.Warn("history: the catalog lacks target or label ids that segments hold (it was lost, replaced or rolled back); "+
+		"they are reserved and their records show as (unknown #id)", "targets", len(ts), "labels", len(ls))
+	if err := s.cat.reserve(ts, ls); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	for _, id := range ts {
+		s.targets[id] = Target{Camera: lostName(id)}
+	}
+	for _, id := range ls {
+		s.labels[id] = lostName(id)
 	}
 	return nil
 }
 
-// segmentFiles lists the segment files in the directory by id.
-func (s *Store) segmentFiles() (map[uint64]byte, error) {
+// targetOf and labelOf name a record's ids; the caller holds mu. An id
+// the catalog has no row for (out of range) is shown as unknown too.
+func (s *Store) targetOf(id uint32) Target {
+	if t, ok := s.targets[id]; ok {
+		return t
+	}
+	return Target{Camera: lostName(id)}
+}
+
+func (s *Store) labelOf(id uint32) string {
+	if id == 0 {
+		return ""
+	}
+	if l, ok := s.labels[id]; ok {
+		return l
+	}
+	return lostName(id)
+}
+
+// segmentFiles lists the segment files in the directory, and the highest
+// id among them.
+func (s *Store) segmentFiles() (map[segKey]bool, uint64, error) {
 	d, err := os.Open(s.cfg.Dir)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer d.Close()
 	entries, err := d.ReadDir(maxDirEntries)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, 0, err
 	}
-	files := make(map[uint64]byte)
+	files := make(map[segKey]bool)
+	var maxID uint64
 	for _, e := range entries {
 		kind, id, ok := parseSegmentName(e.Name())
 		if !ok {
 			continue
 		}
-		if prev, dup := files[id]; dup && prev != kind {
-			s.log.Warn("history: two segment files with one id; keeping the vectors", "id", id)
-			kind = kindVectors
-		}
-		files[id] = kind
+		files[segKey{id, kind}] = true
+		maxID = max(maxID, id)
 	}
-	return files, nil
+	return files, maxID, nil
 }
 
-// loadOne opens one segment found at Open. A segment that fails
-// validation is kept on disk, counted in Status.BadSegments and left out
-// of searches; retention and max_bytes still delete it in time.
-func (s *Store) loadOne(kind byte, id uint64, row *segRow) {
+// loadOne opens one segment found at Open, collecting the ids its records
+// hold when the catalog cannot vouch for them, and says whether the
+// catalog has a row for it. A segment that fails validation is kept on
+// disk, counted in Status.BadSegments and left out of searches; retention
+// and max_bytes still delete it in time.
+func (s *Store) loadOne(kind byte, id uint64, row *segRow, refs idRefs) bool {
 	name := segmentName(kind, id)
 	if row != nil && row.sealed && kind == kindThumbnails {
 		// Indexing its last thumbnails may have failed (a full disk)
@@ -241,30 +389,24 @@ func (s *Store) loadOne(kind byte, id uint64, row *segRow) {
 	seg, locs, torn, err := loadSegment(s.cfg.Dir, kind, id, row, maxSegmentFile)
 	if err != nil {
 		s.log.Error("history: segment left out", "segment", name, "err", err)
-		bad := &segment{segHeader: segHeader{kind: kind, id: id}, path: filepath.Join(s.cfg.Dir, name), sealed: true}
-		bad.bad = true
-		if st, err := os.Lstat(bad.path); err == nil {
-			bad.size.Store(st.Size())
-			bad.last.Store(st.ModTime().UnixNano())
-		}
-		if row != nil && row.last != 0 {
-			bad.last.Store(row.last)
-		}
-		s.segs = append(s.segs, bad)
-		return
+		s.addBad(kind, id, row)
+		return row != nil
 	}
 	if torn > 0 {
 		s.log.Warn("history: discarded the torn tail of a segment (the process stopped while writing it)",
 			"segment", name, "bytes", torn, "kept", seg.count.Load())
 		s.tornBytes += torn
 	}
+	catalogued := row != nil
 	if row == nil {
 		if _, err := s.cat.insertSegment(segRow{id: id, kind: kind, model: seg.model, dim: seg.dim, created: seg.created}); err != nil {
 			s.log.Error("history: cataloguing an adopted segment", "segment", name, "err", err)
+		} else {
+			catalogued = true
 		}
 	}
 	if row == nil || !row.sealed || torn > 0 {
-		if err := s.cat.sealSegment(id, seg.count.Load(), seg.size.Load(), seg.first.Load(), seg.last.Load()); err != nil {
+		if err := s.cat.sealSegment(id, kind, seg.count.Load(), seg.size.Load(), seg.first.Load(), seg.last.Load()); err != nil {
 			s.log.Error("history: sealing a recovered segment", "segment", name, "err", err)
 		}
 	}
@@ -278,13 +420,60 @@ func (s *Store) loadOne(kind byte, id uint64, row *segRow) {
 			s.log.Error("history: indexing recovered thumbnails", "segment", name, "err", err)
 		}
 	}
+	if kind == kindThumbnails {
+		// Rows of entries past what the file keeps (a tail cut above, a
+		// file shorter than the catalog thought) are gone pictures.
+		if n, err := s.cat.dropThumbsOutside(id, seg.size.Load()); err != nil {
+			s.log.Error("history: forgetting thumbnails past a segment's end", "segment", name, "err", err)
+		} else if n > 0 {
+			s.log.Warn("history: forgot thumbnails past a segment's end", "segment", name, "thumbnails", n)
+		}
+	}
+	// The catalog vouches for the ids of a segment it sealed, and of
+	// every segment after a migration from version 1 (which did not
+	// sync its ids) only once they were checked.
+	if row == nil || !row.sealed || s.cat.migrated {
+		switch kind {
+		case kindVectors:
+			for i := range int(seg.count.Load()) {
+				m := parseMeta(seg.record(i))
+				refs.targets[m.target] = true
+				if m.label != 0 {
+					refs.labels[m.label] = true
+				}
+			}
+		case kindThumbnails:
+			for _, l := range locs {
+				refs.targets[l.meta.target] = true
+			}
+		}
+	}
 	s.segs = append(s.segs, seg)
+	return catalogued
+}
+
+// addBad keeps a segment that cannot be read in the list, so that it is
+// counted and deleted in time, never read.
+func (s *Store) addBad(kind byte, id uint64, row *segRow) {
+	bad := &segment{segHeader: segHeader{kind: kind, id: id}, path: filepath.Join(s.cfg.Dir, segmentName(kind, id)), sealed: true}
+	bad.bad = true
+	if st, err := os.Lstat(bad.path); err == nil {
+		bad.size.Store(st.Size())
+		bad.last.Store(st.ModTime().UnixNano())
+	}
+	if row != nil && row.last != 0 {
+		bad.last.Store(row.last)
+	}
+	s.segs = append(s.segs, bad)
 }
 
 // Close stops the writer after it has written what was queued, seals the
 // active segments and releases the files. Add after Close drops.
 func (s *Store) Close() error {
-	if s.closed.Swap(true) {
+	s.sendMu.Lock()
+	was := s.closed.Swap(true)
+	s.sendMu.Unlock()
+	if was {
 		return nil
 	}
 	close(s.quit)
@@ -294,11 +483,20 @@ func (s *Store) Close() error {
 
 func (s *Store) closeFiles() error {
 	s.mu.Lock()
-	for _, seg := range s.segs {
-		seg.close()
-	}
+	segs := s.segs
 	s.segs = nil
 	s.mu.Unlock()
+	// Searches still running hold their segments: wait for them, without
+	// mu, which they take again to name what they found.
+	for _, seg := range segs {
+		seg.readers.Lock()
+		seg.close()
+	}
+	for _, d := range s.doomed {
+		d.seg.readers.Lock()
+		s.finishDelete(d.seg, d.why)
+	}
+	s.doomed = nil
 	err := s.cat.close()
 	s.lock.Close()
 	return err
@@ -385,6 +583,12 @@ func (s *Store) Add(r Record) error {
 		r.Thumbnail = nil
 	}
 	size := int64(4*len(r.Embedding)+len(r.Thumbnail)+len(r.Model)+len(r.TopLabel)+len(r.Camera)+len(r.Region)) + 128
+	s.sendMu.RLock()
+	defer s.sendMu.RUnlock()
+	if s.closed.Load() {
+		s.dropped.Add(1)
+		return nil
+	}
 	if s.queued.Add(size) > s.cfg.QueueBytes {
 		s.queued.Add(-size)
 		s.dropped.Add(1)
@@ -658,24 +862,47 @@ func (s *Store) flushWrites() {
 
 func (s *Store) newSegment(kind byte, model string, dim int) (*segment, error) {
 	now := s.cfg.Now().UnixNano()
-	id, err := s.cat.insertSegment(segRow{kind: kind, model: model, dim: dim, created: now})
-	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
-	}
 	capacity := s.cfg.segmentBytes()
 	if kind == kindVectors {
 		rs := int64(recordSize(dim))
 		capacity = headerSize + (capacity-headerSize)/rs*rs
 	}
-	seg, err := createSegment(s.cfg.Dir, segHeader{kind: kind, id: id, created: now, dim: dim, model: model}, capacity)
-	if err != nil {
-		s.cat.deleteSegment(id)
-		return nil, err
+	var seg *segment
+	for attempt := 0; ; attempt++ {
+		id, err := s.cat.insertSegment(segRow{kind: kind, model: model, dim: dim, created: now})
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		seg, err = createSegment(s.cfg.Dir, segHeader{kind: kind, id: id, created: now, dim: dim, model: model}, capacity)
+		if err == nil {
+			break
+		}
+		s.cat.deleteSegment(id, kind)
+		if !errors.Is(err, fs.ErrExist) || attempt == 3 {
+			return nil, err
+		}
+		// A file of that name appeared since Open (which keeps the ids of
+		// those it found from new segments): the catalog gives the next.
+		s.log.Warn("history: a segment file already has the new segment's name; taking the next id", "segment", segmentName(kind, id))
+	}
+	// The file's name must survive a power loss as its synced data does.
+	if err := syncDir(s.cfg.Dir); err != nil {
+		s.log.Warn("history: syncing the directory", "err", err)
 	}
 	s.mu.Lock()
-	s.segs = append(s.segs, seg)
+	i, _ := slices.BinarySearchFunc(s.segs, segKey{seg.id, seg.kind}, compareSeg)
+	s.segs = slices.Insert(s.segs, i, seg)
 	s.mu.Unlock()
 	return seg, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func (s *Store) sealVec() {
@@ -703,7 +930,7 @@ func (s *Store) sealActive() {
 func (s *Store) seal(seg *segment) {
 	if err := seg.file.Sync(); err != nil {
 		s.log.Warn("history: syncing a segment", "segment", filepath.Base(seg.path), "err", err)
-	} else if err := s.cat.sealSegment(seg.id, seg.count.Load(), seg.size.Load(), seg.first.Load(), seg.last.Load()); err != nil {
+	} else if err := s.cat.sealSegment(seg.id, seg.kind, seg.count.Load(), seg.size.Load(), seg.first.Load(), seg.last.Load()); err != nil {
 		s.log.Warn("history: sealing a segment", "segment", filepath.Base(seg.path), "err", err)
 	}
 	seg.file.Close()
@@ -765,6 +992,7 @@ func (s *Store) maintain() {
 		s.paused.Store(false)
 		s.log.Info("history: resuming")
 	}
+	s.reapDoomed()
 	s.enforceLimits()
 	if time.Since(s.lastSync) >= 10*time.Second {
 		s.lastSync = time.Now()
@@ -818,7 +1046,9 @@ func (s *Store) enforceLimits() {
 
 // deleteSegment removes a segment: from searches first, then its file,
 // then its catalog rows, so that a crash midway leaves at worst a row
-// without a file, which the next Open forgets.
+// without a file, which the next Open forgets. Searches that took the
+// segment before keep reading its mapping: the rest waits, in maintain,
+// until the last has let go.
 func (s *Store) deleteSegment(seg *segment, why string) {
 	if seg == s.activeVec {
 		s.flushWrites()
@@ -830,11 +1060,32 @@ func (s *Store) deleteSegment(seg *segment, why string) {
 	s.mu.Lock()
 	s.segs = slices.DeleteFunc(s.segs, func(x *segment) bool { return x == seg })
 	s.mu.Unlock()
+	if !seg.readers.TryLock() {
+		s.doomed = append(s.doomed, doomedSegment{seg, why})
+		return
+	}
+	s.finishDelete(seg, why)
+}
+
+// reapDoomed finishes the deletions whose segments no search reads now.
+func (s *Store) reapDoomed() {
+	s.doomed = slices.DeleteFunc(s.doomed, func(d doomedSegment) bool {
+		if !d.seg.readers.TryLock() {
+			return false
+		}
+		s.finishDelete(d.seg, d.why)
+		return true
+	})
+}
+
+// finishDelete unmaps a segment no search reads (the caller holds its
+// readers lock) and removes its file and rows.
+func (s *Store) finishDelete(seg *segment, why string) {
 	seg.close()
 	if err := os.Remove(seg.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.log.Error("history: deleting a segment", "segment", filepath.Base(seg.path), "err", err)
 	}
-	if err := s.cat.deleteSegment(seg.id); err != nil {
+	if err := s.cat.deleteSegment(seg.id, seg.kind); err != nil {
 		s.log.Error("history: forgetting a deleted segment", "segment", filepath.Base(seg.path), "err", err)
 	}
 	s.log.Debug("history: segment deleted", "segment", filepath.Base(seg.path), "why", why,

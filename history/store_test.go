@@ -128,8 +128,8 @@ func nanValue() float64 { var z float64; return z / z }
 
 func TestQueueBoundDrops(t *testing.T) {
 	s := openTest(t, Config{QueueBytes: 64 << 10, Every: time.Nanosecond, Now: newClock(epoch.Add(time.Hour)).now})
-	// Hold the writer so that the queue fills: a search holds the read
-	// lock, and the writer's first segment needs the write lock.
+	// Hold the writer so that the queue fills: its first segment needs
+	// the write lock of mu, held here for reading.
 	s.mu.RLock()
 	r := rand.New(rand.NewPCG(1, 1))
 	emb := randomUnit(r, 512)

@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +83,26 @@ func writeJPEG(w http.ResponseWriter, jpg []byte, cache string) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(jpg)))
 	w.Header().Set("Cache-Control", cache)
 	w.Write(jpg)
+}
+
+// writeStoredJPEG serves a stored picture (a thumbnail, a snapshot),
+// cached for a day, with an ETag of its bytes: should a name ever come to
+// mean another picture, a browser asking again after the day gets the new
+// one, and otherwise a 304 without the bytes.
+func writeStoredJPEG(w http.ResponseWriter, r *http.Request, jpg []byte) {
+	sum := sha256.Sum256(jpg)
+	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
+	w.Header().Set("ETag", etag)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && len(inm) <= 4<<10 {
+		for _, t := range strings.Split(inm, ",") {
+			if t = strings.TrimPrefix(strings.TrimSpace(t), "W/"); t == etag || t == "*" {
+				w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+	}
+	writeJPEG(w, jpg, "private, max-age=86400, immutable")
 }
 
 func (s *Server) apiStatus(w http.ResponseWriter, r *http.Request) {
@@ -378,8 +400,10 @@ func (s *Server) apiThumbnail(w http.ResponseWriter, r *http.Request) {
 		s.backendError(w, r, "thumbnail", err)
 		return
 	}
-	// A thumbnail never changes; only retention removes it.
-	writeJPEG(w, jpg, "private, max-age=86400, immutable")
+	// A thumbnail never changes, and its id is never given to another
+	// (the catalog's AUTOINCREMENT, and a catalog made anew starts its
+	// ids at the clock's microseconds); only retention removes it.
+	writeStoredJPEG(w, r, jpg)
 }
 
 func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
@@ -393,5 +417,5 @@ func (s *Server) apiSnapshot(w http.ResponseWriter, r *http.Request) {
 		s.backendError(w, r, "snapshot", err)
 		return
 	}
-	writeJPEG(w, jpg, "private, max-age=86400, immutable")
+	writeStoredJPEG(w, r, jpg)
 }

@@ -129,6 +129,8 @@ type testBackend struct {
 	thumbnailErr error
 	// searchHook, when set, runs inside Search (to hold a request).
 	searchHook func(ctx context.Context)
+	// searchErr, when set, is what Search fails with.
+	searchErr error
 }
 
 // newTestBackend builds the cameras, their states and events (with real
@@ -312,6 +314,9 @@ func (b *testBackend) Search(ctx context.Context, req server.SearchRequest) (*hi
 	b.record("search")
 	if b.searchHook != nil {
 		b.searchHook(ctx)
+	}
+	if b.searchErr != nil {
+		return nil, b.searchErr
 	}
 	if b.store == nil {
 		return nil, fmt.Errorf("%w: history is off ([history] enabled = false)", ErrUnavailable)

@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/clipd/clipd/history"
 	"github.com/clipd/clipd/server"
@@ -222,6 +223,9 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		if d.Form.Camera != "" {
 			req.Cameras = []string{d.Form.Camera}
 		}
+		// The page repeats the text (in the box, in the heading): never
+		// more of it than a search may hold, however long the URL was.
+		d.Form.Q = cutText(d.Form.Q, server.MaxSearchTextBytes)
 		res, err := s.search(r.Context(), req)
 		switch {
 		case err == nil:
@@ -235,10 +239,22 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 			}
 			d.Search = sv
 		default:
-			_, d.SearchError = s.errorStatus(r, "search", err)
+			_, msg := s.errorStatus(r, "search", err)
+			d.SearchError = clip(msg)
 		}
 	}
 	s.render(w, r, http.StatusOK, s.page.index, d)
+}
+
+// cutText is s cut to at most n bytes, at a character boundary.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 type loginData struct{ Failed bool }

@@ -41,8 +41,6 @@ type Options struct {
 	Metrics http.Handler
 	// Log receives request failures; nil discards them.
 	Log *slog.Logger
-	// Now is the clock for relative search times; nil is time.Now.
-	Now func() time.Time
 }
 
 // Limits on what one request may cost.
@@ -97,9 +95,6 @@ func New(cfg Config, b Backend, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	s := &Server{
 		cfg: cfg, backend: b, opts: opts, log: log,
 		searches: make(chan struct{}, maxSearches),
@@ -137,8 +132,10 @@ func New(cfg Config, b Backend, opts Options) (*Server, error) {
 // port is 0).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Close stops listening, ends the requests in flight (cancelling their
-// contexts after a short grace) and waits until every one has returned.
+// Close stops listening and cancels the contexts of the requests in
+// flight at once (they are the serving loop's), so that a search ends
+// early; it gives their replies shutdownGrace to go out, then closes the
+// connections left, and waits until every handler has returned.
 func (s *Server) Close() error {
 	s.loop.Close()
 	return nil

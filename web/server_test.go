@@ -503,7 +503,19 @@ func TestSearchAPI(t *testing.T) {
 	if len(best.Frames) != best.Matched || best.Matched != 12 || best.Thumbnail == nil {
 		t.Fatalf("best episode: %d frames of %d, thumbnail %v", len(best.Frames), best.Matched, best.Thumbnail)
 	}
-	jpg := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID)).expect(t, 200, "image/jpeg").body
+	thumb := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID)).expect(t, 200, "image/jpeg")
+	jpg := thumb.body
+	// Cached by id, with an ETag of the bytes for a browser asking again.
+	etag := thumb.header.Get("ETag")
+	if len(etag) != 34 || !strings.Contains(thumb.header.Get("Cache-Control"), "max-age=86400") {
+		t.Errorf("thumbnail ETag %q, Cache-Control %q", etag, thumb.header.Get("Cache-Control"))
+	}
+	if r := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID), "If-None-Match", etag); r.code != 304 || len(r.body) != 0 {
+		t.Errorf("thumbnail with its ETag: %d, %d bytes; want 304 and none", r.code, len(r.body))
+	}
+	if r := get(t, fmt.Sprintf("%s/api/thumbnail/%d", base, best.Thumbnail.ID), "If-None-Match", `"0123"`); r.code != 200 || !bytes.Equal(r.body, jpg) {
+		t.Errorf("thumbnail with another ETag: %d", r.code)
+	}
 	if h, err := jpegturbo.DecodeHeader(jpg); err != nil || h.Width != 224 {
 		t.Errorf("thumbnail: %+v, %v", h, err)
 	}
@@ -549,6 +561,30 @@ func TestSearchAPI(t *testing.T) {
 	if !strings.Contains(page, `class="error"`) || !strings.Contains(page, "since:") {
 		t.Error("a bad search does not explain itself on the page")
 	}
+	// A text over the bound is refused, and the page repeats no more of
+	// it than a search may hold (it would be twice the URL otherwise).
+	// (Two-byte characters, cut at a character boundary; 2300 of them
+	// fit the listener's 16 KiB of headers escaped.)
+	long := strings.Repeat("ж", 2300)
+	r = get(t, base+"/?"+url.Values{"q": {long}}.Encode()).expect(t, 200, "text/html")
+	page = string(r.body)
+	if !strings.Contains(page, "text is longer than 4096 bytes") {
+		t.Error("the page does not say the text is too long")
+	}
+	if n := strings.Count(page, "ж"); n != 2*server.MaxSearchTextBytes/2 {
+		t.Errorf("the page repeats %d characters of the text's 2300, want twice %d", n, server.MaxSearchTextBytes/2)
+	}
+	// The daemon's explanation is one bounded line on the page too.
+	b.searchErr = fmt.Errorf("%w: label %s\nis not known", server.ErrBadSearch, strings.Repeat("x", 5000))
+	page = string(get(t, base+"/?q=a").expect(t, 200, "text/html").body)
+	i := strings.Index(page, `<p class="error">`)
+	if i < 0 {
+		t.Fatal("no error on the page")
+	}
+	if end := strings.Index(page[i:], "</p>"); end < 0 || end > 400 || strings.Contains(page[i:i+end], "\n") {
+		t.Errorf("the page's error is not one short line: %.500q", page[i:])
+	}
+	b.searchErr = nil
 }
 
 func TestPortTaken(t *testing.T) {

@@ -15,12 +15,12 @@ import (
 
 // cmdSearch asks a running daemon's camera memory.
 func cmdSearch(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("search", `[--since 2h] [--until T] [--camera NAME]... [--label L --camera NAME | --image PATH | TEXT] [--k N] [--frames] [--json]`, stderr)
+	fs := newFlagSet("search", `[--since 2h] [--until T] [--camera NAME]... [--label L --camera NAME [--camera ONLY]... | --image PATH | TEXT] [--k N] [--frames] [--json]`, stderr)
 	path := fs.String("socket", server.DefaultPath, "the daemon's socket")
 	since := fs.String("since", "", "only frames after this: RFC 3339 or a duration back from now (2h, 3d)")
 	until := fs.String("until", "", "only frames before this")
 	var cameras multiFlag
-	fs.Var(&cameras, "camera", `only this camera ("drive"), region ("drive/gate") or whole frame ("drive/"); repeatable`)
+	fs.Var(&cameras, "camera", `only this camera ("drive"), region ("drive/gate") or whole frame ("drive/"); repeatable; with --label the first names the label set and the rest restrict`)
 	label := fs.String("label", "", "rank by this label's probability among the camera's labels instead of a text")
 	image := fs.String("image", "", "search for frames like this image (a path the daemon may read: socket classify_dirs)")
 	k := fs.Int("k", 0, "episodes to return (default 20)")
@@ -30,15 +30,9 @@ func cmdSearch(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	req := server.Command{Cmd: "search", Text: strings.Join(pos, " "), Image: *image, Label: *label,
-		Cameras: cameras, Since: *since, Until: *until, K: *k, Frames: *frames}
-	if req.Label != "" {
-		// The label's camera is the first --camera; the rest restrict.
-		if len(cameras) == 0 {
-			return fmt.Errorf("--label needs --camera (the camera, or camera/region, whose labels it is)")
-		}
-		req.Camera, req.Region, _ = strings.Cut(cameras[0], "/")
-		req.Cameras = nil
+	req, err := searchCommand(pos, *image, *label, cameras, *since, *until, *k, *frames)
+	if err != nil {
+		return err
 	}
 	c, err := server.Dial(*path)
 	if err != nil {
@@ -58,6 +52,27 @@ func cmdSearch(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return err
 	}
 	return printSearch(stdout, &res)
+}
+
+// searchCommand is the socket command for clipd search's flags. With
+// --label, the first --camera names the camera (or camera/region) whose
+// labels score the frames, and any further --camera restricts the frames
+// searched, as cameras does for a text search (without them, the label's
+// own target is searched).
+func searchCommand(pos []string, image, label string, cameras []string, since, until string, k int, frames bool) (server.Command, error) {
+	req := server.Command{Cmd: "search", Text: strings.Join(pos, " "), Image: image, Label: label,
+		Cameras: cameras, Since: since, Until: until, K: k, Frames: frames}
+	if req.Label != "" {
+		if len(cameras) == 0 {
+			return req, fmt.Errorf("--label needs --camera (the camera, or camera/region, whose labels it is)")
+		}
+		req.Camera, req.Region, _ = strings.Cut(cameras[0], "/")
+		req.Cameras = nil
+		if len(cameras) > 1 {
+			req.Cameras = cameras[1:]
+		}
+	}
+	return req, nil
 }
 
 // printSearch writes episodes as a table, best first.
