@@ -374,7 +374,10 @@ func targetCount(conf *config.Config) int {
 // only once c can take over. When the source settings are unchanged, c
 // takes over old's source and the device is never reopened; otherwise
 // old's source is closed, c's opened, and if that fails old resumes on a
-// reopened source of its own and the error is returned.
+// reopened source of its own and the error is returned. Opening fails
+// only on what can be known at once (settings, a missing program): a
+// network or device source connects in the background and retries there,
+// so an address that does not answer replaces the old source all the same.
 func (d *daemon) swapIn(old, c *camera) error {
 	var src capture.Source
 	reused := false
