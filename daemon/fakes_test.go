@@ -303,10 +303,11 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 	if h.logLevel != nil {
 		level = h.logLevel
 	}
+	logTo := io.MultiWriter(newTestWriter(t), h.logs)
 	go func() {
 		h.done <- Run(ctx, Options{
 			ConfigPath: h.conf, Config: cfg, Version: "test", Reload: h.reload, StopTimeout: 3 * time.Second,
-			Log:              slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, h.logs), &slog.HandlerOptions{Level: level})),
+			Log:              slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level})),
 			LogLevel:         h.logLevel,
 			MQTTStateRefresh: h.mqttRefresh,
 			OpenSource:       h.openSource,
@@ -318,10 +319,35 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 }
 
 // testWriter sends the daemon's log to the test's, shown on failure.
-type testWriter struct{ t *testing.T }
+// A shutdown abandoned at its deadline (TestFailedStartStopsWithinTheStopTimeout)
+// goes on logging after the test has ended, when t.Log would panic: those
+// lines are dropped here (h.logs still has them).
+type testWriter struct {
+	t     *testing.T
+	state *testWriterState
+}
+
+type testWriterState struct {
+	mu    sync.Mutex
+	ended bool
+}
+
+func newTestWriter(t *testing.T) testWriter {
+	w := testWriter{t, &testWriterState{}}
+	t.Cleanup(func() {
+		w.state.mu.Lock()
+		w.state.ended = true
+		w.state.mu.Unlock()
+	})
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p[:len(p)-1]))
+	w.state.mu.Lock()
+	defer w.state.mu.Unlock()
+	if !w.state.ended {
+		w.t.Log(string(p[:len(p)-1]))
+	}
 	return len(p), nil
 }
 
