@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/quote"
 )
 
 // The ffmpeg source runs one ffmpeg process at a time. What it delivers
@@ -353,7 +354,7 @@ func (b *tailBuffer) Write(p []byte) (int, error) {
 // quote cuts s to about n bytes for an error, keeping its start and its
 // end (where ffprobe puts the reason, after the URL) and saying how much
 // there was.
-func quote(s string, n int) string {
+func elide(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
@@ -361,18 +362,7 @@ func quote(s string, n int) string {
 	for i < len(s) && !utf8.RuneStart(s[i]) {
 		i++
 	}
-	return fmt.Sprintf("%s…(%d bytes)…%s", prefix(s, n/2), len(s), s[i:])
-}
-
-// prefix is at most n bytes of the start of s, cut at a UTF-8 boundary.
-func prefix(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return fmt.Sprintf("%s…(%d bytes)…%s", quote.Truncate(s, n/2), len(s), s[i:])
 }
 
 // finalLine is the last line of s that is not blank.
@@ -405,7 +395,7 @@ func probeStream(ctx context.Context, cfg Config) (streamInfo, error) {
 	if err := cmd.Run(); err != nil {
 		// ffprobe's last line names the problem ("Connection refused");
 		// the lines before it are context of the same.
-		return streamInfo{}, fmt.Errorf("probe %s: %w: %s", cfg.Source, err, quote(finalLine(string(stderr.buf)), probeQuoteBytes))
+		return streamInfo{}, fmt.Errorf("probe %s: %w: %s", cfg.Source, err, elide(finalLine(string(stderr.buf)), probeQuoteBytes))
 	}
 	in, err := parseProbe(string(stdout.buf))
 	if err != nil {
@@ -425,12 +415,12 @@ func parseProbe(out string) (streamInfo, error) {
 		}
 	}
 	if len(fields) == 0 {
-		return streamInfo{}, fmt.Errorf("no video stream (ffprobe printed %q)", quote(out, probeQuoteBytes))
+		return streamInfo{}, fmt.Errorf("no video stream (ffprobe printed %q)", elide(out, probeQuoteBytes))
 	}
 	w, werr := strconv.Atoi(fields["width"])
 	h, herr := strconv.Atoi(fields["height"])
 	if werr != nil || herr != nil || w <= 0 || h <= 0 || w > maxProbedSide || h > maxProbedSide {
-		return streamInfo{}, fmt.Errorf("bad size %sx%s from ffprobe", quote(fields["width"], 20), quote(fields["height"], 20))
+		return streamInfo{}, fmt.Errorf("bad size %sx%s from ffprobe", elide(fields["width"], 20), elide(fields["height"], 20))
 	}
-	return streamInfo{codec: prefix(fields["codec_name"], maxCodecName), width: w, height: h}, nil
+	return streamInfo{codec: quote.Truncate(fields["codec_name"], maxCodecName), width: w, height: h}, nil
 }

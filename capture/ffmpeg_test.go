@@ -553,7 +553,7 @@ func TestFFmpegArgs(t *testing.T) {
 	}
 }
 
-func TestQuote(t *testing.T) {
+func TestElide(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		n    int
@@ -563,8 +563,8 @@ func TestQuote(t *testing.T) {
 		{"0123456789abcdefghij", 10, "01234…(20 bytes)…fghij"},
 		{"ééééééé", 6, "é…(14 bytes)…é"}, // no rune split: 3 bytes of each end hold one é and a half
 	} {
-		if got := quote(tc.in, tc.n); got != tc.want || !utf8.ValidString(got) {
-			t.Errorf("quote(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		if got := elide(tc.in, tc.n); got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("elide(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
 	}
 }

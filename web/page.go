@@ -10,9 +10,9 @@ import (
 	"path"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/clipd/clipd/history"
+	"github.com/clipd/clipd/internal/quote"
 	"github.com/clipd/clipd/server"
 	"github.com/clipd/clipd/state"
 )
@@ -225,7 +225,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		}
 		// The page repeats the text (in the box, in the heading): never
 		// more of it than a search may hold, however long the URL was.
-		d.Form.Q = cutText(d.Form.Q, server.MaxSearchTextBytes)
+		d.Form.Q = quote.Truncate(d.Form.Q, server.MaxSearchTextBytes)
 		res, err := s.search(r.Context(), req)
 		switch {
 		case err == nil:
@@ -244,17 +244,6 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.render(w, r, http.StatusOK, s.page.index, d)
-}
-
-// cutText is s cut to at most n bytes, at a character boundary.
-func cutText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 type loginData struct{ Failed bool }
