@@ -16,12 +16,8 @@ import (
 // good ones.
 func TestHostileSegmentFiles(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{Dir: dir, Every: time.Millisecond, Now: func() time.Time { return epoch.Add(1000 * time.Hour) }, Retention: 10000 * time.Hour}
-	s := openTest(t, cfg)
-	for seq := range uint64(20) {
-		s.Add(crashRecord(seq))
-	}
-	flush(t, s)
+	cfg := crashConfig(dir)
+	s := addCrashRecords(t, cfg, 20)
 	s.Close()
 
 	must := func(err error) {

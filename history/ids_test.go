@@ -253,11 +253,7 @@ func TestBadSegmentFilesKeepTheirIDs(t *testing.T) {
 	dir := t.TempDir()
 	clk := newClock(epoch.Add(1000 * time.Hour))
 	cfg := Config{Dir: dir, Every: time.Millisecond, Now: clk.now, Retention: 10000 * time.Hour}
-	s := openTest(t, cfg)
-	for seq := range uint64(20) {
-		s.Add(crashRecord(seq))
-	}
-	flush(t, s)
+	s := addCrashRecords(t, cfg, 20)
 	s.Close()
 	if _, err := os.Stat(filepath.Join(dir, segmentName(kindThumbnails, 2))); err != nil {
 		t.Fatalf("want segments v-1 and t-2: %v", err)
@@ -339,12 +335,8 @@ func TestBadSegmentFilesKeepTheirIDs(t *testing.T) {
 // a v-2 on disk): the row goes and the file is adopted, not orphaned.
 func TestRowOfTheOtherKind(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{Dir: dir, Every: time.Millisecond, Now: func() time.Time { return epoch.Add(1000 * time.Hour) }, Retention: 10000 * time.Hour}
-	s := openTest(t, cfg)
-	for seq := range uint64(20) {
-		s.Add(crashRecord(seq))
-	}
-	flush(t, s)
+	cfg := crashConfig(dir)
+	s := addCrashRecords(t, cfg, 20)
 	s.Close()
 	if err := os.Remove(filepath.Join(dir, segmentName(kindThumbnails, 2))); err != nil {
 		t.Fatal(err)
@@ -384,12 +376,8 @@ func TestNewSegmentNameTaken(t *testing.T) {
 // and label ids far beyond what the store gives.
 func TestCatalogValuesOutOfRange(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{Dir: dir, Every: time.Millisecond, Now: func() time.Time { return epoch.Add(1000 * time.Hour) }, Retention: 10000 * time.Hour}
-	s := openTest(t, cfg)
-	for seq := range uint64(20) {
-		s.Add(crashRecord(seq))
-	}
-	flush(t, s)
+	cfg := crashConfig(dir)
+	s := addCrashRecords(t, cfg, 20)
 	s.Close()
 	vec := filepath.Join(dir, segmentName(kindVectors, 1))
 	size := fileSize(t, vec)
@@ -421,12 +409,8 @@ func TestCatalogValuesOutOfRange(t *testing.T) {
 // picture is gone (ok false), not an error.
 func TestThumbnailRowsPastACutTail(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{Dir: dir, Every: time.Millisecond, Now: func() time.Time { return epoch.Add(1000 * time.Hour) }, Retention: 10000 * time.Hour}
-	s := openTest(t, cfg)
-	for seq := range uint64(20) {
-		s.Add(crashRecord(seq))
-	}
-	flush(t, s)
+	cfg := crashConfig(dir)
+	s := addCrashRecords(t, cfg, 20)
 	var last int64
 	if err := s.cat.db.QueryRow(`SELECT max(id) FROM thumbs`).Scan(&last); err != nil {
 		t.Fatal(err)
