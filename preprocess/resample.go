@@ -144,31 +144,25 @@ const roundHalf = int32(1) << (precisionBits - 1)
 
 // horizontal resamples one row of src (channels bytes a pixel) into dst,
 // one output pixel per entry of w.
+//
+// The taps are taken four at a time from slices whose length is checked
+// once, so that the loop body has no bounds checks; integer sums do not
+// depend on their order, so the result is Pillow's bit for bit. The
+// horizontal pass is half of a 720p frame's preprocessing (before:
+// 7.0 ms of 14 ms for an MJPEG frame).
 func horizontal(dst, src []byte, w *axisWeights, channels int) {
 	switch channels {
 	case 3:
 		for i, x0 := range w.start {
-			k := w.coeffs[i*w.ksize : i*w.ksize+w.count[i]]
-			s := src[x0*3 : (x0+len(k))*3]
-			r, g, b := roundHalf, roundHalf, roundHalf
-			for j, c := range k {
-				p := s[j*3 : j*3+3]
-				r += int32(p[0]) * c
-				g += int32(p[1]) * c
-				b += int32(p[2]) * c
-			}
-			d := dst[i*3 : i*3+3]
-			d[0], d[1], d[2] = clip8(r), clip8(g), clip8(b)
+			k := w.coeffs[i*w.ksize:][:w.count[i]]
+			s := src[x0*3:][:len(k)*3]
+			d := dst[i*3:][:3]
+			d[0], d[1], d[2] = horizontal3(s, k)
 		}
 	case 1:
 		for i, x0 := range w.start {
-			k := w.coeffs[i*w.ksize : i*w.ksize+w.count[i]]
-			s := src[x0 : x0+len(k)]
-			acc := roundHalf
-			for j, c := range k {
-				acc += int32(s[j]) * c
-			}
-			dst[i] = clip8(acc)
+			k := w.coeffs[i*w.ksize:][:w.count[i]]
+			dst[i] = horizontal1(src[x0:][:len(k)], k)
 		}
 	default:
 		for i, x0 := range w.start {
@@ -184,24 +178,72 @@ func horizontal(dst, src []byte, w *axisWeights, channels int) {
 	}
 }
 
+// horizontal3 is one RGB output pixel: the taps k over the pixels s.
+func horizontal3(s []byte, k []int32) (uint8, uint8, uint8) {
+	r, g, b := roundHalf, roundHalf, roundHalf
+	for len(k) >= 4 && len(s) >= 12 {
+		p := s[:12]
+		c0, c1, c2, c3 := k[0], k[1], k[2], k[3]
+		r += int32(p[0])*c0 + int32(p[3])*c1 + int32(p[6])*c2 + int32(p[9])*c3
+		g += int32(p[1])*c0 + int32(p[4])*c1 + int32(p[7])*c2 + int32(p[10])*c3
+		b += int32(p[2])*c0 + int32(p[5])*c1 + int32(p[8])*c2 + int32(p[11])*c3
+		k, s = k[4:], s[12:]
+	}
+	for len(k) >= 1 && len(s) >= 3 {
+		p := s[:3]
+		c := k[0]
+		r += int32(p[0]) * c
+		g += int32(p[1]) * c
+		b += int32(p[2]) * c
+		k, s = k[1:], s[3:]
+	}
+	return clip8(r), clip8(g), clip8(b)
+}
+
+// horizontal1 is one single-channel output pixel.
+func horizontal1(s []byte, k []int32) uint8 {
+	acc := roundHalf
+	for len(k) >= 4 && len(s) >= 4 {
+		p := s[:4]
+		acc += int32(p[0])*k[0] + int32(p[1])*k[1] + int32(p[2])*k[2] + int32(p[3])*k[3]
+		k, s = k[4:], s[4:]
+	}
+	for j, c := range k {
+		acc += int32(s[j]) * c
+	}
+	return clip8(acc)
+}
+
 // vertical resamples the rows held in tmp (rowLen bytes each, row 0 being
 // source row rowOffset) into the rows of dst, one per entry of w. acc is
-// scratch of at least rowLen entries.
+// scratch of at least rowLen entries. Four source rows are summed into
+// acc at a time, which quarters acc's loads and stores.
 func vertical(dst, tmp []byte, rowLen, rowOffset int, w *axisWeights, acc []int32) {
+	a := acc[:rowLen]
 	for i, y0 := range w.start {
 		k := w.coeffs[i*w.ksize : i*w.ksize+w.count[i]]
-		a := acc[:rowLen]
 		for x := range a {
 			a[x] = roundHalf
 		}
-		base := (y0 - rowOffset) * rowLen
+		rows := tmp[(y0-rowOffset)*rowLen:]
+		for len(k) >= 4 {
+			r0, r1, r2, r3 := rows[:rowLen], rows[rowLen:2*rowLen], rows[2*rowLen:3*rowLen], rows[3*rowLen:4*rowLen]
+			c0, c1, c2, c3 := k[0], k[1], k[2], k[3]
+			_, _, _, _ = r0[len(a)-1], r1[len(a)-1], r2[len(a)-1], r3[len(a)-1]
+			for x := range a {
+				a[x] += int32(r0[x])*c0 + int32(r1[x])*c1 + int32(r2[x])*c2 + int32(r3[x])*c3
+			}
+			k, rows = k[4:], rows[4*rowLen:]
+		}
 		for j, c := range k {
-			row := tmp[base+j*rowLen : base+(j+1)*rowLen]
-			for x, v := range row {
-				a[x] += int32(v) * c
+			row := rows[j*rowLen : (j+1)*rowLen]
+			_ = row[len(a)-1]
+			for x := range a {
+				a[x] += int32(row[x]) * c
 			}
 		}
 		out := dst[i*rowLen : (i+1)*rowLen]
+		_ = out[len(a)-1]
 		for x, v := range a {
 			out[x] = clip8(v)
 		}
