@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/sched"
 	"github.com/clipd/clipd/synth"
 )
 
@@ -116,6 +117,11 @@ type Config struct {
 	// GStreamerPath is the gst-launch binary ("gst-launch-1.0" from PATH
 	// when empty).
 	GStreamerPath string
+
+	// Priority is the CPU priority of helper processes (ffmpeg,
+	// gst-launch), which they inherit from the thread that starts them. A
+	// helper that stalls at Idle is restarted at Normal, and stays there.
+	Priority sched.Priority
 
 	// StallTimeout is how long a running source may go without a frame
 	// before it is closed and reopened (default 5s).

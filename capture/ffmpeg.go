@@ -68,7 +68,7 @@ func isNetwork(src string) bool {
 }
 
 func newFFmpegSource(cfg Config, log *slog.Logger) (*ffmpegSource, error) {
-	s := &ffmpegSource{pipeSource: newPipeSource(log.With("kind", "ffmpeg"), cfg.StallTimeout), cfg: cfg, width: cfg.Width, height: cfg.Height}
+	s := &ffmpegSource{pipeSource: newPipeSource(log.With("kind", "ffmpeg"), cfg), cfg: cfg, width: cfg.Width, height: cfg.Height}
 	if cfg.Format != 0 && cfg.Format != frame.MJPEG {
 		// Validate admitted only formats ffmpeg delivers.
 		s.format, s.pixFmt = cfg.Format, ffmpegPixFmts[cfg.Format]

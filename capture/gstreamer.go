@@ -49,7 +49,7 @@ func newGStreamerSource(cfg Config, log *slog.Logger) (*gstSource, error) {
 	caps := gstFormats[format]
 	elements, _ := SplitPipeline(strings.TrimPrefix(cfg.Source, GStreamerPrefix))
 	s := &gstSource{
-		pipeSource: newPipeSource(log.With("kind", "gstreamer"), cfg.StallTimeout),
+		pipeSource: newPipeSource(log.With("kind", "gstreamer"), cfg),
 		cfg:        cfg, format: format,
 		args: gstArgs(elements, caps, cfg.Width, cfg.Height, cfg.FPS),
 	}

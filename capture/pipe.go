@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/sched"
 )
 
 // The ffmpeg and GStreamer sources run a helper process that writes frames
@@ -37,14 +38,17 @@ type pipeSource struct {
 	runner
 	log          *slog.Logger
 	stallTimeout time.Duration
-	seq          uint64
+	// priority is the next run's: the configured one until a run stalls
+	// at Idle.
+	priority sched.Priority
+	seq      uint64
 	// pid is the running helper's process id (0 between runs); tests use
 	// it to kill the process from outside.
 	pid atomic.Int64
 }
 
-func newPipeSource(log *slog.Logger, stallTimeout time.Duration) pipeSource {
-	return pipeSource{runner: newRunner(), log: log, stallTimeout: stallTimeout}
+func newPipeSource(log *slog.Logger, cfg Config) pipeSource {
+	return pipeSource{runner: newRunner(), log: log, stallTimeout: cfg.StallTimeout, priority: cfg.Priority}
 }
 
 // frameReader fills buf (storage it may reuse) with the next frame and
@@ -111,7 +115,11 @@ func (s *pipeSource) runPipe(run pipeRun) pipeRun {
 		return run
 	}
 	cmd.Stdout = pw
-	err = cmd.Start()
+	if perr := sched.Run(s.priority, func() { err = cmd.Start() }); perr != nil {
+		s.log.Warn(run.what+" runs at normal CPU priority", "err", perr)
+		s.priority = sched.Normal
+		err = cmd.Start()
+	}
 	pw.Close()
 	if err != nil {
 		pr.Close()
@@ -179,6 +187,12 @@ func (s *pipeSource) runPipe(run pipeRun) pipeRun {
 	pr.Close()
 	run.waitErr = cmd.Wait()
 	run.stalled = stalled.Load()
+	if run.stalled && s.priority != sched.Normal && !s.closing() {
+		// Busy processes at normal priority can starve an idle helper
+		// outright; a stall for any other reason costs nothing at normal.
+		s.log.Warn(run.what + " stalled at " + s.priority.String() + " CPU priority: it runs at normal priority from now on")
+		s.priority = sched.Normal
+	}
 	return run
 }
 
