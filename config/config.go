@@ -19,6 +19,8 @@
 //	max_batch       = 8                    TensorRT optimization profile maximum, 1..256
 //	threads         = 0                    ONNX Runtime intra-op threads, 0 = all cores, 0..1024
 //	spinning        = false                ONNX Runtime threads busy-wait for work between calls
+//	capture_priority = "auto"              CPU priority of capture helpers and preprocessing: auto | idle | normal;
+//	                                       auto = idle with ONNX Runtime (they run in the encoder's gaps), else normal
 //
 //	[socket]
 //	path         = "/run/clipd/clipd.sock" results socket (path)
@@ -105,6 +107,9 @@ type Model struct {
 	Threads        int
 	// Spinning lets ONNX Runtime's intra-op threads busy-wait.
 	Spinning bool
+	// CapturePriority is CapturePriorityAuto or a sched.Priority's name:
+	// the CPU priority of capture helpers and frame preprocessing.
+	CapturePriority string
 	// StateDir holds the prompt cache (package promptcache).
 	StateDir string
 	// PromptCacheMax bounds the prompt cache in bytes; 0 disables it.
@@ -224,6 +229,10 @@ const (
 	DefaultCameraThreshold = 0.0
 )
 
+// CapturePriorityAuto leaves [model] capture_priority to the backend:
+// idle where the encoder runs on the CPU, normal where it does not.
+const CapturePriorityAuto = "auto"
+
 // Default returns the configuration of an empty file (no cameras), with
 // paths as written in the documentation, before resolution.
 func Default() *Config {
@@ -235,6 +244,8 @@ func Default() *Config {
 			MaxBatch:    8,
 			Threads:     0,
 			Spinning:    false,
+
+			CapturePriority: CapturePriorityAuto,
 
 			StateDir:       "/var/lib/clipd",
 			PromptCacheMax: 1 << 30,

@@ -245,6 +245,8 @@ func TestInvalid(t *testing.T) {
 		{"wrong type in camera", camHead + camHead + "width = 1.5\n", "clipd.toml:9: camera[1].width: must be an integer, got a TOML float"},
 		{"bad backend", "[model]\nbackend = \"cuda\"\n",
 			`clipd.toml:2: model.backend: must be one of auto, tensorrt, onnxruntime, got "cuda"`},
+		{"bad capture priority", "[model]\ncapture_priority = \"low\"\n",
+			`clipd.toml:2: model.capture_priority: must be one of auto, normal, idle, got "low"`},
 		{"bad mode", "[socket]\nmode = \"rw\"\n", `clipd.toml:2: socket.mode: must be an octal permission string`},
 		{"mode as number", "[socket]\nmode = 660\n", `clipd.toml:2: socket.mode: must be a string, got a TOML integer`},
 		{"mode too big", "[socket]\nmode = \"1777\"\n", `clipd.toml:2: socket.mode: must be at most 0777`},

@@ -16,6 +16,7 @@ import (
 	"github.com/clipd/clipd/capture"
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/frame"
+	"github.com/clipd/clipd/internal/sched"
 	"github.com/clipd/clipd/internal/suggest"
 	toml "github.com/pelletier/go-toml/v2"
 )
@@ -35,15 +36,16 @@ type fileConfig struct {
 }
 
 type fileModel struct {
-	Bundle         string `toml:"bundle"`
-	Backend        string `toml:"backend"`
-	ONNXRuntimeLib string `toml:"onnxruntime_lib"`
-	EngineCache    string `toml:"engine_cache"`
-	MaxBatch       int64  `toml:"max_batch"`
-	Threads        int64  `toml:"threads"`
-	Spinning       bool   `toml:"spinning"`
-	StateDir       string `toml:"state_dir"`
-	PromptCacheMax any    `toml:"prompt_cache_max"` // a size string or an integer of bytes
+	Bundle          string `toml:"bundle"`
+	Backend         string `toml:"backend"`
+	ONNXRuntimeLib  string `toml:"onnxruntime_lib"`
+	EngineCache     string `toml:"engine_cache"`
+	MaxBatch        int64  `toml:"max_batch"`
+	Threads         int64  `toml:"threads"`
+	Spinning        bool   `toml:"spinning"`
+	CapturePriority string `toml:"capture_priority"`
+	StateDir        string `toml:"state_dir"`
+	PromptCacheMax  any    `toml:"prompt_cache_max"` // a size string or an integer of bytes
 }
 
 type fileSocket struct {
@@ -102,7 +104,7 @@ func parse(data []byte, name string) (*Config, *positions, error) {
 		Model: fileModel{
 			Bundle: def.Model.Bundle, Backend: def.Model.Backend, ONNXRuntimeLib: def.Model.ONNXRuntimeLib,
 			EngineCache: def.Model.EngineCache, MaxBatch: int64(def.Model.MaxBatch), Threads: int64(def.Model.Threads),
-			Spinning: def.Model.Spinning,
+			Spinning: def.Model.Spinning, CapturePriority: def.Model.CapturePriority,
 			StateDir: def.Model.StateDir, PromptCacheMax: def.Model.PromptCacheMax,
 		},
 		Socket: fileSocket{
@@ -279,6 +281,8 @@ func (v *validator) build(raw *fileConfig) *Config {
 		MaxBatch:       v.intIn("model.max_batch", m.MaxBatch, 1, 256),
 		Threads:        v.intIn("model.threads", m.Threads, 0, 1024),
 		Spinning:       m.Spinning,
+		CapturePriority: v.oneOf("model.capture_priority", m.CapturePriority,
+			append([]string{CapturePriorityAuto}, sched.Names...)...),
 		StateDir:       v.resolve(v.nonEmpty("model.state_dir", m.StateDir)),
 		PromptCacheMax: v.byteSize("model.prompt_cache_max", m.PromptCacheMax, 1<<20),
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -162,11 +163,12 @@ func BenchmarkPipelineOutputs(b *testing.B) {
 // pipeline as BenchmarkPipelineMJPEG720p, both sources: each round runs
 // every setting once, in turn, so that a change of load on a shared
 // machine falls on all of them alike. The metrics are named by setting:
-// spin=0/1 (session.intra_op.allow_spinning), t=threads (0: every core).
+// spin=0/1 (session.intra_op.allow_spinning), t=threads (0: every core),
+// prio=capture_priority (auto: idle on ONNX Runtime).
 func BenchmarkPipelineSettings(b *testing.B) {
 	setup := newPipelineSetup(b)
 	settings := []pipelineSettings{
-		{threads: 0}, {threads: 0, spinning: true}, {threads: 1},
+		{threads: 0}, {threads: 0, priority: "normal"}, {threads: 0, spinning: true}, {threads: 1},
 	}
 	for _, format := range []struct{ name, format string }{{"passthrough", "auto"}, {"ffmpeg-decodes", "rgb24"}} {
 		b.Run(format.name, func(b *testing.B) {
@@ -179,7 +181,8 @@ func BenchmarkPipelineSettings(b *testing.B) {
 					}
 				}
 				for i, set := range settings {
-					reportRounds(b, fmt.Sprintf("spin=%d,t=%d:", map[bool]int{false: 0, true: 1}[set.spinning], set.threads), rounds[i])
+					prio := cmp.Or(set.priority, config.CapturePriorityAuto)
+					reportRounds(b, fmt.Sprintf("spin=%d,t=%d,prio=%s:", map[bool]int{false: 0, true: 1}[set.spinning], set.threads, prio), rounds[i])
 				}
 			}
 		})
@@ -200,6 +203,8 @@ type pipelineSettings struct {
 	threads  int
 	spinning bool
 	format   string
+	// priority is [model] capture_priority; "" leaves the default.
+	priority string
 	// tune, if set, changes the round's config (regions, events,
 	// history); batch is the images per encoder call of the encoder
 	// alone, the frame's targets (0: 1).
@@ -277,6 +282,9 @@ func (s *pipelineSetup) round(b *testing.B, set pipelineSettings, edit bool) pip
 	conf := config.Default()
 	conf.Model.Bundle, conf.Model.Backend = s.bundle, engine.BackendONNXRuntime
 	conf.Model.Threads, conf.Model.Spinning = set.threads, set.spinning
+	if set.priority != "" {
+		conf.Model.CapturePriority = set.priority
+	}
 	conf.Model.StateDir = s.dir
 	conf.Snapshots.Dir = filepath.Join(s.dir, "snapshots")
 	conf.Socket.Path = filepath.Join(s.dir, "s.sock")

@@ -15,6 +15,7 @@ import (
 	"github.com/clipd/clipd/frame"
 	"github.com/clipd/clipd/history"
 	"github.com/clipd/clipd/internal/lifecycle"
+	"github.com/clipd/clipd/internal/sched"
 	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/preprocess"
 	"github.com/clipd/clipd/server"
@@ -46,6 +47,13 @@ type camera struct {
 	history    *history.Store
 	imageModel string
 	metrics    *metrics.Metrics
+	// priority is the CPU priority preprocessing starts at; starved
+	// judges a frame's preprocessing at it (sched.Starved).
+	priority sched.Priority
+	starved  func(wall, cpu time.Duration) bool
+	// prepPriority is the priority preprocessing runs at now, as the
+	// kernel reports it (a sched.Priority; status shows it).
+	prepPriority atomic.Int32
 
 	// last is the newest frame classified, for snapshot.
 	last atomic.Pointer[frame.Frame]
@@ -245,33 +253,80 @@ func (c *camera) layoutFor(width, height int) layout {
 	return l
 }
 
+// starvedFrames is how many frames in a row preprocessing may be starved
+// at a priority below normal before it moves to normal.
+const starvedFrames = 3
+
 // prepare takes frames from the source, applies classify_every and
-// preprocesses every target of each frame into a free tensor set.
+// preprocesses every target of each frame into a free tensor set. Below
+// normal priority it runs on a thread of its own at c.priority; when busy
+// processes at normal priority starve it there, it goes on at normal.
 func (c *camera) prepare(ctx context.Context, src capture.Source, free chan *tensorSet, ready chan<- prepared) {
-	var lastClassified time.Time
-	var lay layout
+	var st prepareState
+	if c.priority != sched.Normal {
+		starved := false
+		err := sched.Run(c.priority, func() { starved = c.prepareLoop(ctx, src, free, ready, &st, true) })
+		switch {
+		case err != nil:
+			c.log.Warn("preprocessing runs at normal CPU priority", "err", err)
+		case !starved:
+			return
+		default:
+			c.log.Warn("preprocessing was starved at " + c.priority.String() +
+				" CPU priority by other busy processes: it runs at normal priority from now on")
+		}
+	}
+	c.prepareLoop(ctx, src, free, ready, &st, false)
+}
+
+// prepareState is what the preprocessing loop keeps from frame to frame.
+type prepareState struct {
+	lastClassified time.Time
+	lay            layout
+}
+
+// prepareLoop is prepare's loop. It returns when the context or the
+// source ends, or, with watchStarving, with true once preprocessing was
+// starved for starvedFrames frames in a row.
+func (c *camera) prepareLoop(ctx context.Context, src capture.Source, free chan *tensorSet, ready chan<- prepared,
+	st *prepareState, watchStarving bool) (starved bool) {
+	c.notePriority()
+	inARow := 0
 	for {
 		var ts *tensorSet
 		select {
 		case ts = <-free:
 		case <-ctx.Done():
-			return
+			return false
 		}
-		f, err := c.nextFrame(ctx, src, &lastClassified)
+		f, err := c.nextFrame(ctx, src, &st.lastClassified)
 		if err != nil {
-			return
+			free <- ts
+			return false
 		}
-		if lay.width != f.Width || lay.height != f.Height {
-			lay = c.layoutFor(f.Width, f.Height)
+		if st.lay.width != f.Width || st.lay.height != f.Height {
+			st.lay = c.layoutFor(f.Width, f.Height)
 		}
+		lay := st.lay
 		if len(lay.boxes) == 0 {
 			free <- ts
 			continue
 		}
 		taken := time.Now()
+		var cpuBefore time.Duration
+		if watchStarving {
+			cpuBefore = sched.ThreadCPU()
+		}
 		c.preprocessingSince.Store(taken.UnixNano())
 		err = c.pre.FrameBoxes(f, lay.boxes, ts.t[:len(lay.boxes)])
 		c.preprocessingSince.Store(0)
+		if watchStarving {
+			if c.starved(time.Since(taken), sched.ThreadCPU()-cpuBefore) {
+				inARow++
+			} else {
+				inARow = 0
+			}
+		}
 		if err != nil {
 			c.badFrames.Add(1)
 			free <- ts
@@ -279,14 +334,28 @@ func (c *camera) prepare(ctx context.Context, src capture.Source, free chan *ten
 				c.log.Warn("frame dropped", "seq", f.Seq, "err", err)
 				c.publish(&server.ErrorReport{Camera: c.conf.Name, Message: "frame dropped: " + err.Error()})
 			}
-			continue
+		} else {
+			select {
+			case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, boxes: lay.boxes, taken: taken, ready: time.Now()}:
+			case <-ctx.Done():
+				return false
+			}
 		}
-		select {
-		case ready <- prepared{frame: f, tensors: ts, targets: lay.targets, boxes: lay.boxes, taken: taken, ready: time.Now()}:
-		case <-ctx.Done():
-			return
+		if inARow >= starvedFrames {
+			return true
 		}
 	}
+}
+
+// notePriority records the priority the calling thread runs at, as the
+// kernel reports it, for status.
+func (c *camera) notePriority() {
+	p, err := sched.ThreadPriority(0)
+	if err != nil {
+		c.log.Debug("cannot read the preprocessing thread's CPU priority", "err", err)
+		p = c.priority
+	}
+	c.prepPriority.Store(int32(p))
 }
 
 // nextFrame returns the next frame due for classification; an error means
@@ -437,6 +506,7 @@ func (c *camera) status() server.CameraStatus {
 		Captured: st.Captured, Dropped: st.Dropped, Restarts: st.Restarts, LastError: st.LastError,
 		Classified: c.classified.Load(), Skipped: c.skipped.Load(), NonFinite: c.nonFinite.Load(),
 		Corrupt: st.Corrupt + c.badFrames.Load(), WholeFrame: !c.conf.RegionsOnly,
+		PreprocessPriority: sched.Priority(c.prepPriority.Load()).String(),
 	}
 	if st.Format != 0 {
 		s.Format = st.Format.String()

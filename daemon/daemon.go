@@ -27,6 +27,7 @@ import (
 	"github.com/clipd/clipd/config"
 	"github.com/clipd/clipd/engine"
 	"github.com/clipd/clipd/history"
+	"github.com/clipd/clipd/internal/sched"
 	"github.com/clipd/clipd/labels"
 	"github.com/clipd/clipd/metrics"
 	"github.com/clipd/clipd/model"
@@ -69,6 +70,9 @@ type Options struct {
 	// OpenEncoder, if set, replaces the model's backends (see
 	// model.Options.OpenEncoder).
 	OpenEncoder func(*bundle.Bundle) (engine.Encoder, error)
+	// Starved, if set, replaces sched.Starved: when a frame's
+	// preprocessing at idle priority counts as starved (tests).
+	Starved func(wall, cpu time.Duration) bool
 }
 
 // stuckAfter is how long one frame may be in the pipeline before the
@@ -88,10 +92,13 @@ type daemon struct {
 	history    *history.Store
 	imageModel string
 	metrics    *metrics.Metrics
-	web        *web.Server // nil when [http] listen is unset
-	server     *server.Server
-	gpu        *telemetry.Reader
-	started    time.Time
+	// capturePriority is [model] capture_priority resolved for the
+	// backend: the cameras' helpers and preprocessing run at it.
+	capturePriority sched.Priority
+	web             *web.Server // nil when [http] listen is unset
+	server          *server.Server
+	gpu             *telemetry.Reader
+	started         time.Time
 
 	// classifyPre preprocesses query images: socket classify and search
 	// by image, and the web page's search. Those come concurrently;
@@ -232,6 +239,7 @@ func (d *daemon) initialize(ctx context.Context) error {
 		return err
 	}
 	d.model = mod
+	d.capturePriority = capturePriority(m.CapturePriority, mod.Encoder.Backend())
 	var store labels.PromptStore
 	if m.PromptCacheMax > 0 {
 		if cache, err := mod.OpenPromptCache(m.StateDir, m.PromptCacheMax); err != nil {
@@ -287,7 +295,8 @@ func (d *daemon) initialize(ctx context.Context) error {
 	// Clients may connect from here on (hello lists the cameras still
 	// starting); each camera logs "camera started" once its source
 	// delivers.
-	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.conf.Cameras), "backend", mod.Encoder.Backend())
+	d.log.Info("serving", "socket", d.server.Path(), "cameras", len(d.conf.Cameras), "backend", mod.Encoder.Backend(),
+		"capture_priority", d.capturePriority)
 	for _, cc := range d.conf.Cameras {
 		status("starting camera " + cc.Name)
 		c, err := d.prepareCamera(ctx, cc)
@@ -324,14 +333,19 @@ func (d *daemon) announceTargets() {
 // them, the labels loaded and embedded, a preprocessor made. The source
 // itself is opened by swapIn, because a device cannot be opened twice.
 func (d *daemon) prepareCamera(ctx context.Context, cc config.Camera) (*camera, error) {
-	if _, err := capture.Preflight(sourceConfig(cc)); err != nil {
+	if _, err := capture.Preflight(d.sourceConfig(cc)); err != nil {
 		return nil, err
 	}
 	c := &camera{
 		conf: cc, log: d.log.With("camera", cc.Name), targets: targetsOf(cc), hub: d.labels,
 		pre: d.model.NewPreprocessor(), batcher: d.batcher, publish: d.publish, outputs: d.outputs,
 		history: d.history, imageModel: d.imageModel, metrics: d.metrics,
+		priority: d.capturePriority, starved: d.opts.Starved,
 	}
+	if c.starved == nil {
+		c.starved = sched.Starved
+	}
+	c.prepPriority.Store(int32(c.priority))
 	regions := make([]string, 0, len(c.targets))
 	for _, t := range c.targets {
 		regions = append(regions, t.name.region)
@@ -383,17 +397,17 @@ func (d *daemon) swapIn(old, c *camera) error {
 	reused := false
 	if old != nil {
 		src = old.halt()
-		if reused = reflect.DeepEqual(sourceConfig(old.conf), sourceConfig(c.conf)); !reused {
+		if reused = reflect.DeepEqual(d.sourceConfig(old.conf), d.sourceConfig(c.conf)); !reused {
 			src.Close()
 			src = nil
 		}
 	}
 	if src == nil {
 		var err error
-		src, err = d.opts.OpenSource(sourceConfig(c.conf), c.log)
+		src, err = d.opts.OpenSource(d.sourceConfig(c.conf), c.log)
 		if err != nil {
 			if old != nil {
-				if prev, perr := d.opts.OpenSource(sourceConfig(old.conf), old.log); perr == nil {
+				if prev, perr := d.opts.OpenSource(d.sourceConfig(old.conf), old.log); perr == nil {
 					old.start(prev)
 				} else {
 					d.unregister(old)
@@ -570,10 +584,28 @@ func (d *daemon) shutdown() {
 }
 
 // sourceConfig is what a camera asks of its source.
-func sourceConfig(cc config.Camera) capture.Config {
+func (d *daemon) sourceConfig(cc config.Camera) capture.Config {
 	cfg := cc.Capture()
 	cfg.FPS = captureFPS(cc)
+	cfg.Priority = d.capturePriority
 	return cfg
+}
+
+// capturePriority resolves [model] capture_priority for the encoder's
+// backend. On the CPU the encoder keeps the cores busy, and capture at
+// normal priority preempts its threads at every frame, stalling whole
+// intra-op batches; at idle it fills the encoder's gaps instead (README,
+// Performance). With TensorRT the cores have room, and nothing measured
+// says idle would win there.
+func capturePriority(setting, backend string) sched.Priority {
+	if setting == config.CapturePriorityAuto {
+		if backend == engine.BackendONNXRuntime {
+			return sched.Idle
+		}
+		return sched.Normal
+	}
+	p, _ := sched.Parse(setting) // config validated it
+	return p
 }
 
 // captureFPS is the rate asked of a camera's source. ffmpeg and GStreamer

@@ -252,15 +252,19 @@ type harness struct {
 	logLevel *slog.LevelVar
 	// mqttRefresh is Options.MQTTStateRefresh.
 	mqttRefresh time.Duration
-	dir         string
-	conf        string
-	socket      string
-	sources     *sources
-	enc         *fakeEncoder
-	reload      chan struct{}
-	cancel      context.CancelFunc
-	done        chan error
-	stopped     bool
+	// modelKeys are more [model] keys (TOML lines); starved is
+	// Options.Starved.
+	modelKeys string
+	starved   func(wall, cpu time.Duration) bool
+	dir       string
+	conf      string
+	socket    string
+	sources   *sources
+	enc       *fakeEncoder
+	reload    chan struct{}
+	cancel    context.CancelFunc
+	done      chan error
+	stopped   bool
 }
 
 func demoBundle(t *testing.T) string {
@@ -310,6 +314,7 @@ func newHarness(t *testing.T, cameras string, tune func(*harness)) *harness {
 			Log:              slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: level})),
 			LogLevel:         h.logLevel,
 			MQTTStateRefresh: h.mqttRefresh,
+			Starved:          h.starved,
 			OpenSource:       h.openSource,
 			OpenEncoder:      func(*bundle.Bundle) (engine.Encoder, error) { return h.enc, nil },
 		})
@@ -353,7 +358,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func (h *harness) writeConfig(cameras string) {
 	h.t.Helper()
-	doc := fmt.Sprintf("[model]\nbundle = %q\nstate_dir = %q\n[socket]\npath = %q\n%s", demoBundle(h.t), filepath.Join(h.dir, "state"), h.socket, cameras)
+	doc := fmt.Sprintf("[model]\nbundle = %q\nstate_dir = %q\n%s\n[socket]\npath = %q\n%s",
+		demoBundle(h.t), filepath.Join(h.dir, "state"), h.modelKeys, h.socket, cameras)
 	writeFile(h.t, h.conf, doc)
 }
 

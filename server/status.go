@@ -90,6 +90,10 @@ type CameraStatus struct {
 	// version is; absent when the file in use is the one on disk.
 	LabelsError string                    `json:"labels_error,omitempty"`
 	LatencyMS   map[string]LatencySummary `json:"latency_ms,omitempty"`
+	// PreprocessPriority is the CPU priority the camera's preprocessing
+	// runs at, as the kernel reports it: "idle" or "normal" ([model]
+	// capture_priority; normal after it was starved at idle).
+	PreprocessPriority string `json:"preprocess_priority,omitempty"`
 	// WholeFrame is false when only the regions are classified (the
 	// labels fields above are then empty).
 	WholeFrame bool           `json:"whole_frame"`
