@@ -33,7 +33,10 @@ import (
 // (1, one camera) and settings, the latency from capture to the client and
 // per stage, and the daemon's CPU, RSS and Go heap. The file's JPEG images
 // pass through ffmpeg undecoded unless the sub-benchmark has ffmpeg decode
-// them; ffmpeg runs in its own process and is not in the CPU figure.
+// them; ffmpeg runs in its own process: its CPU is ffmpeg_cpu_% (over the
+// daemon's run), not in cpu_%. encoder_alone_cpu_% is the encoder's alone:
+// on a CPU backend, what is left of the cores is all the rest of the
+// pipeline has before it slows the encoder.
 //
 // Each op is pipelineRounds rounds of the daemon followed by the encoder
 // alone (the daemon stopped), so that both see the same load on a shared
@@ -268,8 +271,11 @@ type pipelineRound struct {
 	p50, p99          float64            // capture to client, ms
 	stages            map[string]float64 // p50 of each stage, ms
 	cpu               float64            // % of one core
-	rss, goHeap       int64
-	events            float64 // state changes a second
+	// helperCPU is ffmpeg's over the daemon's run, encoderCPU the
+	// encoder's alone (% of one core).
+	helperCPU, encoderCPU float64
+	rss, goHeap           int64
+	events                float64 // state changes a second
 	// After a labels edit (round's edit): from the write to the event,
 	// and the RSS then.
 	labelsReload  time.Duration
@@ -296,6 +302,7 @@ func (s *pipelineSetup) round(b *testing.B, set pipelineSettings, edit bool) pip
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	helperCPU0, daemonStart := helperCPUTime(), time.Now()
 	go func() { done <- Run(ctx, Options{Config: conf, Version: "bench", Log: discardLogger()}) }()
 	var c *server.Client
 	for start := time.Now(); c == nil; {
@@ -356,12 +363,13 @@ func (s *pipelineSetup) round(b *testing.B, set pipelineSettings, edit bool) pip
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+	r.helperCPU = 100 * (helperCPUTime() - helperCPU0).Seconds() / time.Since(daemonStart).Seconds()
 	// What the daemon freed goes back now, so that the next round's RSS
 	// is its own.
 	debug.FreeOSMemory()
 	// The encoder alone runs after the daemon has stopped, so that the RSS
 	// above holds only the daemon.
-	r.encoderRate = encoderAlone(b, s.bundle, set, encoderWindow)
+	r.encoderRate, r.encoderCPU = encoderAlone(b, s.bundle, set, encoderWindow)
 	slices.Sort(latencies)
 	r.p50, r.p99 = latencies[len(latencies)/2], latencies[len(latencies)*99/100]
 	for stage, v := range stages {
@@ -392,6 +400,8 @@ func reportRounds(b *testing.B, prefix string, rounds []pipelineRound) {
 	}
 	b.ReportMetric(1000/median(pick(func(r pipelineRound) float64 { return r.encoderRate })), prefix+"encode_alone_ms")
 	b.ReportMetric(median(pick(func(r pipelineRound) float64 { return r.cpu })), prefix+"cpu_%")
+	b.ReportMetric(median(pick(func(r pipelineRound) float64 { return r.helperCPU })), prefix+"ffmpeg_cpu_%")
+	b.ReportMetric(median(pick(func(r pipelineRound) float64 { return r.encoderCPU })), prefix+"encoder_alone_cpu_%")
 	b.ReportMetric(median(pick(func(r pipelineRound) float64 { return float64(r.rss) / (1 << 20) })), prefix+"rss_MB")
 	b.ReportMetric(median(pick(func(r pipelineRound) float64 { return float64(r.goHeap) / (1 << 20) })), prefix+"go_heap_MB")
 }
@@ -409,8 +419,9 @@ func median(v []float64) float64 {
 }
 
 // encoderAlone is the rate of batch-1 image encoding with nothing else
-// running, on the same bundle, backend and settings.
-func encoderAlone(b *testing.B, bundle string, set pipelineSettings, window time.Duration) float64 {
+// running, on the same bundle, backend and settings, and the CPU it takes
+// (% of one core).
+func encoderAlone(b *testing.B, bundle string, set pipelineSettings, window time.Duration) (rate, cpu float64) {
 	m, err := model.Open(bundle, model.Options{Backend: engine.BackendONNXRuntime, Threads: set.threads, Spinning: set.spinning,
 		TextOnDemand: true})
 	if err != nil {
@@ -425,14 +436,15 @@ func encoderAlone(b *testing.B, bundle string, set pipelineSettings, window time
 		tensor[i] = float32(i%255)/255 - 0.5
 	}
 	m.EncodeImages(tensor, batch)
-	n, start := 0, time.Now()
+	n, start, cpu0 := 0, time.Now(), cpuTime()
 	for time.Since(start) < window {
 		if _, err := m.EncodeImages(tensor, batch); err != nil {
 			b.Fatal(err)
 		}
 		n += batch
 	}
-	return float64(n) / time.Since(start).Seconds()
+	elapsed := time.Since(start).Seconds()
+	return float64(n) / elapsed, 100 * (cpuTime() - cpu0).Seconds() / elapsed
 }
 
 // editLabels adds a label no run has seen to the labels file and returns
@@ -470,9 +482,15 @@ func nextResult(b *testing.B, c *server.Client) *server.Result {
 	}
 }
 
-func cpuTime() time.Duration {
+func cpuTime() time.Duration { return rusage(syscall.RUSAGE_SELF) }
+
+// helperCPUTime is the CPU time of this process's children that have
+// been waited for (the cameras' ffmpeg, once the daemon has stopped).
+func helperCPUTime() time.Duration { return rusage(syscall.RUSAGE_CHILDREN) }
+
+func rusage(who int) time.Duration {
 	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	syscall.Getrusage(who, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
