@@ -301,7 +301,6 @@ func (c *camera) prepareLoop(ctx context.Context, src capture.Source, free chan 
 		}
 		f, err := c.nextFrame(ctx, src, &st.lastClassified)
 		if err != nil {
-			free <- ts
 			return false
 		}
 		if st.lay.width != f.Width || st.lay.height != f.Height {

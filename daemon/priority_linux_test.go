@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +22,7 @@ func TestPreprocessingRunsAtTheCapturePriority(t *testing.T) {
 		t.Run(c.setting, func(t *testing.T) {
 			defer verifyNoLeaks(t)
 			h := newHarness(t, "", func(h *harness) {
-				h.modelKeys = "capture_priority = " + `"` + c.setting + `"`
+				h.modelKeys = fmt.Sprintf("capture_priority = %q", c.setting)
 				writeFile(t, filepath.Join(h.dir, "a.labels"), "dog\ncat\n")
 			})
 			cl := h.dial()
